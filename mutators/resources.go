@@ -1,0 +1,38 @@
+package mutators
+
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// ProfileResources fills in the requests and limits of the engine container that the pod leaves
+// out, from its quota profile (ISS-001 section 4). Values the pod sets are kept as they are:
+// when they differ from the profile the validating webhook denies the pod with a message, which
+// is clearer than silently overwriting what the user wrote. It does nothing when the profile is
+// unknown or the engine container cannot be told.
+func ProfileResources(pod *corev1.Pod, eng policy.Engine) bool {
+	if eng.Profile == nil || eng.Container < 0 || eng.Container >= len(pod.Spec.Containers) {
+		return false
+	}
+	res := &pod.Spec.Containers[eng.Container].Resources
+	changedRequests := fillMissing(&res.Requests, eng.Profile.Requests)
+	changedLimits := fillMissing(&res.Limits, eng.Profile.Limits)
+	return changedRequests || changedLimits
+}
+
+// fillMissing copies into *dst every entry of src that *dst lacks.
+func fillMissing(dst *corev1.ResourceList, src corev1.ResourceList) bool {
+	changed := false
+	for name, q := range src {
+		if _, ok := (*dst)[name]; ok {
+			continue
+		}
+		if *dst == nil {
+			*dst = corev1.ResourceList{}
+		}
+		(*dst)[name] = q.DeepCopy()
+		changed = true
+	}
+	return changed
+}

@@ -1,0 +1,136 @@
+package policy
+
+import (
+	"slices"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Policy is the policy in force. With no ISSPolicy object installed it is Default(), which is
+// ISS-001 as written; an ISSPolicy object overrides it field by field.
+type Policy struct {
+	// Engines says how Dagger engine pods are recognised and which quota profiles they may use.
+	Engines EnginePolicy
+}
+
+// EnginePolicy is the part of the policy about Dagger engines (design.md 4.1 and section 3).
+type EnginePolicy struct {
+	// Labels mark a pod as an engine: any one label with the given value is enough.
+	Labels map[string]string
+	// Images are the image repositories of engines, without tag or digest. A pod with a container
+	// running one of them is an engine even without a label, so that the pods of the official
+	// Dagger Helm chart are recognised without edits.
+	Images []string
+	// ContainerName is the name of the engine container when a pod has several containers.
+	ContainerName string
+	// Profiles are the quota profiles, in the order in which messages list them.
+	Profiles []Profile
+	// DefaultProfile is the profile of an engine without the profile annotation.
+	DefaultProfile string
+}
+
+// Profile is a quota profile of ISS-001 section 4: the requests and limits of the engine
+// container. The limit on ephemeral-storage also bounds every emptyDir sizeLimit of the pod.
+type Profile struct {
+	// Name is the value of the iss.platform/profile annotation that selects the profile.
+	Name string
+	// Requests are the container's resource requests under this profile.
+	Requests corev1.ResourceList
+	// Limits are the container's resource limits under this profile.
+	Limits corev1.ResourceList
+}
+
+// Storage returns the ephemeral storage the profile grants, and whether it grants any bound.
+func (p *Profile) Storage() (resource.Quantity, bool) {
+	q, ok := p.Limits[corev1.ResourceEphemeralStorage]
+	return q, ok
+}
+
+// Profile returns the profile with the given name, or nil when the policy has none by that name.
+func (e *EnginePolicy) Profile(name string) *Profile {
+	for i := range e.Profiles {
+		if e.Profiles[i].Name == name {
+			return &e.Profiles[i]
+		}
+	}
+	return nil
+}
+
+// ProfileNames returns the names of the profiles, in policy order.
+func (e *EnginePolicy) ProfileNames() []string {
+	names := make([]string, 0, len(e.Profiles))
+	for _, p := range e.Profiles {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// Default returns the built-in policy: ISS-001 as written (section 4's profile table) with the
+// defaults of design.md section 3. Every call returns a new value that the caller may change.
+func Default() *Policy {
+	return &Policy{
+		Engines: EnginePolicy{
+			Labels:         map[string]string{LabelEngine: EngineLabelValue},
+			Images:         []string{"registry.dagger.io/engine"},
+			ContainerName:  "dagger-engine",
+			DefaultProfile: "standard",
+			Profiles: []Profile{
+				profile("standard", "500m", "2000m", "1Gi", "4Gi", "10Gi"),
+				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
+			},
+		},
+	}
+}
+
+func profile(name, cpuRequest, cpuLimit, memoryRequest, memoryLimit, storage string) Profile {
+	return Profile{
+		Name: name,
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:              resource.MustParse(cpuRequest),
+			corev1.ResourceMemory:           resource.MustParse(memoryRequest),
+			corev1.ResourceEphemeralStorage: resource.MustParse(storage),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceCPU:              resource.MustParse(cpuLimit),
+			corev1.ResourceMemory:           resource.MustParse(memoryLimit),
+			corev1.ResourceEphemeralStorage: resource.MustParse(storage),
+		},
+	}
+}
+
+// Provider hands out the policy in force. Callers take it once per review and never change it,
+// so that a review sees one consistent policy even while a new one is being loaded.
+type Provider interface {
+	Current() *Policy
+}
+
+// Holder is a Provider whose policy can be replaced at any time, safely for concurrent readers.
+type Holder struct {
+	current atomic.Pointer[Policy]
+}
+
+// NewHolder returns a Holder that hands out p until Set is called.
+func NewHolder(p *Policy) *Holder {
+	h := &Holder{}
+	h.current.Store(p)
+	return h
+}
+
+// Current returns the policy in force.
+func (h *Holder) Current() *Policy { return h.current.Load() }
+
+// Set makes p the policy in force for every later review.
+func (h *Holder) Set(p *Policy) { h.current.Store(p) }
+
+// sortedResourceNames returns the names of a resource list in a stable order, so that messages
+// and mutations do not depend on map iteration.
+func sortedResourceNames(l corev1.ResourceList) []corev1.ResourceName {
+	names := make([]corev1.ResourceName, 0, len(l))
+	for n := range l {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -55,15 +55,14 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
 	}
-	webhookServer := ctrlwebhook.NewServer(ctrlwebhook.Options{
-		Host:    opts.WebhookHost,
-		Port:    opts.WebhookPort,
-		CertDir: opts.CertDir,
-		TLSOpts: opts.tlsOptions(),
-	})
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                  scheme(),
-		WebhookServer:           webhookServer,
+		Scheme: scheme(),
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    opts.WebhookHost,
+			Port:    opts.WebhookPort,
+			CertDir: opts.CertDir,
+			TLSOpts: opts.tlsOptions(),
+		}),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.ShutdownTimeout,
@@ -71,6 +70,8 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot create the controller manager: %w", err)
 	}
+	// GetWebhookServer also adds the server to the manager's runnables.
+	webhookServer := mgr.GetWebhookServer()
 	policies := policy.NewHolder(policy.Default())
 	webhook.Register(webhookServer, mgr.GetScheme(), policies)
 

@@ -1,0 +1,113 @@
+// Command iss-dev is `make run`: it brings up a local control plane with iss-webhook registered,
+// applies the examples of manifests/examples with kubectl and prints each outcome, then stays in
+// the foreground until Ctrl-C, when it stops everything it started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
+)
+
+func main() {
+	root := flag.String("repo", ".", "root of the iss-webhook checkout (bin/ and manifests/ are found under it)")
+	state := flag.String("state-dir", ".iss-dev", "directory for the admin kubeconfig and the webhook log")
+	flag.Parse()
+	if err := run(*root, *state); err != nil {
+		fmt.Fprintln(os.Stderr, "iss-dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(root, state string) error {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	state, err = filepath.Abs(state)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	env, err := devenv.Start(ctx, devenv.Options{RepoRoot: root, StateDir: state, Progress: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("iss-dev: stopping the webhook and the control plane")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "iss-dev:", err)
+		}
+	}()
+
+	examplesDir := filepath.Join(root, "manifests", "examples")
+	surprises, err := applyExamples(ctx, env.Kubeconfig, examplesDir)
+	if err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(mustGetwd(), env.Kubeconfig)
+	fmt.Printf(`
+iss-webhook is running against a local control plane (no nodes: pods are admitted and stay Pending).
+
+  export KUBECONFIG=%s
+  kubectl get pods -n team-a-dev
+  kubectl get pod dagger-engine-standard -n team-a-dev -o jsonpath='{.spec.containers[0].resources}'
+  kubectl apply -f %s/03-engine-off-profile.yaml            # denied, with every violation
+  kubectl apply --dry-run=server -o yaml -f my-engine.yaml  # see what the webhook would change
+
+Example namespaces: team-a-dev, team-a-prod, team-b-staging (labelled with iss.platform/app-id and
+iss.platform/environment). Webhook log: %s
+
+Press Ctrl-C to stop.
+`, rel, examplesDir, env.WebhookLog)
+	if surprises > 0 {
+		fmt.Printf("WARNING: %d example(s) did not behave as their header says; see above.\n", surprises)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// applyExamples applies each example with kubectl, prints its outcome and returns how many did
+// not behave as their "# expect:" header says.
+func applyExamples(ctx context.Context, kubeconfig, dir string) (int, error) {
+	examples, err := devenv.Examples(dir)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("iss-dev: applying %d examples from %s\n", len(examples), dir)
+	surprises := 0
+	for _, ex := range examples {
+		stdout, stderr, err := devenv.Kubectl(ctx, kubeconfig, "apply", "-f", ex.Path)
+		admitted := err == nil
+		outcome := "admitted"
+		detail := strings.TrimSpace(stdout)
+		if !admitted {
+			outcome = "denied"
+			detail = strings.TrimSpace(stderr)
+		}
+		mark := "ok"
+		if admitted != ex.WantAdmitted {
+			mark = "UNEXPECTED"
+			surprises++
+		}
+		fmt.Printf("\n[%s] %s: %s\n  %s\n", mark, filepath.Base(ex.Path), outcome, strings.ReplaceAll(detail, "\n", "\n  "))
+	}
+	return surprises, nil
+}
+
+func mustGetwd() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "/"
+	}
+	return wd
+}

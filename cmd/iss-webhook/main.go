@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,7 +30,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -38,7 +39,9 @@ func main() {
 	}
 }
 
-func run(args []string, stderr io.Writer) error {
+// run serves until ctx is cancelled (SIGTERM or SIGINT in main), then lets in-flight reviews
+// finish and returns.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	opts, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -86,7 +89,7 @@ func run(args []string, stderr io.Writer) error {
 
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
 		"metrics", opts.MetricsAddress, "health", opts.HealthAddress)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	log.Info("iss-webhook stopped")

@@ -1,0 +1,56 @@
+# iss-webhook. `make run` for the local control plane with the webhook, `make test` for every test.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+BIN := $(CURDIR)/bin
+GO ?= go
+# Packages with unit tests: everything but the end-to-end suite, which needs the control plane.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e$$')
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/iss-webhook and bin/iss-dev
+	$(GO) build -o $(BIN)/iss-webhook ./cmd/iss-webhook
+	$(GO) build -o $(BIN)/iss-dev ./e2e/cmd/iss-dev
+
+.PHONY: controlplane
+controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (only when the pins change)
+	bash e2e/tools/build.sh $(BIN)
+
+.PHONY: run
+run: build controlplane ## local control plane with the webhook registered; stays in the foreground
+	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev
+
+.PHONY: test
+test: check unit e2e ## formatting, vet, tidiness, unit tests and the end-to-end suite
+
+.PHONY: check
+check: ## gofmt, go vet and go mod tidy are clean
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
+	if [[ -n "$$unformatted" ]]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	cd e2e/tools && $(GO) mod tidy -diff
+	cd e2e/tools/etcd && $(GO) mod tidy -diff
+
+.PHONY: unit
+unit: ## unit, golden and handler tests
+	$(GO) test -count=1 $(UNIT_PKGS)
+
+.PHONY: e2e
+e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane
+	$(GO) test -count=1 -timeout 30m ./e2e/ -ginkgo.v
+
+.PHONY: bench
+bench: ## benchmarks of the whole review path
+	$(GO) test -run '^$$' -bench . -benchmem ./webhook/
+
+.PHONY: golden
+golden: ## rewrite the golden files after an intended change
+	$(GO) test ./mutators/ -update
+
+.PHONY: clean
+clean: ## remove build outputs and the local state
+	rm -rf $(BIN) .iss-dev

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +13,13 @@ import (
 	"strings"
 )
 
-// Kubectl runs kubectl with the given kubeconfig, as a user would, and returns what it printed.
-func Kubectl(ctx context.Context, kubeconfig string, args ...string) (stdout, stderr string, err error) {
+// Kubectl runs kubectl with the given kubeconfig and standard input (nil for none), as a user
+// would, and returns what it printed.
+func Kubectl(ctx context.Context, kubeconfig string, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errOut
 	err = cmd.Run()
 	return out.String(), errOut.String(), err
 }

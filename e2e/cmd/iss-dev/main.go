@@ -86,7 +86,7 @@ func applyExamples(ctx context.Context, kubeconfig, dir string) (int, error) {
 	fmt.Printf("iss-dev: applying %d examples from %s\n", len(examples), dir)
 	surprises := 0
 	for _, ex := range examples {
-		stdout, stderr, err := devenv.Kubectl(ctx, kubeconfig, "apply", "-f", ex.Path)
+		stdout, stderr, err := devenv.Kubectl(ctx, kubeconfig, nil, "apply", "-f", ex.Path)
 		admitted := err == nil
 		outcome := "admitted"
 		detail := strings.TrimSpace(stdout)

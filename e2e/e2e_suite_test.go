@@ -1,0 +1,84 @@
+// Package e2e is the end-to-end suite of iss-webhook. It drives kubectl, as a user would, against
+// a real kube-apiserver that calls the webhook over TLS: by default the local control plane of
+// package devenv, or the cluster of $ISS_E2E_KUBECONFIG when that is set.
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
+)
+
+// The suite's cluster: set up once in BeforeSuite.
+var (
+	repoRoot   string
+	kubeconfig string
+	localEnv   *devenv.Env
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "iss-webhook end-to-end")
+}
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	var err error
+	repoRoot, err = filepath.Abs("..")
+	Expect(err).NotTo(HaveOccurred())
+	if kc := os.Getenv("ISS_E2E_KUBECONFIG"); kc != "" {
+		By("using the existing cluster of ISS_E2E_KUBECONFIG=" + kc)
+		kubeconfig = kc
+		return
+	}
+	state, err := os.MkdirTemp("", "iss-e2e-")
+	Expect(err).NotTo(HaveOccurred())
+	By("starting the local control plane and iss-webhook")
+	localEnv, err = devenv.Start(ctx, devenv.Options{RepoRoot: repoRoot, StateDir: state, Progress: GinkgoWriter})
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig = localEnv.Kubeconfig
+}, NodeTimeout(5*60e9))
+
+var _ = AfterSuite(func() {
+	if localEnv == nil {
+		return
+	}
+	if CurrentSpecReport().Failed() || os.Getenv("ISS_E2E_SHOW_LOG") != "" {
+		if log, err := os.ReadFile(localEnv.WebhookLog); err == nil {
+			GinkgoWriter.Printf("iss-webhook log:\n%s\n", log)
+		}
+	}
+	Expect(localEnv.Stop()).To(Succeed())
+	Expect(os.RemoveAll(filepath.Dir(localEnv.Kubeconfig))).To(Succeed())
+})
+
+// kubectl runs kubectl against the suite's cluster and returns stdout, and stderr as an error
+// when kubectl fails.
+func kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
+	var in io.Reader
+	if stdin != "" {
+		in = strings.NewReader(stdin)
+	}
+	GinkgoWriter.Printf("$ kubectl %s\n", strings.Join(args, " "))
+	stdout, stderr, err := devenv.Kubectl(ctx, kubeconfig, in, args...)
+	if err != nil {
+		GinkgoWriter.Printf("%s\n", stderr)
+		return stdout, &kubectlError{stderr: stderr, err: err}
+	}
+	return stdout, nil
+}
+
+// kubectlError carries what kubectl printed on stderr, which is what a user reads.
+type kubectlError struct {
+	stderr string
+	err    error
+}
+
+func (e *kubectlError) Error() string { return e.err.Error() + ": " + e.stderr }

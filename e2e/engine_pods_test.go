@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
+)
+
+const namespace = "team-a-dev"
+
+// enginePod renders an engine pod manifest as the official Dagger Helm chart would produce it,
+// with extra metadata and container YAML (already indented) spliced in.
+func enginePod(name, metadata, container string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: %s
+  labels:
+    name: dagger-dagger-helm-engine
+%s
+spec:
+  containers:
+    - name: dagger-engine
+      image: registry.dagger.io/engine:v0.19.7
+      securityContext:
+        privileged: true
+%s
+`, name, namespace, metadata, container)
+}
+
+type resourceSet struct {
+	Requests map[string]string `json:"requests"`
+	Limits   map[string]string `json:"limits"`
+}
+
+func engineResources(ctx context.Context, name string) resourceSet {
+	out, err := kubectl(ctx, "", "get", "pod", name, "-n", namespace, "-o", "jsonpath={.spec.containers[0].resources}")
+	Expect(err).NotTo(HaveOccurred())
+	var r resourceSet
+	Expect(json.Unmarshal([]byte(out), &r)).To(Succeed())
+	return r
+}
+
+func profileResources(cpuRequest, cpuLimit, memRequest, memLimit, storage string) resourceSet {
+	return resourceSet{
+		Requests: map[string]string{"cpu": cpuRequest, "memory": memRequest, "ephemeral-storage": storage},
+		Limits:   map[string]string{"cpu": cpuLimit, "memory": memLimit, "ephemeral-storage": storage},
+	}
+}
+
+// The API server prints quantities in canonical form: 2000m is "2".
+var (
+	standard        = profileResources("500m", "2", "1Gi", "4Gi", "10Gi")
+	highPerformance = profileResources("2", "4", "4Gi", "8Gi", "50Gi")
+)
+
+func deletePod(ctx context.Context, name string) {
+	_, err := kubectl(ctx, "", "delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=false")
+	Expect(err).NotTo(HaveOccurred())
+}
+
+var _ = Describe("Dagger engine pods", func() {
+	It("fills in the standard profile for a pod of the official Dagger Helm chart", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "chart-standard")
+		_, err := kubectl(ctx, enginePod("chart-standard", "", ""), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(engineResources(ctx, "chart-standard")).To(Equal(standard))
+	})
+
+	DescribeTable("recognises the chart's StatefulSet and DaemonSet pods without edits",
+		func(ctx SpecContext, example, name string) {
+			DeferCleanup(deletePod, name)
+			_, err := kubectl(ctx, "", "apply", "-f", repoRoot+"/manifests/examples/"+example)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(engineResources(ctx, name)).To(Equal(standard))
+		},
+		Entry("StatefulSet flavour", "06-chart-statefulset-pod.yaml", "dagger-dagger-helm-engine-0"),
+		Entry("DaemonSet flavour", "07-chart-daemonset-pod.yaml", "dagger-dagger-helm-engine-x7k2p"),
+	)
+
+	It("fills in the high-performance profile and keeps the values that match it", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "chart-fast")
+		manifest := enginePod("chart-fast", `  annotations:
+    iss.platform/profile: high-performance`, `      resources:
+        requests:
+          cpu: 2000m`)
+		_, err := kubectl(ctx, manifest, "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(engineResources(ctx, "chart-fast")).To(Equal(highPerformance))
+	})
+
+	It("denies explicit values off the profile, naming the container, resource, value, profile value and fix", func(ctx SpecContext) {
+		manifest := enginePod("chart-greedy", "", `      resources:
+        requests:
+          memory: 2Gi
+        limits:
+          cpu: "8"`)
+		_, err := kubectl(ctx, manifest, "apply", "-f", "-")
+		Expect(err).To(HaveOccurred())
+		msg := err.Error()
+		Expect(msg).To(ContainSubstring(`The Pod "chart-greedy" is invalid`))
+		Expect(msg).To(ContainSubstring(`spec.containers[0].resources.limits[cpu]: Invalid value: "8": container "dagger-engine" sets cpu limit 8, but quota profile "standard" (ISS-001 section 4) fixes it at 2: set resources.limits.cpu to 2`))
+		Expect(msg).To(ContainSubstring(`spec.containers[0].resources.requests[memory]: Invalid value: "2Gi"`))
+		Expect(msg).To(ContainSubstring(`spec.containers[0].resources.requests[cpu]: Invalid value: "8"`), "the request Kubernetes copied from the limit")
+		_, err = kubectl(ctx, "", "get", "pod", "chart-greedy", "-n", namespace)
+		Expect(err).To(MatchError(ContainSubstring("NotFound")), "a denied pod is not stored")
+	})
+
+	It("denies an emptyDir larger than the profile's storage", func(ctx SpecContext) {
+		manifest := enginePod("chart-big-cache", "", "") + `  volumes:
+    - name: cache
+      emptyDir:
+        sizeLimit: 20Gi
+`
+		_, err := kubectl(ctx, manifest, "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`spec.volumes[0].emptyDir.sizeLimit: Invalid value: "20Gi": emptyDir volume "cache" is larger than the 10Gi`)))
+	})
+
+	It("denies an unknown profile and lists the valid ones", func(ctx SpecContext) {
+		manifest := enginePod("chart-turbo", `  annotations:
+    iss.platform/profile: turbo`, "")
+		_, err := kubectl(ctx, manifest, "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`metadata.annotations[iss.platform/profile]: Invalid value: "turbo": unknown quota profile; the policy defines "standard", "high-performance"`)))
+	})
+
+	It("never changes a pod that is not an engine", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "plain")
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: plain
+  namespace: %s
+spec:
+  containers:
+    - name: nginx
+      image: nginx:1.29
+      resources:
+        limits:
+          cpu: "64"
+`, namespace)
+		_, err := kubectl(ctx, manifest, "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		r := engineResources(ctx, "plain")
+		Expect(r.Limits).To(Equal(map[string]string{"cpu": "64"}))
+		Expect(r.Requests).To(Equal(map[string]string{"cpu": "64"}), "only the API server's own defaulting")
+	})
+
+	It("returns the mutated pod on --dry-run=server and persists nothing", func(ctx SpecContext) {
+		out, err := kubectl(ctx, enginePod("chart-dry", "", ""), "apply", "--dry-run=server", "-f", "-",
+			"-o", "jsonpath={.spec.containers[0].resources}")
+		Expect(err).NotTo(HaveOccurred())
+		var r resourceSet
+		Expect(json.Unmarshal([]byte(out), &r)).To(Succeed())
+		Expect(r).To(Equal(standard))
+		_, err = kubectl(ctx, "", "get", "pod", "chart-dry", "-n", namespace)
+		Expect(err).To(MatchError(ContainSubstring("NotFound")))
+	})
+
+	It("denies an in-place resize that leaves the profile, and keeps the pod as it was", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "chart-resize")
+		_, err := kubectl(ctx, enginePod("chart-resize", "", ""), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "patch", "pod", "chart-resize", "-n", namespace, "--subresource", "resize",
+			"-p", `{"spec":{"containers":[{"name":"dagger-engine","resources":{"limits":{"cpu":"3"}}}]}}`)
+		Expect(err).To(MatchError(ContainSubstring(`spec.containers[0].resources.limits[cpu]: Invalid value: "3"`)))
+		Expect(engineResources(ctx, "chart-resize")).To(Equal(standard))
+	})
+
+	It("behaves as each example in manifests/examples says", func(ctx SpecContext) {
+		examples, err := devenv.Examples(repoRoot + "/manifests/examples")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(examples).NotTo(BeEmpty())
+		for _, ex := range examples {
+			// Server-side dry run: the full admission chain runs, nothing is stored, and the
+			// examples that the table above applies for real do not collide.
+			_, err := kubectl(ctx, "", "apply", "--dry-run=server", "-f", ex.Path)
+			if ex.WantAdmitted {
+				Expect(err).NotTo(HaveOccurred(), ex.Path)
+			} else {
+				Expect(err).To(MatchError(ContainSubstring("is invalid")), ex.Path)
+			}
+		}
+	})
+})
+

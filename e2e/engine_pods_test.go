@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -170,6 +172,22 @@ spec:
 			"-p", `{"spec":{"containers":[{"name":"dagger-engine","resources":{"limits":{"cpu":"3"}}}]}}`)
 		Expect(err).To(MatchError(ContainSubstring(`spec.containers[0].resources.limits[cpu]: Invalid value: "3"`)))
 		Expect(engineResources(ctx, "chart-resize")).To(Equal(standard))
+	})
+
+	It("counts its decisions in Prometheus metrics", func(ctx SpecContext) {
+		if localEnv == nil {
+			Skip("the metrics endpoint is reached directly only on the local control plane")
+		}
+		_, err := kubectl(ctx, enginePod("chart-counted", `  annotations:
+    iss.platform/profile: turbo`, ""), "apply", "--dry-run=server", "-f", "-")
+		Expect(err).To(HaveOccurred())
+		resp, err := http.Get(localEnv.MetricsURL)
+		Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="engine-quota"\} [1-9]`))
+		Expect(string(body)).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/validate-engine-pods"}`))
 	})
 
 	It("behaves as each example in manifests/examples says", func(ctx SpecContext) {

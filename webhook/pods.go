@@ -17,16 +17,20 @@ import (
 
 var podKind = schema.GroupKind{Kind: "Pod"}
 
+// ruleEngineQuota names the engine quota rules (ISS-001 section 4) in metrics.
+const ruleEngineQuota = "engine-quota"
+
 // EnginePodDefaulter is the mutating handler for pods: it applies the engine pod mutators to
 // engine pods and leaves every other pod as it is.
 type EnginePodDefaulter struct {
 	policies policy.Provider
 	decoder  admission.Decoder
+	metrics  *Metrics
 }
 
 // NewEnginePodDefaulter returns the mutating pod handler for the policy that policies hands out.
-func NewEnginePodDefaulter(policies policy.Provider, decoder admission.Decoder) *EnginePodDefaulter {
-	return &EnginePodDefaulter{policies: policies, decoder: decoder}
+func NewEnginePodDefaulter(policies policy.Provider, decoder admission.Decoder, metrics *Metrics) *EnginePodDefaulter {
+	return &EnginePodDefaulter{policies: policies, decoder: decoder, metrics: metrics}
 }
 
 // Handle implements admission.Handler.
@@ -50,6 +54,7 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 	}
 	changed := mutators.MutateEnginePod(pod, eng)
 	if len(changed) == 0 {
+		h.metrics.count("pods", ruleEngineQuota, decisionAllowed)
 		return admission.Allowed("engine pod already conforms")
 	}
 	mutated, err := json.Marshal(pod)
@@ -57,6 +62,7 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	logf.FromContext(ctx).V(1).Info("mutated engine pod", "mutators", changed, "profile", eng.ProfileName)
+	h.metrics.count("pods", ruleEngineQuota, decisionMutated)
 	return admission.PatchResponseFromRaw(original, mutated)
 }
 
@@ -65,11 +71,12 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 type EnginePodValidator struct {
 	policies policy.Provider
 	decoder  admission.Decoder
+	metrics  *Metrics
 }
 
 // NewEnginePodValidator returns the validating pod handler for the policy that policies hands out.
-func NewEnginePodValidator(policies policy.Provider, decoder admission.Decoder) *EnginePodValidator {
-	return &EnginePodValidator{policies: policies, decoder: decoder}
+func NewEnginePodValidator(policies policy.Provider, decoder admission.Decoder, metrics *Metrics) *EnginePodValidator {
+	return &EnginePodValidator{policies: policies, decoder: decoder, metrics: metrics}
 }
 
 // Handle implements admission.Handler.
@@ -86,7 +93,9 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 	}
 	if errs := h.policies.Current().Engines.ValidateQuota(&pod.ObjectMeta, &pod.Spec, nil); len(errs) > 0 {
 		logf.FromContext(ctx).Info("denied engine pod", "violations", len(errs), "error", errs.ToAggregate().Error())
+		h.metrics.count("pods", ruleEngineQuota, decisionDenied)
 		return denyInvalid(podKind, &pod.ObjectMeta, errs)
 	}
+	h.metrics.count("pods", ruleEngineQuota, decisionAllowed)
 	return admission.Allowed("")
 }

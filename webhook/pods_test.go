@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -30,7 +32,7 @@ func testScheme(t testing.TB) *runtime.Scheme {
 
 func handlers(t testing.TB) (mutating, validating admission.Handler) {
 	t.Helper()
-	hs := Handlers(testScheme(t), policy.NewHolder(policy.Default()))
+	hs := Handlers(testScheme(t), policy.NewHolder(policy.Default()), testMetrics(t))
 	return hs[MutateEnginePodsPath].Handler, hs[ValidateEnginePodsPath].Handler
 }
 
@@ -188,5 +190,31 @@ func TestEnginePodValidator(t *testing.T) {
 				t.Fatalf("denied: %v", resp.Result)
 			}
 		})
+	}
+}
+
+func testMetrics(t testing.TB) *Metrics {
+	t.Helper()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestDecisionsAreCounted(t *testing.T) {
+	m := testMetrics(t)
+	hs := Handlers(testScheme(t), policy.NewHolder(policy.Default()), m)
+	ctx := context.Background()
+	off := chartEnginePod()
+	off.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8")}
+	hs[MutateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", chartEnginePod()))
+	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
+	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
+	for decision, want := range map[string]float64{decisionMutated: 1, decisionDenied: 2, decisionAllowed: 0} {
+		got := testutil.ToFloat64(m.decisions.WithLabelValues("pods", ruleEngineQuota, "Enforce", decision))
+		if got != want {
+			t.Errorf("%s = %v, want %v", decision, got, want)
+		}
 	}
 }

@@ -17,17 +17,17 @@ const (
 )
 
 // Handlers maps each webhook path to its admission webhook.
-func Handlers(scheme *runtime.Scheme, policies policy.Provider) map[string]*admission.Webhook {
+func Handlers(scheme *runtime.Scheme, policies policy.Provider, metrics *Metrics) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
-		MutateEnginePodsPath:   {Handler: NewEnginePodDefaulter(policies, decoder)},
-		ValidateEnginePodsPath: {Handler: NewEnginePodValidator(policies, decoder)},
+		MutateEnginePodsPath:   {Handler: NewEnginePodDefaulter(policies, decoder, metrics)},
+		ValidateEnginePodsPath: {Handler: NewEnginePodValidator(policies, decoder, metrics)},
 	}
 }
 
 // Register adds every handler to the webhook server.
-func Register(server ctrlwebhook.Server, scheme *runtime.Scheme, policies policy.Provider) {
-	for path, hook := range Handlers(scheme, policies) {
+func Register(server ctrlwebhook.Server, scheme *runtime.Scheme, policies policy.Provider, metrics *Metrics) {
+	for path, hook := range Handlers(scheme, policies, metrics) {
 		server.Register(path, hook)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -76,7 +77,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// GetWebhookServer also adds the server to the manager's runnables.
 	webhookServer := mgr.GetWebhookServer()
 	policies := policy.NewHolder(policy.Default())
-	webhook.Register(webhookServer, mgr.GetScheme(), policies)
+	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	webhook.Register(webhookServer, mgr.GetScheme(), policies, metrics)
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

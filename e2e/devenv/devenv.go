@@ -47,6 +47,8 @@ type Env struct {
 	Config *rest.Config
 	// WebhookLog is the path of the webhook's log file.
 	WebhookLog string
+	// MetricsURL is the webhook's Prometheus endpoint.
+	MetricsURL string
 
 	opts    Options
 	testEnv *envtest.Environment
@@ -134,6 +136,11 @@ func (e *Env) startWebhook(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	e.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	logFile, err := os.Create(e.WebhookLog)
 	if err != nil {
 		return err
@@ -143,7 +150,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		"--webhook-host", wh.LocalServingHost,
 		"--webhook-port", strconv.Itoa(wh.LocalServingPort),
 		"--cert-dir", wh.LocalServingCertDir,
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort)),
 		"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)),
 		"--log-level", "debug",
 	}

@@ -1,0 +1,35 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Decisions a review can end in, as counted by Metrics.
+const (
+	decisionAllowed = "allowed"
+	decisionMutated = "mutated"
+	decisionDenied  = "denied"
+)
+
+// Metrics counts the webhook's admission decisions. The request counts and latencies of each
+// endpoint come from controller-runtime (controller_runtime_webhook_*); these say why.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+}
+
+// NewMetrics creates the webhook's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "iss_admission_decisions_total",
+		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied).",
+	}, []string{"resource", "rule", "mode", "decision"})}
+	if err := reg.Register(m.decisions); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// count records one decision. Every rule enforces today; rule groups get modes with the policy.
+func (m *Metrics) count(resource, rule, decision string) {
+	m.decisions.WithLabelValues(resource, rule, "Enforce", decision).Inc()
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -203,6 +204,23 @@ spec:
 			} else {
 				Expect(err).To(MatchError(ContainSubstring("is invalid")), ex.Path)
 			}
+		}
+	})
+})
+
+var _ = Describe("The control plane", func() {
+	It("serves the CRDs of the objects the webhook governs, from their projects' own manifests", func(ctx SpecContext) {
+		out, err := kubectl(ctx, "", "api-resources", "-o", "name")
+		Expect(err).NotTo(HaveOccurred())
+		for _, crd := range []string{"externalsecrets.external-secrets.io", "pushsecrets.external-secrets.io",
+			"secretstores.external-secrets.io", "clustersecretstores.external-secrets.io",
+			"clusternetworkpolicies.policy.networking.k8s.io"} {
+			Expect(strings.Split(out, "\n")).To(ContainElement(crd))
+		}
+		out, err = kubectl(ctx, "", "version", "-o", "json")
+		Expect(err).NotTo(HaveOccurred())
+		if localEnv != nil {
+			Expect(out).To(ContainSubstring(`"gitVersion": "v1.37.2"`), "the server is the pinned kube-apiserver")
 		}
 	})
 })

@@ -91,12 +91,17 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		}
 	}()
 
-	e.progress("starting etcd and kube-apiserver")
+	e.progress("fetching CRD manifests from their Go modules")
+	crds, err := crdPaths(ctx, o.RepoRoot)
+	if err != nil {
+		return nil, err
+	}
+	e.progress("starting etcd and kube-apiserver, installing %d CRDs", len(crds))
 	e.testEnv = &envtest.Environment{
+		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
 		BinaryAssetsDirectory:    bin,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
-		ErrorIfCRDPathMissing:    true,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			Paths:            []string{filepath.Join(o.RepoRoot, "manifests", "webhook", "webhooks.yaml")},
 			LocalServingHost: "127.0.0.1",

@@ -1,6 +1,9 @@
 package webhook
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -17,16 +20,25 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 }
 
-// NewMetrics creates the webhook's metrics and registers them with reg.
+// NewMetrics creates the webhook's metrics and registers them with reg. When reg already has
+// them (a second webhook in one process shares the registry), the registered ones are used.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	m := &Metrics{decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "iss_admission_decisions_total",
 		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied).",
-	}, []string{"resource", "rule", "mode", "decision"})}
-	if err := reg.Register(m.decisions); err != nil {
-		return nil, err
+	}, []string{"resource", "rule", "mode", "decision"})
+	if err := reg.Register(decisions); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return nil, err
+		}
+		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, fmt.Errorf("a collector of another type is registered as iss_admission_decisions_total")
+		}
+		decisions = existing
 	}
-	return m, nil
+	return &Metrics{decisions: decisions}, nil
 }
 
 // count records one decision. Every rule enforces today; rule groups get modes with the policy.

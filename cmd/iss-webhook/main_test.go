@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -28,6 +29,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/iss-platform/iss-webhook/webhook"
 )
@@ -108,10 +110,17 @@ func eventually(t *testing.T, within time.Duration, cond func() error) {
 	}
 }
 
-// TestServesTLSAndReloadsRotatedCertificates starts the real binary's run function, sends it a
-// review over TLS, rotates the serving certificate on disk and checks that the new one is served
-// without a restart, then stops it as SIGTERM would.
-func TestServesTLSAndReloadsRotatedCertificates(t *testing.T) {
+// servingWebhook is run() started by a test, with the addresses it serves.
+type servingWebhook struct {
+	certDir, webhookAddr string
+	cancel               context.CancelFunc
+	done                 chan error
+}
+
+// startWebhook starts the real binary's run function on loopback with a self-signed serving
+// certificate and waits until it is ready. It is stopped, as SIGTERM would, at the end of the test.
+func startWebhook(t *testing.T) *servingWebhook {
+	t.Helper()
 	dir := t.TempDir()
 	writeServingCert(t, dir, "first")
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -125,29 +134,17 @@ current-context: c
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	webhookAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	port := strconv.Itoa(freePort(t))
 	healthAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	_, port, _ := net.SplitHostPort(webhookAddr)
-
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	w := &servingWebhook{certDir: dir, webhookAddr: net.JoinHostPort("127.0.0.1", port), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		done <- run(ctx, []string{
+		w.done <- run(ctx, []string{
 			"--kubeconfig", kubeconfig, "--cert-dir", dir, "--webhook-host", "127.0.0.1", "--webhook-port", port,
 			"--metrics-bind-address", "0", "--health-probe-bind-address", healthAddr, "--log-level", "error",
 		}, io.Discard)
 	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after cancel", err)
-			}
-		case <-time.After(45 * time.Second):
-			t.Error("run did not return after cancel")
-		}
-	}()
+	t.Cleanup(func() { w.stop(t) })
 
 	eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + healthAddr + "/readyz")
@@ -160,18 +157,40 @@ current-context: c
 		}
 		return nil
 	})
-	if cn, err := servedCommonName(webhookAddr); err != nil || cn != "first" {
+	return w
+}
+
+// stop cancels the context, as SIGTERM does, and waits for run to return.
+func (w *servingWebhook) stop(t *testing.T) {
+	t.Helper()
+	w.cancel()
+	select {
+	case err, ok := <-w.done:
+		if ok && err != nil {
+			t.Errorf("run returned %v after cancel", err)
+		}
+		close(w.done)
+	case <-time.After(45 * time.Second):
+		t.Error("run did not return after cancel")
+	}
+}
+
+// TestServesTLSAndReloadsRotatedCertificates sends a review over TLS, rotates the serving
+// certificate on disk and checks that the new one is served without a restart.
+func TestServesTLSAndReloadsRotatedCertificates(t *testing.T) {
+	w := startWebhook(t)
+	if cn, err := servedCommonName(w.webhookAddr); err != nil || cn != "first" {
 		t.Fatalf("served %q, %v; want the first certificate", cn, err)
 	}
 
-	review := postReview(t, webhookAddr)
+	review := postReview(t, w.webhookAddr)
 	if review.Response == nil || review.Response.UID != "tls-review" || !review.Response.Allowed {
 		t.Fatalf("unexpected review response %+v", review.Response)
 	}
 
-	writeServingCert(t, dir, "second")
+	writeServingCert(t, w.certDir, "second")
 	eventually(t, 30*time.Second, func() error {
-		cn, err := servedCommonName(webhookAddr)
+		cn, err := servedCommonName(w.webhookAddr)
 		if err != nil {
 			return err
 		}
@@ -182,8 +201,69 @@ current-context: c
 	})
 }
 
-// postReview sends an AdmissionReview for a plain pod to the validating endpoint over TLS.
-func postReview(t *testing.T, addr string) admissionv1.AdmissionReview {
+// TestShutdownFinishesInFlightReviews starts a review, stops the webhook while the review is in
+// flight, and checks that the review still gets its answer before run returns.
+func TestShutdownFinishesInFlightReviews(t *testing.T) {
+	w := startWebhook(t)
+	body := reviewBody(t)
+	conn, err := tls.Dial("tcp", w.webhookAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // see servedCommonName
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	half := len(body) / 2
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		webhook.ValidateEnginePodsPath, w.webhookAddr, len(body))
+	if _, err := conn.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// The review is in flight once the handler has started reading it.
+	eventually(t, 30*time.Second, func() error {
+		if n := inFlight(t, webhook.ValidateEnginePodsPath); n != 1 {
+			return fmt.Errorf("%v reviews in flight", n)
+		}
+		return nil
+	})
+
+	w.cancel() // SIGTERM
+	if _, err := conn.Write(body[half:]); err != nil {
+		t.Fatalf("the connection of an in-flight review was closed on shutdown: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to the in-flight review: %v", err)
+	}
+	defer resp.Body.Close()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil || review.Response == nil || !review.Response.Allowed {
+		t.Fatalf("in-flight review answered %d, %v, %+v", resp.StatusCode, err, review.Response)
+	}
+}
+
+// inFlight reads controller-runtime's gauge of reviews in flight for one webhook path.
+func inFlight(t *testing.T, path string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_requests_in_flight" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && l.GetValue() == path {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// reviewBody is an AdmissionReview for creating a plain pod.
+func reviewBody(t *testing.T) []byte {
 	t.Helper()
 	body, err := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
@@ -197,8 +277,14 @@ func postReview(t *testing.T, addr string) admissionv1.AdmissionReview {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body
+}
+
+// postReview sends an AdmissionReview for a plain pod to the validating endpoint over TLS.
+func postReview(t *testing.T, addr string) admissionv1.AdmissionReview {
+	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // see servedCommonName
-	resp, err := client.Post("https://"+addr+webhook.ValidateEnginePodsPath, "application/json", bytes.NewReader(body))
+	resp, err := client.Post("https://"+addr+webhook.ValidateEnginePodsPath, "application/json", bytes.NewReader(reviewBody(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

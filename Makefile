@@ -41,7 +41,7 @@ unit: ## unit, golden and handler tests
 
 .PHONY: e2e
 e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane
-	$(GO) test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v
+	$(GO) test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v $(if $(CI),-ginkgo.no-color)
 
 .PHONY: bench
 bench: ## benchmarks of the whole review path

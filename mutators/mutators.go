@@ -24,6 +24,8 @@ type EnginePodMutator struct {
 func EnginePod() []EnginePodMutator {
 	return []EnginePodMutator{
 		{Name: "profile-resources", Mutate: ProfileResources},
+		{Name: "secret-volume", Mutate: SecretVolume},
+		{Name: "egress-label", Mutate: EgressLabel},
 	}
 }
 

@@ -18,7 +18,9 @@ var update = flag.Bool("update", false, "rewrite the golden files from the curre
 // mutate runs the engine pod mutators as the webhook does: only on pods the policy recognises.
 func mutate(t *testing.T, pod *corev1.Pod) []string {
 	t.Helper()
-	eng, ok := policy.Default().Engines.Match(&pod.ObjectMeta, &pod.Spec)
+	// The webhook denies pods with violations instead of mutating them; the mutators are run on
+	// them anyway here, to show that they leave alone what they cannot decide.
+	eng, ok, _ := policy.Default().ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
 	if !ok {
 		return nil
 	}

@@ -17,6 +17,14 @@ type Engine struct {
 	ProfileName string
 	// Profile is the selected profile, or nil when ProfileName names no profile of the policy.
 	Profile *Profile
+	// SecretKeys are the logical secret keys of the iss.platform/secrets annotation.
+	SecretKeys []string
+	// Egress is the allowlist of the iss.platform/network-access annotation, empty without it.
+	Egress Allowlist
+	// EgressHash is Egress.Hash(): the value of the pod's iss.platform/egress-policy label.
+	EgressHash string
+	// SecretsMountPath is where the engine container gets its secrets (from the policy).
+	SecretsMountPath string
 }
 
 // Match tells whether a pod with this metadata and spec is an engine, and if so which container
@@ -33,7 +41,7 @@ func (e *EnginePolicy) Match(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (Eng
 	if firstImage < 0 && !e.hasEngineLabel(meta.Labels) {
 		return Engine{}, false
 	}
-	eng := Engine{Container: e.engineContainer(spec, firstImage), ProfileName: e.DefaultProfile}
+	eng := Engine{Container: e.engineContainer(spec, firstImage), ProfileName: e.DefaultProfile, SecretsMountPath: e.SecretsMountPath}
 	if name, ok := meta.Annotations[AnnotationProfile]; ok {
 		eng.ProfileName = name
 	}

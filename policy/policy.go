@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,37 @@ import (
 type Policy struct {
 	// Engines says how Dagger engine pods are recognised and which quota profiles they may use.
 	Engines EnginePolicy
+	// Network says how engine egress is restricted.
+	Network NetworkPolicy
+	// TrustedIdentities may do what the policy forbids others: change ISS labels and
+	// annotations, change or delete generated objects.
+	TrustedIdentities Identities
+}
+
+// Identities names users, groups and service accounts.
+type Identities struct {
+	// Users are user names, as the API server authenticates them.
+	Users []string
+	// Groups are group names; a user in any of them matches.
+	Groups []string
+	// ServiceAccounts are "namespace/name" pairs.
+	ServiceAccounts []string
+}
+
+// Contains tells whether a requester with this user name and groups is one of the identities.
+func (ids *Identities) Contains(username string, groups []string) bool {
+	if slices.Contains(ids.Users, username) {
+		return true
+	}
+	for _, g := range groups {
+		if slices.Contains(ids.Groups, g) {
+			return true
+		}
+	}
+	if ns, name, ok := strings.Cut(strings.TrimPrefix(username, "system:serviceaccount:"), ":"); ok && strings.HasPrefix(username, "system:serviceaccount:") {
+		return slices.Contains(ids.ServiceAccounts, ns+"/"+name)
+	}
+	return false
 }
 
 // EnginePolicy is the part of the policy about Dagger engines (design.md 4.1 and section 3).
@@ -29,6 +61,8 @@ type EnginePolicy struct {
 	Profiles []Profile
 	// DefaultProfile is the profile of an engine without the profile annotation.
 	DefaultProfile string
+	// SecretsMountPath is where the engine container finds one file per secret key.
+	SecretsMountPath string
 }
 
 // Profile is a quota profile of ISS-001 section 4: the requests and limits of the engine
@@ -72,14 +106,22 @@ func (e *EnginePolicy) ProfileNames() []string {
 func Default() *Policy {
 	return &Policy{
 		Engines: EnginePolicy{
-			Labels:         map[string]string{LabelEngine: EngineLabelValue},
-			Images:         []string{"registry.dagger.io/engine"},
-			ContainerName:  "dagger-engine",
-			DefaultProfile: "standard",
+			Labels:           map[string]string{LabelEngine: EngineLabelValue},
+			Images:           []string{"registry.dagger.io/engine"},
+			ContainerName:    "dagger-engine",
+			DefaultProfile:   "standard",
+			SecretsMountPath: DefaultSecretsMountPath,
 			Profiles: []Profile{
 				profile("standard", "500m", "2000m", "1Gi", "4Gi", "10Gi"),
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
 			},
+		},
+		Network: DefaultNetworkPolicy(),
+		TrustedIdentities: Identities{
+			Groups: []string{"system:masters"},
+			// The namespace controller and the garbage collector delete generated objects with
+			// their namespace or owner; denying them would leave namespaces stuck terminating.
+			ServiceAccounts: []string{"kube-system/namespace-controller", "kube-system/generic-garbage-collector"},
 		},
 	}
 }

@@ -6,19 +6,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// ValidateQuota checks an engine pod or pod template against its quota profile (ISS-001
-// section 4) and returns every violation at once. root is the path of the object that holds
-// metadata and spec: nil for a Pod, spec.template for the template of a workload. Pods that are
-// not engines have no violations.
-func (e *EnginePolicy) ValidateQuota(meta *metav1.ObjectMeta, spec *corev1.PodSpec, root *field.Path) field.ErrorList {
-	eng, ok := e.Match(meta, spec)
-	if !ok {
-		return nil
-	}
+// validateQuota checks an engine against its quota profile (ISS-001 section 4).
+func (e *EnginePolicy) validateQuota(eng Engine, spec *corev1.PodSpec, root *field.Path) field.ErrorList {
 	specPath := root.Child("spec")
 	var errs field.ErrorList
 	if eng.Profile == nil {

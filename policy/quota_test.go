@@ -93,7 +93,7 @@ func TestValidateQuota(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			meta, spec := enginePod(tc.mutate)
-			errs := Default().Engines.ValidateQuota(meta, spec, tc.root)
+			_, _, errs := Default().ReviewEnginePod(meta, spec, tc.root)
 			if len(errs) != len(tc.want) {
 				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), errs.ToAggregate())
 			}

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,7 +34,7 @@ func testScheme(t testing.TB) *runtime.Scheme {
 
 func handlers(t testing.TB) (mutating, validating admission.Handler) {
 	t.Helper()
-	hs := Handlers(testScheme(t), policy.NewHolder(policy.Default()), testMetrics(t))
+	hs := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t)})
 	return hs[MutateEnginePodsPath].Handler, hs[ValidateEnginePodsPath].Handler
 }
 
@@ -96,25 +98,36 @@ func TestEnginePodDefaulter(t *testing.T) {
 		pod := chartEnginePod()
 		pr := policy.Default().Engines.Profile("standard")
 		pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: pr.Requests, Limits: pr.Limits}
+		pod.Labels[policy.LabelEgressPolicy] = policy.Allowlist{}.Hash()
 		resp := mutating.Handle(ctx, podRequest(t, admissionv1.Create, "", pod))
 		if !resp.Allowed || len(resp.Patches) != 0 {
 			t.Fatalf("allowed %v, patches %v", resp.Allowed, resp.Patches)
 		}
 	})
 
-	for name, mutate := range map[string]func(*corev1.Pod){
-		"non-engine pod":  func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nginx:1.29" },
-		"unknown profile": func(p *corev1.Pod) { p.Annotations = map[string]string{policy.AnnotationProfile: "turbo"} },
-	} {
-		t.Run(name+" is left alone", func(t *testing.T) {
-			pod := chartEnginePod()
-			mutate(pod)
-			resp := mutating.Handle(ctx, podRequest(t, admissionv1.Create, "", pod))
-			if !resp.Allowed || len(resp.Patches) != 0 {
-				t.Fatalf("allowed %v, patches %v", resp.Allowed, resp.Patches)
-			}
-		})
-	}
+	t.Run("non-engine pod is left alone", func(t *testing.T) {
+		pod := chartEnginePod()
+		pod.Spec.Containers[0].Image = "nginx:1.29"
+		pod.Annotations = map[string]string{policy.AnnotationProfile: "turbo"}
+		resp := mutating.Handle(ctx, podRequest(t, admissionv1.Create, "", pod))
+		if !resp.Allowed || len(resp.Patches) != 0 {
+			t.Fatalf("allowed %v, patches %v", resp.Allowed, resp.Patches)
+		}
+	})
+
+	t.Run("engine pod with violations is denied before anything is written", func(t *testing.T) {
+		pod := chartEnginePod()
+		pod.Annotations = map[string]string{policy.AnnotationProfile: "turbo", policy.AnnotationNetworkAccess: `[{"host":"10.0.0.1"}]`}
+		writer := &recordingEgressWriter{}
+		hooks := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: writer})
+		resp := hooks[MutateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", pod))
+		if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || len(resp.Result.Details.Causes) != 2 {
+			t.Fatalf("got %+v", resp.Result)
+		}
+		if writer.calls != 0 {
+			t.Error("egress policies were written for a denied pod")
+		}
+	})
 
 	t.Run("update is not mutated", func(t *testing.T) {
 		resp := mutating.Handle(ctx, podRequest(t, admissionv1.Update, "", chartEnginePod()))
@@ -181,9 +194,8 @@ func TestEnginePodValidator(t *testing.T) {
 	})
 
 	for name, req := range map[string]admission.Request{
-		"conforming create":         podRequest(t, admissionv1.Create, "", chartEnginePod()),
-		"plain update (not resize)": podRequest(t, admissionv1.Update, "", offProfile),
-		"status update":             podRequest(t, admissionv1.Update, "status", offProfile),
+		"conforming create": podRequest(t, admissionv1.Create, "", chartEnginePod()),
+		"status update":     podRequest(t, admissionv1.Update, "status", offProfile),
 	} {
 		t.Run(name+" is allowed", func(t *testing.T) {
 			if resp := validating.Handle(ctx, req); !resp.Allowed {
@@ -204,7 +216,7 @@ func testMetrics(t testing.TB) *Metrics {
 
 func TestDecisionsAreCounted(t *testing.T) {
 	m := testMetrics(t)
-	hs := Handlers(testScheme(t), policy.NewHolder(policy.Default()), m)
+	hs := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: m})
 	ctx := context.Background()
 	off := chartEnginePod()
 	off.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8")}
@@ -212,9 +224,150 @@ func TestDecisionsAreCounted(t *testing.T) {
 	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
 	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
 	for decision, want := range map[string]float64{decisionMutated: 1, decisionDenied: 2, decisionAllowed: 0} {
-		got := testutil.ToFloat64(m.decisions.WithLabelValues("pods", ruleEngineQuota, "Enforce", decision))
+		got := testutil.ToFloat64(m.decisions.WithLabelValues("pods", ruleEnginePods, "Enforce", decision))
 		if got != want {
 			t.Errorf("%s = %v, want %v", decision, got, want)
 		}
+	}
+}
+
+// recordingEgressWriter stands in for the egress writer in handler tests: it records calls and
+// returns what it is told. The real writer is tested against a real API server in e2e.
+type recordingEgressWriter struct {
+	calls    int
+	hashes   []string
+	warnings []string
+	err      error
+}
+
+func (w *recordingEgressWriter) Ensure(_ context.Context, _ string, eng policy.Engine, _ *policy.Policy) ([]string, error) {
+	w.calls++
+	w.hashes = append(w.hashes, eng.EgressHash)
+	return w.warnings, w.err
+}
+
+func TestEnginePodDefaulterWritesEgress(t *testing.T) {
+	ctx := context.Background()
+	pod := chartEnginePod()
+	pod.Annotations = map[string]string{policy.AnnotationNetworkAccess: `[{"host":"api.github.com"}]`}
+	wantHash := policy.Allowlist{{Host: "api.github.com", Ports: []int32{443}, Protocol: "TCP"}}.Hash()
+
+	for _, tc := range []struct {
+		name        string
+		dryRun      bool
+		writer      *recordingEgressWriter
+		wantAllowed bool
+		wantCalls   int
+		wantText    string
+	}{
+		{name: "written before the pod is admitted, warnings passed on", writer: &recordingEgressWriter{warnings: []string{"no FQDN backend"}}, wantAllowed: true, wantCalls: 1, wantText: "no FQDN backend"},
+		{name: "nothing written on dry run", dryRun: true, writer: &recordingEgressWriter{}, wantAllowed: true},
+		{name: "pod denied when writing fails", writer: &recordingEgressWriter{err: errors.New("networkpolicies is forbidden")}, wantCalls: 1, wantText: "never runs with open egress"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hooks := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: tc.writer})
+			req := podRequest(t, admissionv1.Create, "", pod)
+			req.DryRun = &tc.dryRun
+			resp := hooks[MutateEnginePodsPath].Handle(ctx, req)
+			if resp.Allowed != tc.wantAllowed || tc.writer.calls != tc.wantCalls {
+				t.Fatalf("allowed %v after %d calls: %+v", resp.Allowed, tc.writer.calls, resp.Result)
+			}
+			if tc.wantCalls > 0 && tc.writer.hashes[0] != wantHash {
+				t.Errorf("writer got hash %s, want %s", tc.writer.hashes[0], wantHash)
+			}
+			text := strings.Join(resp.Warnings, " ")
+			if resp.Result != nil {
+				text += resp.Result.Message
+			}
+			if !strings.Contains(text, tc.wantText) {
+				t.Errorf("response %q lacks %q", text, tc.wantText)
+			}
+		})
+	}
+}
+
+func updateRequest(t *testing.T, old, cur *corev1.Pod, user string, groups ...string) admission.Request {
+	t.Helper()
+	req := podRequest(t, admissionv1.Update, "", cur)
+	raw, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.OldObject = runtime.RawExtension{Raw: raw}
+	req.UserInfo = authenticationv1.UserInfo{Username: user, Groups: groups}
+	return req
+}
+
+func TestTamperProtection(t *testing.T) {
+	_, validating := handlers(t)
+	ctx := context.Background()
+	old := chartEnginePod()
+	old.Labels[policy.LabelEgressPolicy] = "4f53cda18c2baa0c"
+	old.Annotations = map[string]string{policy.AnnotationSecrets: "API_TOKEN"}
+
+	relabelled := old.DeepCopy()
+	relabelled.Labels[policy.LabelEgressPolicy] = "0000000000000000"
+	unannotated := old.DeepCopy()
+	delete(unannotated.Annotations, policy.AnnotationSecrets)
+	otherLabel := old.DeepCopy()
+	otherLabel.Labels["team"] = "a"
+
+	for _, tc := range []struct {
+		name      string
+		req       admission.Request
+		wantField string
+	}{
+		{name: "changed egress label", req: updateRequest(t, old, relabelled, "alice", "system:authenticated"), wantField: "metadata.labels[iss.platform/egress-policy]"},
+		{name: "removed secrets annotation", req: updateRequest(t, old, unannotated, "alice"), wantField: "metadata.annotations[iss.platform/secrets]"},
+		{name: "other labels may change", req: updateRequest(t, old, otherLabel, "alice")},
+		{name: "trusted identity may change ISS labels", req: updateRequest(t, old, relabelled, "admin", "system:masters")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := validating.Handle(ctx, tc.req)
+			if tc.wantField == "" {
+				if !resp.Allowed {
+					t.Fatalf("denied: %v", resp.Result)
+				}
+				return
+			}
+			if resp.Allowed || resp.Result.Details == nil || len(resp.Result.Details.Causes) != 1 || resp.Result.Details.Causes[0].Field != tc.wantField {
+				t.Fatalf("got %+v", resp.Result)
+			}
+		})
+	}
+}
+
+func TestGeneratedPolicyGuard(t *testing.T) {
+	guard := NewGeneratedPolicyGuard(policy.NewHolder(policy.Default()), testMetrics(t), "system:serviceaccount:iss-system:iss-webhook")
+	ctx := context.Background()
+	req := func(op admissionv1.Operation, user string, groups ...string) admission.Request {
+		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Operation: op, Name: "iss-egress-4f53cda18c2baa0c", Namespace: "team-a-dev",
+			Kind:     metav1.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicy"},
+			Resource: metav1.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+			UserInfo: authenticationv1.UserInfo{Username: user, Groups: groups},
+		}}
+	}
+	for _, tc := range []struct {
+		name    string
+		req     admission.Request
+		allowed bool
+	}{
+		{"ordinary user deletes", req(admissionv1.Delete, "alice", "system:authenticated"), false},
+		{"ordinary user updates", req(admissionv1.Update, "alice"), false},
+		{"the webhook itself deletes", req(admissionv1.Delete, "system:serviceaccount:iss-system:iss-webhook"), true},
+		{"cluster admin deletes", req(admissionv1.Delete, "admin", "system:masters"), true},
+		{"namespace controller deletes with the namespace", req(admissionv1.Delete, "system:serviceaccount:kube-system:namespace-controller"), true},
+		{"create is not guarded", req(admissionv1.Create, "alice"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := guard.Handle(ctx, tc.req)
+			if resp.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v: %+v", resp.Allowed, resp.Result)
+			}
+			if !resp.Allowed && !strings.Contains(resp.Result.Message, "NetworkPolicy team-a-dev/iss-egress-4f53cda18c2baa0c is generated by iss-webhook") {
+				t.Errorf("message %q", resp.Result.Message)
+			}
+		})
 	}
 }

@@ -14,20 +14,35 @@ const (
 	MutateEnginePodsPath = "/mutate-engine-pods"
 	// ValidateEnginePodsPath serves the validating webhook for pods and pods/resize.
 	ValidateEnginePodsPath = "/validate-engine-pods"
+	// ValidateGeneratedPoliciesPath serves the validating webhook for generated egress policies.
+	ValidateGeneratedPoliciesPath = "/validate-generated-policies"
 )
 
+// Options are what the handlers need.
+type Options struct {
+	// Policies hands out the policy in force.
+	Policies policy.Provider
+	// Metrics counts decisions.
+	Metrics *Metrics
+	// Egress writes generated egress objects; nil writes none.
+	Egress EgressWriter
+	// Self is the user name the webhook authenticates as to the API server.
+	Self string
+}
+
 // Handlers maps each webhook path to its admission webhook.
-func Handlers(scheme *runtime.Scheme, policies policy.Provider, metrics *Metrics) map[string]*admission.Webhook {
+func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
-		MutateEnginePodsPath:   {Handler: NewEnginePodDefaulter(policies, decoder, metrics)},
-		ValidateEnginePodsPath: {Handler: NewEnginePodValidator(policies, decoder, metrics)},
+		MutateEnginePodsPath:          {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
+		ValidateEnginePodsPath:        {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
+		ValidateGeneratedPoliciesPath: {Handler: NewGeneratedPolicyGuard(o.Policies, o.Metrics, o.Self)},
 	}
 }
 
 // Register adds every handler to the webhook server.
-func Register(server ctrlwebhook.Server, scheme *runtime.Scheme, policies policy.Provider, metrics *Metrics) {
-	for path, hook := range Handlers(scheme, policies, metrics) {
+func Register(server ctrlwebhook.Server, scheme *runtime.Scheme, o Options) {
+	for path, hook := range Handlers(scheme, o) {
 		server.Register(path, hook)
 	}
 }

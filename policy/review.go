@@ -1,0 +1,84 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// ReviewEnginePod evaluates a pod, or the template of a workload, under the engine rules. It
+// tells whether the pod is an engine and returns what the mutators need to know of it and every
+// violation at once: quota profile, malformed ISS annotations, secret-agent sidecars. root is the
+// path of the object that holds metadata and spec: nil for a Pod, spec.template for a workload.
+func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, root *field.Path) (Engine, bool, field.ErrorList) {
+	eng, ok := p.Engines.Match(meta, spec)
+	if !ok {
+		return Engine{}, false, nil
+	}
+	annotations := root.Child("metadata", "annotations")
+	var errs field.ErrorList
+
+	keys, keyErrs := ParseSecretKeys(meta.Annotations[AnnotationSecrets], annotations.Key(AnnotationSecrets))
+	eng.SecretKeys = keys
+	errs = append(errs, keyErrs...)
+
+	raw := meta.Annotations[AnnotationNetworkAccess]
+	allowlist, parseErrs := ParseNetworkAccess(raw)
+	for _, err := range parseErrs {
+		errs = append(errs, field.Invalid(annotations.Key(AnnotationNetworkAccess), raw,
+			fmt.Sprintf("%v; the annotation holds the OCS security.networkAccess block as JSON, such as [{\"host\":\"api.github.com\",\"ports\":[443]},{\"host\":\"*.pkg.dev\"}]", err)))
+	}
+	eng.Egress = allowlist
+	eng.EgressHash = allowlist.Hash()
+
+	errs = append(errs, p.Engines.validateQuota(eng, spec, root)...)
+	errs = append(errs, validateNoSecretAgents(meta.Annotations, spec, root)...)
+	return eng, true, errs
+}
+
+// ValidateISSMetadataUnchanged denies an update that adds, changes or removes any iss.platform/
+// label or annotation: they decide what the webhook did to the object (profile, secrets, egress
+// policy), so changing them afterwards would leave it running outside the standard.
+func ValidateISSMetadataUnchanged(oldMeta, newMeta *metav1.ObjectMeta, root *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	check := func(kind string, old, cur map[string]string) {
+		path := root.Child("metadata", kind)
+		for _, k := range issKeys(old, cur) {
+			before, had := old[k]
+			after, has := cur[k]
+			switch {
+			case had && !has:
+				errs = append(errs, field.Forbidden(path.Key(k), fmt.Sprintf("%s %q was removed; ISS %s are immutable once the webhook admitted the object: put it back, or recreate the object", singular(kind), before, kind)))
+			case !had && has:
+				errs = append(errs, field.Forbidden(path.Key(k), fmt.Sprintf("%s was added with value %q; ISS %s are immutable once the webhook admitted the object: recreate the object with it", singular(kind), after, kind)))
+			case before != after:
+				errs = append(errs, field.Forbidden(path.Key(k), fmt.Sprintf("%s changed from %q to %q; ISS %s are immutable once the webhook admitted the object: recreate the object instead", singular(kind), before, after, kind)))
+			}
+		}
+	}
+	check("labels", oldMeta.Labels, newMeta.Labels)
+	check("annotations", oldMeta.Annotations, newMeta.Annotations)
+	return errs
+}
+
+func singular(kind string) string { return kind[:len(kind)-1] }
+
+// issKeys returns the iss.platform/ keys of either map, sorted.
+func issKeys(a, b map[string]string) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, m := range []map[string]string{a, b} {
+		for k := range m {
+			if strings.HasPrefix(k, Prefix) && !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}

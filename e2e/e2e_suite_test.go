@@ -41,16 +41,25 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	state, err := os.MkdirTemp("", "iss-e2e-")
 	Expect(err).NotTo(HaveOccurred())
 	By("starting the local control plane and iss-webhook")
-	localEnv, err = devenv.Start(ctx, devenv.Options{RepoRoot: repoRoot, StateDir: state, Progress: GinkgoWriter})
+	localEnv, err = devenv.Start(ctx, devenv.DefaultOptions(repoRoot, state, GinkgoWriter))
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = localEnv.Kubeconfig
 }, NodeTimeout(5*60e9))
+
+// suiteFailed is set when any spec fails, so that AfterSuite can show the webhook's log.
+var suiteFailed bool
+
+var _ = ReportAfterEach(func(r SpecReport) {
+	if r.Failed() {
+		suiteFailed = true
+	}
+})
 
 var _ = AfterSuite(func() {
 	if localEnv == nil {
 		return
 	}
-	if CurrentSpecReport().Failed() || os.Getenv("ISS_E2E_SHOW_LOG") != "" {
+	if suiteFailed || os.Getenv("ISS_E2E_SHOW_LOG") != "" {
 		if log, err := os.ReadFile(localEnv.WebhookLog); err == nil {
 			GinkgoWriter.Printf("iss-webhook log:\n%s\n", log)
 		}

@@ -175,6 +175,48 @@ spec:
 		Expect(engineResources(ctx, "chart-resize")).To(Equal(standard))
 	})
 
+	It("denies turning a plain pod into an engine with kubectl set image", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "plain-then-engine")
+		_, err := kubectl(ctx, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: plain-then-engine
+  namespace: %s
+spec:
+  containers:
+    - name: main
+      image: busybox:1.37
+      resources:
+        limits:
+          cpu: "64"
+`, namespace), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "--as", "alice", "set", "image", "pod/plain-then-engine", "-n", namespace, "main=registry.dagger.io/engine:v0.19.7")
+		Expect(err).To(MatchError(ContainSubstring("this update makes the pod a Dagger engine")))
+	})
+
+	It("denies a debug container that runs the engine image, even to the cluster admin", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "chart-debugged")
+		_, err := kubectl(ctx, enginePod("chart-debugged", "", ""), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "debug", "chart-debugged", "-n", namespace, "--image", "registry.dagger.io/engine:v0.19.7", "--attach=false", "--profile=general")
+		Expect(err).To(MatchError(ContainSubstring(`spec.ephemeralContainers[0].image: Forbidden`)))
+	})
+
+	It("keeps ISS labels and annotations of admitted pods as they are, unless a trusted identity changes them", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "chart-labelled")
+		_, err := kubectl(ctx, enginePod("chart-labelled", "", ""), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "--as", "alice", "label", "pod", "chart-labelled", "-n", namespace, "iss.platform/egress-policy=open", "--overwrite")
+		Expect(err).To(MatchError(ContainSubstring(`metadata.labels[iss.platform/egress-policy]: Forbidden: label changed from`)))
+		_, err = kubectl(ctx, "", "--as", "alice", "annotate", "pod", "chart-labelled", "-n", namespace, "iss.platform/profile=high-performance")
+		Expect(err).To(MatchError(ContainSubstring(`metadata.annotations[iss.platform/profile]: Forbidden: annotation was added`)))
+		_, err = kubectl(ctx, "", "--as", "alice", "label", "pod", "chart-labelled", "-n", namespace, "team=a")
+		Expect(err).NotTo(HaveOccurred(), "other labels stay editable")
+		_, err = kubectl(ctx, "", "label", "pod", "chart-labelled", "-n", namespace, "iss.platform/engine=dagger")
+		Expect(err).NotTo(HaveOccurred(), "the cluster admin (system:masters) is trusted")
+	})
+
 	It("counts its decisions in Prometheus metrics", func(ctx SpecContext) {
 		if localEnv == nil {
 			Skip("the metrics endpoint is reached directly only on the local control plane")
@@ -187,8 +229,8 @@ spec:
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="engine-quota"\} [1-9]`))
-		Expect(string(body)).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/validate-engine-pods"}`))
+		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="engine-pods"\} [1-9]`))
+		Expect(string(body)).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/mutate-engine-pods"}`))
 	})
 
 	It("behaves as each example in manifests/examples says", func(ctx SpecContext) {

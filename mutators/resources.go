@@ -12,10 +12,11 @@ import (
 // is clearer than silently overwriting what the user wrote. It does nothing when the profile is
 // unknown or the engine container cannot be told.
 func ProfileResources(pod *corev1.Pod, eng policy.Engine) bool {
-	if eng.Profile == nil || eng.Container < 0 || eng.Container >= len(pod.Spec.Containers) {
+	c := eng.ContainerIn(&pod.Spec)
+	if eng.Profile == nil || c == nil {
 		return false
 	}
-	res := &pod.Spec.Containers[eng.Container].Resources
+	res := &c.Resources
 	changedRequests := fillMissing(&res.Requests, eng.Profile.Requests)
 	changedLimits := fillMissing(&res.Limits, eng.Profile.Limits)
 	return changedRequests || changedLimits

@@ -17,7 +17,8 @@ const secretFileMode int32 = 0o440
 // iss-<k> (which the External Secrets Operator syncs from OpenBao) as the file K, mounted at the
 // policy's secrets path. A pod that lists no keys is left as it is.
 func SecretVolume(pod *corev1.Pod, eng policy.Engine) bool {
-	if len(eng.SecretKeys) == 0 || eng.Container < 0 || eng.Container >= len(pod.Spec.Containers) {
+	c := eng.ContainerIn(&pod.Spec)
+	if len(eng.SecretKeys) == 0 || c == nil {
 		return false
 	}
 	mode := secretFileMode
@@ -32,7 +33,6 @@ func SecretVolume(pod *corev1.Pod, eng policy.Engine) bool {
 	mount := corev1.VolumeMount{Name: policy.SecretsVolumeName, MountPath: eng.SecretsMountPath, ReadOnly: true}
 
 	changed := setByName(&pod.Spec.Volumes, volume, func(v corev1.Volume) string { return v.Name })
-	c := &pod.Spec.Containers[eng.Container]
 	return setByName(&c.VolumeMounts, mount, func(m corev1.VolumeMount) string { return m.Name }) || changed
 }
 

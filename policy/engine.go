@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -10,9 +12,12 @@ import (
 // Engine is what the policy knows of a pod (or pod template) that it recognised as a Dagger
 // engine (design.md 4.1).
 type Engine struct {
-	// Container is the index in spec.containers of the engine container, or -1 when the pod
-	// has several containers and none of them can be told to be the engine.
+	// Container is the index of the engine container in spec.containers, or in
+	// spec.initContainers when InitContainer is set (an engine run as a native sidecar). It is
+	// -1 when the pod has several containers and none of them can be told to be the engine.
 	Container int
+	// InitContainer tells that Container indexes spec.initContainers.
+	InitContainer bool
 	// ProfileName is the quota profile the pod asks for with its annotation, or the default.
 	ProfileName string
 	// Profile is the selected profile, or nil when ProfileName names no profile of the policy.
@@ -27,26 +32,74 @@ type Engine struct {
 	SecretsMountPath string
 }
 
+// ContainerIn returns the engine container of spec, or nil when it cannot be told.
+func (eng *Engine) ContainerIn(spec *corev1.PodSpec) *corev1.Container {
+	list := spec.Containers
+	if eng.InitContainer {
+		list = spec.InitContainers
+	}
+	if eng.Container < 0 || eng.Container >= len(list) {
+		return nil
+	}
+	return &list[eng.Container]
+}
+
+// ContainerPath returns the field path of the engine container under specPath.
+func (eng *Engine) ContainerPath(specPath *field.Path) *field.Path {
+	if eng.InitContainer {
+		return specPath.Child("initContainers").Index(eng.Container)
+	}
+	return specPath.Child("containers").Index(eng.Container)
+}
+
 // Match tells whether a pod with this metadata and spec is an engine, and if so which container
 // is the engine and which quota profile applies. A pod is an engine when it carries one of the
-// policy's engine labels or runs one of its engine images in a container.
+// policy's engine labels or runs one of its engine images in a container or init container.
 func (e *EnginePolicy) Match(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (Engine, bool) {
-	firstImage := -1
-	for i := range spec.Containers {
-		if e.isEngineImage(spec.Containers[i].Image) {
-			firstImage = i
-			break
+	eng := Engine{Container: -1, ProfileName: e.DefaultProfile, SecretsMountPath: e.SecretsMountPath}
+	switch {
+	case e.pick(&eng, spec.Containers, false, func(c *corev1.Container) bool { return c.Name == e.ContainerName }),
+		e.pick(&eng, spec.Containers, false, func(c *corev1.Container) bool { return e.IsEngineImage(c.Image) }),
+		e.pick(&eng, spec.InitContainers, true, func(c *corev1.Container) bool { return e.IsEngineImage(c.Image) }):
+		// An engine container named by the policy only makes an engine together with a label
+		// or an image: a container name alone proves nothing.
+		if !e.hasEngineLabel(meta.Labels) && !e.runsEngineImage(spec) {
+			return Engine{}, false
 		}
-	}
-	if firstImage < 0 && !e.hasEngineLabel(meta.Labels) {
+	case e.hasEngineLabel(meta.Labels):
+		if len(spec.Containers) == 1 {
+			eng.Container = 0
+		}
+	default:
 		return Engine{}, false
 	}
-	eng := Engine{Container: e.engineContainer(spec, firstImage), ProfileName: e.DefaultProfile, SecretsMountPath: e.SecretsMountPath}
 	if name, ok := meta.Annotations[AnnotationProfile]; ok {
 		eng.ProfileName = name
 	}
 	eng.Profile = e.Profile(eng.ProfileName)
 	return eng, true
+}
+
+// pick sets eng's container to the first of list that matches, and reports whether one did.
+func (e *EnginePolicy) pick(eng *Engine, list []corev1.Container, init bool, match func(*corev1.Container) bool) bool {
+	for i := range list {
+		if match(&list[i]) {
+			eng.Container, eng.InitContainer = i, init
+			return true
+		}
+	}
+	return false
+}
+
+func (e *EnginePolicy) runsEngineImage(spec *corev1.PodSpec) bool {
+	for _, list := range [][]corev1.Container{spec.Containers, spec.InitContainers} {
+		for i := range list {
+			if e.IsEngineImage(list[i].Image) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (e *EnginePolicy) hasEngineLabel(labels map[string]string) bool {
@@ -58,37 +111,22 @@ func (e *EnginePolicy) hasEngineLabel(labels map[string]string) bool {
 	return false
 }
 
-// engineContainer picks the engine container: the one with the policy's name, else the first
-// that runs an engine image, else the only container.
-func (e *EnginePolicy) engineContainer(spec *corev1.PodSpec, firstImage int) int {
-	for i := range spec.Containers {
-		if spec.Containers[i].Name == e.ContainerName {
-			return i
-		}
-	}
-	if firstImage >= 0 {
-		return firstImage
-	}
-	if len(spec.Containers) == 1 {
-		return 0
-	}
-	return -1
-}
-
-// isEngineImage tells whether an image reference names one of the engine repositories, whatever
-// its tag or digest.
-func (e *EnginePolicy) isEngineImage(image string) bool {
+// IsEngineImage tells whether an image reference names one of the engine repositories, whatever
+// its tag or digest, and however its registry host is spelled.
+func (e *EnginePolicy) IsEngineImage(image string) bool {
 	repo := ImageRepository(image)
 	for _, want := range e.Images {
-		if repo == want {
+		if repo == ImageRepository(want) {
 			return true
 		}
 	}
 	return false
 }
 
-// ImageRepository returns an image reference without its tag and digest:
-// "registry.dagger.io/engine:v0.18.2@sha256:..." becomes "registry.dagger.io/engine".
+// ImageRepository returns an image reference without its tag and digest, with its registry
+// host in lower case and without the default HTTPS port, so that every spelling of one
+// repository compares equal: "REGISTRY.dagger.io:443/engine:v0.19.7@sha256:..." becomes
+// "registry.dagger.io/engine".
 func ImageRepository(image string) string {
 	if at := strings.IndexByte(image, '@'); at >= 0 {
 		image = image[:at]
@@ -96,6 +134,11 @@ func ImageRepository(image string) string {
 	// A colon after the last slash starts the tag; one before it belongs to a registry port.
 	if colon := strings.LastIndexByte(image, ':'); colon > strings.LastIndexByte(image, '/') {
 		image = image[:colon]
+	}
+	// The first element is a registry host when it has a dot or a port, or is localhost.
+	if host, rest, ok := strings.Cut(image, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
+		host = strings.TrimSuffix(strings.ToLower(host), ":443")
+		image = host + "/" + rest
 	}
 	return image
 }

@@ -66,7 +66,8 @@ type EnginePolicy struct {
 }
 
 // Profile is a quota profile of ISS-001 section 4: the requests and limits of the engine
-// container. The limit on ephemeral-storage also bounds every emptyDir sizeLimit of the pod.
+// container. Its ephemeral-storage limit also bounds the sizeLimit of every disk-backed emptyDir
+// of the pod, and its memory limit that of every memory-backed one.
 type Profile struct {
 	// Name is the value of the iss.platform/profile annotation that selects the profile.
 	Name string
@@ -74,12 +75,6 @@ type Profile struct {
 	Requests corev1.ResourceList
 	// Limits are the container's resource limits under this profile.
 	Limits corev1.ResourceList
-}
-
-// Storage returns the ephemeral storage the profile grants, and whether it grants any bound.
-func (p *Profile) Storage() (resource.Quantity, bool) {
-	q, ok := p.Limits[corev1.ResourceEphemeralStorage]
-	return q, ok
 }
 
 // Profile returns the profile with the given name, or nil when the policy has none by that name.

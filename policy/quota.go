@@ -18,7 +18,8 @@ func (e *EnginePolicy) validateQuota(eng Engine, spec *corev1.PodSpec, root *fie
 			fmt.Sprintf("unknown quota profile; the policy defines %s: set the annotation to one of them, or remove it to get the default profile %q",
 				quotedList(e.ProfileNames()), e.DefaultProfile)))
 	}
-	if eng.Container < 0 {
+	c := eng.ContainerIn(spec)
+	if c == nil {
 		names := make([]string, 0, len(spec.Containers))
 		for _, c := range spec.Containers {
 			names = append(names, c.Name)
@@ -27,31 +28,46 @@ func (e *EnginePolicy) validateQuota(eng Engine, spec *corev1.PodSpec, root *fie
 			fmt.Sprintf("engine pod has %d containers and none is named %q or runs an engine image (%s): name the engine container %q",
 				len(spec.Containers), e.ContainerName, strings.Join(e.Images, ", "), e.ContainerName)))
 	}
+	if spec.Resources != nil && (len(spec.Resources.Requests) > 0 || len(spec.Resources.Limits) > 0) {
+		errs = append(errs, field.Forbidden(specPath.Child("resources"),
+			"engine pods get their resources from the quota profile on the engine container (ISS-001 section 4): remove the pod-level resources"))
+	}
 	if eng.Profile == nil {
 		return errs
 	}
-	if eng.Container >= 0 {
-		c := &spec.Containers[eng.Container]
-		resPath := specPath.Child("containers").Index(eng.Container).Child("resources")
-		errs = append(errs, e.validateResources(c, "requests", c.Resources.Requests, eng.Profile.Requests, resPath.Child("requests"), eng.Profile)...)
-		errs = append(errs, e.validateResources(c, "limits", c.Resources.Limits, eng.Profile.Limits, resPath.Child("limits"), eng.Profile)...)
+	if c != nil {
+		resPath := eng.ContainerPath(specPath).Child("resources")
+		errs = append(errs, e.validateResources(c, "requests", resPath.Child("requests"), eng.Profile)...)
+		errs = append(errs, e.validateResources(c, "limits", resPath.Child("limits"), eng.Profile)...)
 	}
-	if storage, ok := eng.Profile.Storage(); ok {
-		for i, v := range spec.Volumes {
-			if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Cmp(storage) <= 0 {
-				continue
-			}
-			errs = append(errs, field.Invalid(specPath.Child("volumes").Index(i).Child("emptyDir", "sizeLimit"), v.EmptyDir.SizeLimit.String(),
-				fmt.Sprintf("emptyDir volume %q is larger than the %s of ephemeral storage of quota profile %q (ISS-001 section 4): set sizeLimit to at most %s%s",
-					v.Name, storage.String(), eng.Profile.Name, storage.String(), e.largerProfileHint(eng.Profile, *v.EmptyDir.SizeLimit))))
+	for i, v := range spec.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil {
+			continue
 		}
+		// A memory-backed emptyDir is RAM, bounded by the memory limit, not by ephemeral storage.
+		bound, what := corev1.ResourceEphemeralStorage, "ephemeral storage"
+		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			bound, what = corev1.ResourceMemory, "memory"
+		}
+		limit, ok := eng.Profile.Limits[bound]
+		if !ok || v.EmptyDir.SizeLimit.Cmp(limit) <= 0 {
+			continue
+		}
+		errs = append(errs, field.Invalid(specPath.Child("volumes").Index(i).Child("emptyDir", "sizeLimit"), v.EmptyDir.SizeLimit.String(),
+			fmt.Sprintf("emptyDir volume %q is larger than the %s of %s of quota profile %q (ISS-001 section 4): set sizeLimit to at most %s%s",
+				v.Name, limit.String(), what, eng.Profile.Name, limit.String(), e.largerProfileHint(eng.Profile, bound, *v.EmptyDir.SizeLimit))))
 	}
 	return errs
 }
 
 // validateResources compares the requests or limits a container sets with the profile's.
 // Values the container leaves out are fine: the mutating webhook fills them in.
-func (e *EnginePolicy) validateResources(c *corev1.Container, kind string, got, want corev1.ResourceList, path *field.Path, p *Profile) field.ErrorList {
+func (e *EnginePolicy) validateResources(c *corev1.Container, kind string, path *field.Path, p *Profile) field.ErrorList {
+	got, want := c.Resources.Requests, p.Requests
+	verb := "request"
+	if kind == "limits" {
+		got, want, verb = c.Resources.Limits, p.Limits, "limit"
+	}
 	var errs field.ErrorList
 	for _, name := range sortedResourceNames(want) {
 		have, ok := got[name]
@@ -59,25 +75,28 @@ func (e *EnginePolicy) validateResources(c *corev1.Container, kind string, got, 
 		if !ok || have.Cmp(wantQ) == 0 {
 			continue
 		}
-		verb := map[string]string{"requests": "request", "limits": "limit"}[kind]
-		hint := ""
-		if kind == "requests" {
-			if limit, ok := c.Resources.Limits[name]; ok && limit.Cmp(have) == 0 {
-				hint = " (Kubernetes copies a missing request from the limit, so the limit is probably what to change)"
+		fix := fmt.Sprintf("set resources.%s.%s to %s or remove it to have it filled in", kind, name, wantQ.String())
+		if limit, ok := c.Resources.Limits[name]; kind == "requests" && ok && limit.Cmp(have) == 0 {
+			// Kubernetes copies a missing request from the limit before admission, so the user
+			// may never have written this request.
+			if profileLimit := p.Limits[name]; limit.Cmp(profileLimit) == 0 {
+				fix = fmt.Sprintf("Kubernetes copied the missing request from the limit: set resources.requests.%s to %s explicitly", name, wantQ.String())
+			} else {
+				fix = fmt.Sprintf("Kubernetes copied the missing request from the limit %s: fix the limit, or set resources.requests.%s to %s explicitly", limit.String(), name, wantQ.String())
 			}
 		}
 		errs = append(errs, field.Invalid(path.Key(string(name)), have.String(),
-			fmt.Sprintf("container %q sets %s %s %s, but quota profile %q (ISS-001 section 4) fixes it at %s%s: set resources.%s.%s to %s or remove it to have it filled in, or select another profile with the %s annotation (%s)",
-				c.Name, name, verb, have.String(), p.Name, wantQ.String(), hint, kind, name, wantQ.String(), AnnotationProfile, quotedList(e.ProfileNames()))))
+			fmt.Sprintf("container %q sets %s %s %s, but quota profile %q (ISS-001 section 4) fixes it at %s: %s, or select another profile with the %s annotation (%s)",
+				c.Name, name, verb, have.String(), p.Name, wantQ.String(), fix, AnnotationProfile, quotedList(e.ProfileNames()))))
 	}
 	return errs
 }
 
-// largerProfileHint names a profile whose storage would admit size, when there is one.
-func (e *EnginePolicy) largerProfileHint(current *Profile, size resource.Quantity) string {
+// largerProfileHint names a profile whose limit of the resource would admit size, when there is one.
+func (e *EnginePolicy) largerProfileHint(current *Profile, res corev1.ResourceName, size resource.Quantity) string {
 	for i := range e.Profiles {
 		p := &e.Profiles[i]
-		if storage, ok := p.Storage(); ok && p.Name != current.Name && size.Cmp(storage) <= 0 {
+		if limit, ok := p.Limits[res]; ok && p.Name != current.Name && size.Cmp(limit) <= 0 {
 			return fmt.Sprintf(", or select the profile %q with the %s annotation", p.Name, AnnotationProfile)
 		}
 	}

@@ -82,3 +82,31 @@ func issKeys(a, b map[string]string) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// ReviewPodUpdate evaluates an update of a pod (not through a subresource): its ISS labels and
+// annotations stay as they were, a pod that was not an engine does not become one (the webhook
+// could not give it its profile, secrets and egress policy), and an engine still follows the
+// engine rules.
+func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) field.ErrorList {
+	errs := ValidateISSMetadataUnchanged(&old.ObjectMeta, &cur.ObjectMeta, nil)
+	_, wasEngine := p.Engines.Match(&old.ObjectMeta, &old.Spec)
+	_, isEngine, engineErrs := p.ReviewEnginePod(&cur.ObjectMeta, &cur.Spec, nil)
+	if isEngine && !wasEngine {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "containers"),
+			"this update makes the pod a Dagger engine (engine image or label); create a new pod instead, so that it gets its quota profile, secrets and egress policy"))
+	}
+	return append(errs, engineErrs...)
+}
+
+// ValidateEphemeralContainers denies ephemeral containers (kubectl debug) that run an engine
+// image: they would be engines without a quota profile or egress policy.
+func (p *Policy) ValidateEphemeralContainers(spec *corev1.PodSpec) field.ErrorList {
+	var errs field.ErrorList
+	for i, c := range spec.EphemeralContainers {
+		if p.Engines.IsEngineImage(c.Image) {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers").Index(i).Child("image"),
+				fmt.Sprintf("ephemeral container %q runs the engine image %s, which would run outside its quota profile and egress policy: debug with another image", c.Name, c.Image)))
+		}
+	}
+	return errs
+}

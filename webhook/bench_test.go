@@ -62,7 +62,7 @@ func reviewBody(b *testing.B, pod *corev1.Pod) []byte {
 // decoding the AdmissionReview and the pod, the rules, the mutators, the JSON patch and the
 // encoded response, for the mutating and then the validating webhook.
 func BenchmarkReview(b *testing.B) {
-	hooks := Handlers(testScheme(b), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(b)})
+	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(b)})
 	offProfile := chartEnginePod()
 	offProfile.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8")}
 	for _, pod := range []struct {

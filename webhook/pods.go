@@ -101,8 +101,9 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 }
 
 // EnginePodValidator is the validating handler for pods. It checks engine pods on create and on
-// in-place resize (the pods/resize subresource) against the engine rules, and denies updates that
-// change ISS labels or annotations of any pod unless a trusted identity makes them.
+// in-place resize (the pods/resize subresource) against the engine rules; denies updates, unless a
+// trusted identity makes them, that change ISS labels or annotations, turn a pod into an engine
+// or break the engine rules; and denies ephemeral containers that run an engine image.
 type EnginePodValidator struct {
 	policies policy.Provider
 	decoder  admission.Decoder
@@ -124,12 +125,25 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
 		}
-		if _, _, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil); len(errs) > 0 {
+		_, isEngine, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
+		if !isEngine {
+			return admission.Allowed("not a Dagger engine pod")
+		}
+		if len(errs) > 0 {
 			logf.FromContext(ctx).Info("denied engine pod", "violations", len(errs), "error", errs.ToAggregate().Error())
 			h.metrics.count("pods", ruleEnginePods, decisionDenied)
 			return denyInvalid(podKind, &pod.ObjectMeta, errs)
 		}
 		h.metrics.count("pods", ruleEnginePods, decisionAllowed)
+		return admission.Allowed("")
+	case req.Operation == admissionv1.Update && req.SubResource == "ephemeralcontainers":
+		if err := h.decoder.Decode(req, pod); err != nil {
+			return badRequest("pod", err)
+		}
+		if errs := pol.ValidateEphemeralContainers(&pod.Spec); len(errs) > 0 {
+			h.metrics.count("pods", ruleEnginePods, decisionDenied)
+			return denyInvalid(podKind, &pod.ObjectMeta, errs)
+		}
 		return admission.Allowed("")
 	case req.Operation == admissionv1.Update && req.SubResource == "":
 		old := &corev1.Pod{}
@@ -142,12 +156,12 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups) {
 			return admission.Allowed("trusted identity")
 		}
-		if errs := policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil); len(errs) > 0 {
+		if errs := pol.ReviewPodUpdate(old, pod); len(errs) > 0 {
 			h.metrics.count("pods", ruleTamper, decisionDenied)
 			return denyInvalid(podKind, &old.ObjectMeta, errs)
 		}
 		return admission.Allowed("")
 	default:
-		return admission.Allowed("iss-webhook validates pods on create, update and resize only")
+		return admission.Allowed("iss-webhook validates pods on create, update, resize and ephemeral containers only")
 	}
 }

@@ -17,24 +17,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
-func testScheme(t testing.TB) *runtime.Scheme {
-	t.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func handlers(t testing.TB) (mutating, validating admission.Handler) {
 	t.Helper()
-	hs := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t)})
+	hs := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t)})
 	return hs[MutateEnginePodsPath].Handler, hs[ValidateEnginePodsPath].Handler
 }
 
@@ -119,7 +109,7 @@ func TestEnginePodDefaulter(t *testing.T) {
 		pod := chartEnginePod()
 		pod.Annotations = map[string]string{policy.AnnotationProfile: "turbo", policy.AnnotationNetworkAccess: `[{"host":"10.0.0.1"}]`}
 		writer := &recordingEgressWriter{}
-		hooks := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: writer})
+		hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: writer})
 		resp := hooks[MutateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", pod))
 		if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || len(resp.Result.Details.Causes) != 2 {
 			t.Fatalf("got %+v", resp.Result)
@@ -216,7 +206,7 @@ func testMetrics(t testing.TB) *Metrics {
 
 func TestDecisionsAreCounted(t *testing.T) {
 	m := testMetrics(t)
-	hs := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: m})
+	hs := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: m})
 	ctx := context.Background()
 	off := chartEnginePod()
 	off.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8")}
@@ -265,7 +255,7 @@ func TestEnginePodDefaulterWritesEgress(t *testing.T) {
 		{name: "pod denied when writing fails", writer: &recordingEgressWriter{err: errors.New("networkpolicies is forbidden")}, wantCalls: 1, wantText: "never runs with open egress"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hooks := Handlers(testScheme(t), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: tc.writer})
+			hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Egress: tc.writer})
 			req := podRequest(t, admissionv1.Create, "", pod)
 			req.DryRun = &tc.dryRun
 			resp := hooks[MutateEnginePodsPath].Handle(ctx, req)
@@ -311,6 +301,10 @@ func TestTamperProtection(t *testing.T) {
 	delete(unannotated.Annotations, policy.AnnotationSecrets)
 	otherLabel := old.DeepCopy()
 	otherLabel.Labels["team"] = "a"
+	plain := chartEnginePod()
+	plain.Spec.Containers[0].Image = "busybox:1.37"
+	becameEngine := plain.DeepCopy()
+	becameEngine.Spec.Containers[0].Image = "registry.dagger.io/engine:v0.19.7"
 
 	for _, tc := range []struct {
 		name      string
@@ -320,6 +314,7 @@ func TestTamperProtection(t *testing.T) {
 		{name: "changed egress label", req: updateRequest(t, old, relabelled, "alice", "system:authenticated"), wantField: "metadata.labels[iss.platform/egress-policy]"},
 		{name: "removed secrets annotation", req: updateRequest(t, old, unannotated, "alice"), wantField: "metadata.annotations[iss.platform/secrets]"},
 		{name: "other labels may change", req: updateRequest(t, old, otherLabel, "alice")},
+		{name: "kubectl set image turns a plain pod into an engine", req: updateRequest(t, plain, becameEngine, "alice"), wantField: "spec.containers"},
 		{name: "trusted identity may change ISS labels", req: updateRequest(t, old, relabelled, "admin", "system:masters")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,5 +364,23 @@ func TestGeneratedPolicyGuard(t *testing.T) {
 				t.Errorf("message %q", resp.Result.Message)
 			}
 		})
+	}
+}
+
+func TestEphemeralEngineContainersDenied(t *testing.T) {
+	_, validating := handlers(t)
+	pod := chartEnginePod()
+	pod.Spec.Containers[0].Image = "nginx:1.29"
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{
+		{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox:1.37"}},
+		{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "sneaky", Image: "registry.dagger.io/engine:v0.19.7"}},
+	}
+	resp := validating.Handle(context.Background(), podRequest(t, admissionv1.Update, "ephemeralcontainers", pod))
+	if resp.Allowed || len(resp.Result.Details.Causes) != 1 || resp.Result.Details.Causes[0].Field != "spec.ephemeralContainers[1].image" {
+		t.Fatalf("got %+v", resp.Result)
+	}
+	pod.Spec.EphemeralContainers = pod.Spec.EphemeralContainers[:1]
+	if resp := validating.Handle(context.Background(), podRequest(t, admissionv1.Update, "ephemeralcontainers", pod)); !resp.Allowed {
+		t.Fatalf("busybox debug container denied: %+v", resp.Result)
 	}
 }

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 )
 
 // options are the command-line settings of iss-webhook.
@@ -20,6 +17,7 @@ type options struct {
 	MetricsAddress  string
 	HealthAddress   string
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration
 	LogLevel        string
 	EnableHTTP2     bool
 }
@@ -46,7 +44,8 @@ Flags:
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate tls.crt and key tls.key")
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint /metrics; "0" turns it off`)
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
-	fs.DurationVar(&o.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long to let in-flight reviews finish after SIGTERM")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while /readyz reports not ready, so that the Service stops sending reviews first")
+	fs.DurationVar(&o.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "after the shutdown delay, how long to let in-flight reviews finish")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug (also logs each mutation), info or error")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1; off by default to stay clear of HTTP/2 stream-reset attacks")
 	if err := fs.Parse(args); err != nil {
@@ -69,13 +68,4 @@ func (o *options) tlsOptions() []func(*tls.Config) {
 			c.NextProtos = []string{"http/1.1"}
 		}
 	}}
-}
-
-// scheme returns the types the webhook decodes: the built-in Kubernetes API groups.
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(fmt.Sprintf("registering the Kubernetes types cannot fail: %v", err))
-	}
-	return s
 }

@@ -10,7 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
@@ -60,7 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme: scheme(),
+		Scheme: webhook.NewScheme(),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    opts.WebhookHost,
 			Port:    opts.WebhookPort,
@@ -92,9 +95,39 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	// On SIGTERM, report not ready at once but keep serving for --shutdown-delay, so that the
+	// Service stops sending reviews here before the listener closes; a review refused during a
+	// rollout would deny an engine pod under failurePolicy Fail. Then stop, letting in-flight
+	// reviews finish.
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	var draining atomic.Bool
+	if err := mgr.AddReadyzCheck("not-draining", func(*http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-serveCtx.Done():
+			return
+		}
+		draining.Store(true)
+		log.Info("shutting down: not ready any more, still serving", "delay", opts.ShutdownDelay)
+		select {
+		case <-time.After(opts.ShutdownDelay):
+		case <-serveCtx.Done():
+		}
+		stopServing()
+	}()
+
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
 		"metrics", opts.MetricsAddress, "health", opts.HealthAddress)
-	if err := mgr.Start(ctx); err != nil {
+	if err := mgr.Start(serveCtx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	log.Info("iss-webhook stopped")

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
 	"github.com/iss-platform/iss-webhook/webhook"
 )
 
@@ -75,12 +76,11 @@ func writeServingCert(t *testing.T, dir, commonName string) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := devenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // servedCommonName connects to addr and returns the common name of the certificate it serves.
@@ -112,14 +112,14 @@ func eventually(t *testing.T, within time.Duration, cond func() error) {
 
 // servingWebhook is run() started by a test, with the addresses it serves.
 type servingWebhook struct {
-	certDir, webhookAddr string
-	cancel               context.CancelFunc
-	done                 chan error
+	certDir, webhookAddr, healthAddr string
+	cancel                           context.CancelFunc
+	done                             chan error
 }
 
 // startWebhook starts the real binary's run function on loopback with a self-signed serving
 // certificate and waits until it is ready. It is stopped, as SIGTERM would, at the end of the test.
-func startWebhook(t *testing.T) *servingWebhook {
+func startWebhook(t *testing.T, extraArgs ...string) *servingWebhook {
 	t.Helper()
 	dir := t.TempDir()
 	writeServingCert(t, dir, "first")
@@ -137,27 +137,41 @@ current-context: c
 	port := strconv.Itoa(freePort(t))
 	healthAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &servingWebhook{certDir: dir, webhookAddr: net.JoinHostPort("127.0.0.1", port), cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		w.done <- run(ctx, []string{
-			"--kubeconfig", kubeconfig, "--cert-dir", dir, "--webhook-host", "127.0.0.1", "--webhook-port", port,
-			"--metrics-bind-address", "0", "--health-probe-bind-address", healthAddr, "--log-level", "error",
-		}, io.Discard)
-	}()
+	w := &servingWebhook{certDir: dir, webhookAddr: net.JoinHostPort("127.0.0.1", port), healthAddr: healthAddr, cancel: cancel, done: make(chan error, 1)}
+	args := append([]string{
+		"--kubeconfig", kubeconfig, "--cert-dir", dir, "--webhook-host", "127.0.0.1", "--webhook-port", port,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", healthAddr, "--log-level", "error",
+		"--shutdown-delay", "0s",
+	}, extraArgs...)
+	go func() { w.done <- run(ctx, args, io.Discard) }()
 	t.Cleanup(func() { w.stop(t) })
 
-	eventually(t, 30*time.Second, func() error {
-		resp, err := http.Get("http://" + healthAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusOK) })
 	return w
+}
+
+// ready checks that /readyz answers want.
+func (w *servingWebhook) ready(want int) error {
+	resp, err := http.Get("http://" + w.healthAddr + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("readyz %d, want %d", resp.StatusCode, want)
+	}
+	return nil
+}
+
+// TestShutdownDrainsBeforeClosing checks that after SIGTERM the webhook reports not ready while
+// it still serves reviews, so that the Service stops sending them before the listener closes.
+func TestShutdownDrainsBeforeClosing(t *testing.T) {
+	w := startWebhook(t, "--shutdown-delay", "10s")
+	w.cancel() // SIGTERM
+	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusInternalServerError) })
+	if review := postReview(t, w.webhookAddr); review.Response == nil || !review.Response.Allowed {
+		t.Fatalf("review while draining: %+v", review.Response)
+	}
 }
 
 // stop cancels the context, as SIGTERM does, and waits for run to return.

@@ -19,18 +19,20 @@ type CRDSource struct {
 	Files []string
 }
 
-// CRDSources are the CRDs that the local control plane serves, so that the objects the webhook
-// governs can be created as in a cluster that runs those projects.
-var CRDSources = []CRDSource{
-	{
-		Module: "github.com/external-secrets/external-secrets", Version: "v0.16.2",
-		Files: []string{"config/crds/bases/external-secrets.io_*.yaml"},
-	},
-	{
-		// The experimental channel: it serves policy.networking.k8s.io/v1beta1 with domainNames.
-		Module: "sigs.k8s.io/network-policy-api", Version: "v0.3.0",
-		Files: []string{"config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml"},
-	},
+// DefaultCRDSources are the CRDs that the local control plane serves, so that the objects the
+// webhook governs can be created as in a cluster that runs those projects.
+func DefaultCRDSources() []CRDSource {
+	return []CRDSource{
+		{
+			Module: "github.com/external-secrets/external-secrets", Version: "v0.16.2",
+			Files: []string{"config/crds/bases/external-secrets.io_*.yaml"},
+		},
+		{
+			// The experimental channel: it serves policy.networking.k8s.io/v1beta1 with domainNames.
+			Module: "sigs.k8s.io/network-policy-api", Version: "v0.3.0",
+			Files: []string{"config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml"},
+		},
+	}
 }
 
 // Paths downloads the module (a no-op when the module cache has it) and returns the manifest
@@ -65,9 +67,9 @@ func (s CRDSource) Paths(ctx context.Context, workDir string) ([]string, error) 
 }
 
 // crdPaths returns the manifest files of every source.
-func crdPaths(ctx context.Context, workDir string) ([]string, error) {
+func crdPaths(ctx context.Context, workDir string, sources []CRDSource) ([]string, error) {
 	var all []string
-	for _, s := range CRDSources {
+	for _, s := range sources {
 		paths, err := s.Paths(ctx, workDir)
 		if err != nil {
 			return nil, err

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +38,15 @@ type Options struct {
 	StateDir string
 	// Progress receives one line per step, for a person watching.
 	Progress io.Writer
+	// Namespaces are created labelled; nil means DefaultNamespaces().
+	Namespaces []Namespace
+	// CRDs are installed from their Go modules; nil means DefaultCRDSources().
+	CRDs []CRDSource
+	// Developer is an ordinary user, bound to the edit ClusterRole in the namespaces of
+	// DeveloperNamespaces, that tests and people impersonate with kubectl --as.
+	Developer string
+	// DeveloperNamespaces are the namespaces where Developer may edit.
+	DeveloperNamespaces []string
 }
 
 // Env is a running local environment.
@@ -61,22 +71,30 @@ type Namespace struct {
 	Name, AppID, Environment string
 }
 
-// ExampleNamespaces are the namespaces that Start creates. The examples in manifests/examples
-// and the end-to-end suite use them.
-var ExampleNamespaces = []Namespace{
-	{Name: "team-a-dev", AppID: "team-a", Environment: "dev"},
-	{Name: "team-a-prod", AppID: "team-a", Environment: "prod"},
-	{Name: "team-b-staging", AppID: "team-b", Environment: "staging"},
+// DefaultNamespaces are the example namespaces. The examples in manifests/examples and the
+// end-to-end suite use them.
+func DefaultNamespaces() []Namespace {
+	return []Namespace{
+		{Name: "team-a-dev", AppID: "team-a", Environment: "dev"},
+		{Name: "team-a-prod", AppID: "team-a", Environment: "prod"},
+		{Name: "team-b-staging", AppID: "team-b", Environment: "staging"},
+	}
 }
 
-// The binaries a local environment needs in bin/.
-var requiredBinaries = []string{"kube-apiserver", "etcd", "iss-webhook"}
+// DefaultOptions returns the options of `make run` for a checkout at repoRoot.
+func DefaultOptions(repoRoot, stateDir string, progress io.Writer) Options {
+	return Options{
+		RepoRoot: repoRoot, StateDir: stateDir, Progress: progress,
+		Namespaces: DefaultNamespaces(), CRDs: DefaultCRDSources(),
+		Developer: "alice", DeveloperNamespaces: []string{"team-a-dev", "team-a-prod"},
+	}
+}
 
 // Start brings the environment up: control plane, webhook, registration, example namespaces.
 // On error everything started so far is stopped again.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	bin := filepath.Join(o.RepoRoot, "bin")
-	for _, name := range requiredBinaries {
+	for _, name := range []string{"kube-apiserver", "etcd", "iss-webhook"} {
 		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
 			return nil, fmt.Errorf("%s is missing from %s: run `make build controlplane` first", name, bin)
 		}
@@ -92,7 +110,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	}()
 
 	e.progress("fetching CRD manifests from their Go modules")
-	crds, err := crdPaths(ctx, o.RepoRoot)
+	crds, err := crdPaths(ctx, o.RepoRoot, o.CRDs)
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +155,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 // envtest issued for the registered webhook configurations, and waits until it is ready.
 func (e *Env) startWebhook(ctx context.Context) error {
 	wh := &e.testEnv.WebhookInstallOptions
-	healthPort, err := freePort()
+	healthPort, err := FreePort()
 	if err != nil {
 		return err
 	}
-	metricsPort, err := freePort()
+	metricsPort, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -158,6 +176,8 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort)),
 		"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)),
 		"--log-level", "debug",
+		// Nothing load-balances in front of it here: stop at once.
+		"--shutdown-delay", "0s",
 	}
 	e.webhook = exec.Command(filepath.Join(e.opts.RepoRoot, "bin", "iss-webhook"), args...)
 	e.webhook.Stdout, e.webhook.Stderr = logFile, logFile
@@ -199,15 +219,36 @@ func (e *Env) createNamespaces(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, ns := range ExampleNamespaces {
+	names := make([]string, 0, len(e.opts.Namespaces))
+	for _, ns := range e.opts.Namespaces {
 		obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, Labels: map[string]string{
 			policy.LabelAppID: ns.AppID, policy.LabelEnvironment: ns.Environment,
 		}}}
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 		}
+		names = append(names, ns.Name)
 	}
-	e.progress("created namespaces %s", namespaceNames())
+	e.progress("created namespaces %s", strings.Join(names, ", "))
+	if e.opts.Developer == "" {
+		return nil
+	}
+	// An ordinary developer's rights are the edit ClusterRole, which a cluster's controller
+	// manager aggregates from these two bootstrap roles. This control plane has no controller
+	// manager, so the developer is bound to the roles the aggregation would combine.
+	for _, ns := range e.opts.DeveloperNamespaces {
+		for _, role := range []string{"system:aggregate-to-edit", "system:aggregate-to-view"} {
+			rb := &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "developer-" + strings.TrimPrefix(role, "system:"), Namespace: ns},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: e.opts.Developer}},
+			}
+			if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("binding %s to %s in %s: %w", e.opts.Developer, role, ns, err)
+			}
+		}
+	}
+	e.progress("user %q may edit in %s (kubectl --as=%s)", e.opts.Developer, strings.Join(e.opts.DeveloperNamespaces, ", "), e.opts.Developer)
 	return nil
 }
 
@@ -241,15 +282,8 @@ func (e *Env) progress(format string, args ...any) {
 	}
 }
 
-func namespaceNames() string {
-	names := make([]string, len(ExampleNamespaces))
-	for i, ns := range ExampleNamespaces {
-		names[i] = ns.Name
-	}
-	return strings.Join(names, ", ")
-}
-
-func freePort() (int, error) {
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

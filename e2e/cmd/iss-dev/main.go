@@ -38,7 +38,7 @@ func run(root, state string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	env, err := devenv.Start(ctx, devenv.Options{RepoRoot: root, StateDir: state, Progress: os.Stdout})
+	env, err := devenv.Start(ctx, devenv.DefaultOptions(root, state, os.Stdout))
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,9 @@ iss-webhook is running against a local control plane (no nodes: pods are admitte
   kubectl apply --dry-run=server -o yaml -f my-engine.yaml  # see what the webhook would change
 
 Example namespaces: team-a-dev, team-a-prod, team-b-staging (labelled with iss.platform/app-id and
-iss.platform/environment). Webhook log: %s
+iss.platform/environment). The ordinary user alice may edit in team-a-dev and team-a-prod:
+  kubectl --as=alice label pod dagger-engine-standard -n team-a-dev iss.platform/egress-policy=open --overwrite   # denied
+Webhook log: %s
 
 Press Ctrl-C to stop.
 `, rel, examplesDir, env.WebhookLog)

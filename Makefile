@@ -36,7 +36,7 @@ check: ## gofmt, go vet and go mod tidy are clean
 	cd e2e/tools/etcd && $(GO) mod tidy -diff
 
 .PHONY: unit
-unit: ## unit, golden and handler tests
+unit: controlplane ## unit, golden and handler tests (the binary's own tests start a control plane)
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 .PHONY: e2e
@@ -49,7 +49,7 @@ bench: ## benchmarks of the whole review path
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change
-	$(GO) test ./mutators/ -update
+	$(GO) test ./mutators/ ./policy/ -run Golden -update
 
 .PHONY: clean
 clean: ## remove build outputs and the local state

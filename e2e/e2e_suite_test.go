@@ -10,12 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/iss-platform/iss-webhook/e2e/devenv"
 )
+
+// gcGracePeriod is the grace period of the egress policy collector on the local control plane.
+const gcGracePeriod = 3 * time.Second
 
 // The suite's cluster: set up once in BeforeSuite.
 var (
@@ -41,7 +45,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	state, err := os.MkdirTemp("", "iss-e2e-")
 	Expect(err).NotTo(HaveOccurred())
 	By("starting the local control plane and iss-webhook")
-	localEnv, err = devenv.Start(ctx, devenv.DefaultOptions(repoRoot, state, GinkgoWriter))
+	opts := devenv.DefaultOptions(repoRoot, state, GinkgoWriter)
+	// A short grace period, so that the suite sees unused egress policies collected.
+	opts.WebhookArgs = []string{"--gc-grace-period", gcGracePeriod.String()}
+	localEnv, err = devenv.Start(ctx, opts)
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = localEnv.Kubeconfig
 }, NodeTimeout(5*60e9))

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	cnpv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
@@ -228,4 +229,40 @@ func (n *NetworkPolicy) ClusterEgressPolicy(namespace, hash string, list Allowli
 			Egress: rules,
 		},
 	}
+}
+
+// EgressObjects returns every object the engine's egress needs in the namespace, as the API
+// server will store them: the base NetworkPolicy, and the FQDN object of the backend when the
+// allowlist is not empty. backend must be resolved (not BackendAuto).
+func (n *NetworkPolicy) EgressObjects(namespace string, eng Engine, backend FQDNBackend) ([]*unstructured.Unstructured, error) {
+	objs := []runtime.Object{n.BaseEgressPolicy(namespace, eng.EgressHash)}
+	switch backend {
+	case BackendCilium:
+		if o := n.CiliumEgressPolicy(namespace, eng.EgressHash, eng.Egress); o != nil {
+			objs = append(objs, o)
+		}
+	case BackendClusterNetworkPolicy:
+		if o := n.ClusterEgressPolicy(namespace, eng.EgressHash, eng.Egress); o != nil {
+			objs = append(objs, o)
+		}
+	case BackendNone:
+	default:
+		return nil, fmt.Errorf("FQDN backend %q is not one of %q, %q, %q", backend, BackendCilium, BackendClusterNetworkPolicy, BackendNone)
+	}
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+			if err != nil {
+				return nil, err
+			}
+			u = &unstructured.Unstructured{Object: m}
+		}
+		// What the typed objects carry but an applied configuration must not.
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u.Object, "status")
+		out = append(out, u)
+	}
+	return out, nil
 }

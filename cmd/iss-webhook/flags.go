@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 // options are the command-line settings of iss-webhook.
@@ -20,6 +22,11 @@ type options struct {
 	ShutdownDelay   time.Duration
 	LogLevel        string
 	EnableHTTP2     bool
+
+	FQDNBackend             string
+	GCGracePeriod           time.Duration
+	LeaderElect             bool
+	LeaderElectionNamespace string
 }
 
 // parseFlags reads the command line into options. It uses a flag set of its own rather than the
@@ -47,6 +54,10 @@ Flags:
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while /readyz reports not ready, so that the Service stops sending reviews first")
 	fs.DurationVar(&o.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "after the shutdown delay, how long to let in-flight reviews finish")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug (also logs each mutation), info or error")
+	fs.StringVar(&o.FQDNBackend, "fqdn-backend", "", `FQDN policy backend: auto, cilium, clusternetworkpolicy or none; empty means the policy's ("auto")`)
+	fs.DurationVar(&o.GCGracePeriod, "gc-grace-period", 0, "how long a generated egress policy may select no pod before it is deleted; 0 means the policy's (5m)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy collector")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "iss-system", "namespace of the leader election Lease")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1; off by default to stay clear of HTTP/2 stream-reset attacks")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -56,6 +67,14 @@ Flags:
 	}
 	if o.WebhookPort <= 0 || o.WebhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port %d is not a TCP port", o.WebhookPort)
+	}
+	switch policy.FQDNBackend(o.FQDNBackend) {
+	case "", policy.BackendAuto, policy.BackendCilium, policy.BackendClusterNetworkPolicy, policy.BackendNone:
+	default:
+		return nil, fmt.Errorf("--fqdn-backend %q is not one of auto, cilium, clusternetworkpolicy, none", o.FQDNBackend)
+	}
+	if o.GCGracePeriod < 0 {
+		return nil, fmt.Errorf("--gc-grace-period %s is negative", o.GCGracePeriod)
 	}
 	return o, nil
 }
@@ -68,4 +87,16 @@ func (o *options) tlsOptions() []func(*tls.Config) {
 			c.NextProtos = []string{"http/1.1"}
 		}
 	}}
+}
+
+// policy returns the built-in policy with the overrides of the command line.
+func (o *options) policy() *policy.Policy {
+	p := policy.Default()
+	if o.FQDNBackend != "" {
+		p.Network.FQDNBackend = policy.FQDNBackend(o.FQDNBackend)
+	}
+	if o.GCGracePeriod > 0 {
+		p.Network.GCGracePeriod = o.GCGracePeriod
+	}
+	return p
 }

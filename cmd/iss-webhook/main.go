@@ -1,7 +1,7 @@
 // Command iss-webhook is the admission webhook that enforces the Infrastructure & Secrets
 // Standard (ISS-001) on a Kubernetes cluster. It serves the mutating and validating webhooks over
-// TLS, reloading its serving certificate when the files change, and exposes health probes and
-// Prometheus metrics.
+// TLS, reloading its serving certificate when the files change, writes and collects the engines'
+// egress policies, and exposes health probes and Prometheus metrics.
 package main
 
 import (
@@ -19,11 +19,19 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -31,6 +39,7 @@ import (
 
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
+	"github.com/iss-platform/iss-webhook/webhook/egress"
 )
 
 func main() {
@@ -62,6 +71,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
 	}
+	pol := opts.policy()
+	// Both questions go to the API server once, at start-up, never during a review.
+	self, err := whoAmI(ctx, restConfig)
+	if err != nil {
+		return err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	backend, err := egress.ResolveBackend(dc, pol.Network.FQDNBackend)
+	if err != nil {
+		return err
+	}
+
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme: webhook.NewScheme(),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
@@ -70,28 +94,50 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			CertDir: opts.CertDir,
 			TLSOpts: opts.tlsOptions(),
 		}),
+		Cache:                   cacheOptions(backend),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.ShutdownTimeout,
+		LeaderElection:          opts.LeaderElect,
+		LeaderElectionID:        "iss-webhook",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create the controller manager: %w", err)
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	webhookServer := mgr.GetWebhookServer()
-	policies := policy.NewHolder(policy.Default())
+	policies := policy.NewHolder(pol)
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
-	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics})
-
+	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), backend)
+	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self})
+	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies, collectInterval(pol.Network.GCGracePeriod))); err != nil {
+		return err
+	}
+	// Create the informers now, so that the first review finds them synced rather than
+	// starting them, and report ready only once they are.
+	for _, obj := range cachedObjects(backend) {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("creating the informer for %T: %w", obj, err)
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready only once the TLS listener serves, so that no review is sent to a replica that
-	// would refuse the connection.
 	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+		syncCtx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+			return errors.New("informer caches are not synced yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 
@@ -126,12 +172,59 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
-		"metrics", opts.MetricsAddress, "health", opts.HealthAddress)
+		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", self,
+		"fqdnBackend", backend, "gcGracePeriod", pol.Network.GCGracePeriod.String())
 	if err := mgr.Start(serveCtx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	log.Info("iss-webhook stopped")
 	return nil
+}
+
+// cachedObjects are the kinds the webhook keeps informers for: engine pods, and the generated
+// objects of the backend.
+func cachedObjects(backend policy.FQDNBackend) []client.Object {
+	objs := []client.Object{&corev1.Pod{}}
+	for _, gvk := range egress.GVKs(backend) {
+		objs = append(objs, egress.NewObject(gvk))
+	}
+	return objs
+}
+
+// cacheOptions restrict the informers to what the webhook needs: pods that carry the egress
+// label (engines), and objects that the webhook generated. Nothing else is held in memory.
+func cacheOptions(backend policy.FQDNBackend) cache.Options {
+	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant, valid label key
+	}
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Pod{}: {Label: labels.NewSelector().Add(*hasEgressLabel)},
+	}
+	for _, gvk := range egress.GVKs(backend) {
+		byObject[egress.NewObject(gvk)] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})}
+	}
+	return cache.Options{ByObject: byObject}
+}
+
+// collectInterval is how often the collector looks for unselected policies: a fifth of the
+// grace period, at least every second and at most every minute.
+func collectInterval(grace time.Duration) time.Duration {
+	return min(max(grace/5, time.Second), time.Minute)
+}
+
+// whoAmI returns the user name the webhook authenticates as, so that it recognises its own
+// changes to the objects it generates.
+func whoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("asking the API server who the webhook is (SelfSubjectReview): %w", err)
+	}
+	return review.Status.UserInfo.Username, nil
 }
 
 // newLogger returns a JSON logger at the given level: "info", "debug" (which also shows the
@@ -152,11 +245,11 @@ func newLogger(level string) (logr.Logger, error) {
 	return zapr.NewLogger(z), nil
 }
 
-// loadRESTConfig reads the kubeconfig named by the flag, else the in-cluster configuration or
-// $KUBECONFIG, as controller-runtime resolves them.
+// loadRESTConfig reads the kubeconfig named by the flag; without it, $KUBECONFIG, then the
+// in-cluster configuration, then ~/.kube/config, as controller-runtime resolves them.
 func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
 		return clientcmd.BuildConfigFromFlags("", kubeconfig)
 	}
-	return config.GetConfig()
+	return ctrl.GetConfig()
 }

@@ -117,61 +117,53 @@ type servingWebhook struct {
 	done                             chan error
 }
 
+// adminKubeconfig is the kubeconfig of the control plane that TestMain starts: the webhook
+// asks the API server who it is and watches pods, so its tests need a real one.
+var adminKubeconfig string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		cp, err := devenv.StartControlPlane("../..", nil, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cp.Stop()
+		dir, err := os.MkdirTemp("", "iss-webhook-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		adminKubeconfig = filepath.Join(dir, "kubeconfig")
+		if _, err := cp.WriteKubeconfig(adminKubeconfig, "test-admin", "system:masters"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
 // startWebhook starts the real binary's run function on loopback with a self-signed serving
 // certificate and waits until it is ready. It is stopped, as SIGTERM would, at the end of the test.
 func startWebhook(t *testing.T, extraArgs ...string) *servingWebhook {
 	t.Helper()
 	dir := t.TempDir()
 	writeServingCert(t, dir, "first")
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	// The webhook makes no API calls while serving reviews; the manager only needs a config.
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	port := strconv.Itoa(freePort(t))
 	healthAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &servingWebhook{certDir: dir, webhookAddr: net.JoinHostPort("127.0.0.1", port), healthAddr: healthAddr, cancel: cancel, done: make(chan error, 1)}
 	args := append([]string{
-		"--kubeconfig", kubeconfig, "--cert-dir", dir, "--webhook-host", "127.0.0.1", "--webhook-port", port,
+		"--kubeconfig", adminKubeconfig, "--cert-dir", dir, "--webhook-host", "127.0.0.1", "--webhook-port", port,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", healthAddr, "--log-level", "error",
-		"--shutdown-delay", "0s",
+		"--shutdown-delay", "0s", "--leader-elect=false",
 	}, extraArgs...)
 	go func() { w.done <- run(ctx, args, io.Discard) }()
 	t.Cleanup(func() { w.stop(t) })
 
 	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusOK) })
 	return w
-}
-
-// ready checks that /readyz answers want.
-func (w *servingWebhook) ready(want int) error {
-	resp, err := http.Get("http://" + w.healthAddr + "/readyz")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != want {
-		return fmt.Errorf("readyz %d, want %d", resp.StatusCode, want)
-	}
-	return nil
-}
-
-// TestShutdownDrainsBeforeClosing checks that after SIGTERM the webhook reports not ready while
-// it still serves reviews, so that the Service stops sending them before the listener closes.
-func TestShutdownDrainsBeforeClosing(t *testing.T) {
-	w := startWebhook(t, "--shutdown-delay", "10s")
-	w.cancel() // SIGTERM
-	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusInternalServerError) })
-	if review := postReview(t, w.webhookAddr); review.Response == nil || !review.Response.Allowed {
-		t.Fatalf("review while draining: %+v", review.Response)
-	}
 }
 
 // stop cancels the context, as SIGTERM does, and waits for run to return.
@@ -332,5 +324,29 @@ func TestFlags(t *testing.T) {
 	}
 	if _, err := newLogger("loud"); err == nil {
 		t.Error("newLogger accepted an unknown level")
+	}
+}
+
+// ready checks that /readyz answers want.
+func (w *servingWebhook) ready(want int) error {
+	resp, err := http.Get("http://" + w.healthAddr + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("readyz %d, want %d", resp.StatusCode, want)
+	}
+	return nil
+}
+
+// TestShutdownDrainsBeforeClosing checks that after SIGTERM the webhook reports not ready while
+// it still serves reviews, so that the Service stops sending them before the listener closes.
+func TestShutdownDrainsBeforeClosing(t *testing.T) {
+	w := startWebhook(t, "--shutdown-delay", "10s")
+	w.cancel() // SIGTERM
+	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusInternalServerError) })
+	if review := postReview(t, w.webhookAddr); review.Response == nil || !review.Response.Allowed {
+		t.Fatalf("review while draining: %+v", review.Response)
 	}
 }

@@ -32,6 +32,10 @@ func DefaultCRDSources() []CRDSource {
 			Module: "sigs.k8s.io/network-policy-api", Version: "v0.3.0",
 			Files: []string{"config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml"},
 		},
+		{
+			Module: "github.com/cilium/cilium", Version: "v1.20.2",
+			Files: []string{"pkg/k8s/apis/cilium.io/client/crds/v2/ciliumnetworkpolicies.yaml"},
+		},
 	}
 }
 

@@ -47,6 +47,8 @@ type Options struct {
 	Developer string
 	// DeveloperNamespaces are the namespaces where Developer may edit.
 	DeveloperNamespaces []string
+	// WebhookArgs are extra flags of iss-webhook.
+	WebhookArgs []string
 }
 
 // Env is a running local environment.
@@ -59,12 +61,69 @@ type Env struct {
 	WebhookLog string
 	// MetricsURL is the webhook's Prometheus endpoint.
 	MetricsURL string
+	// WebhookUser is the user name the webhook authenticates as: its service account's.
+	WebhookUser string
 
-	opts    Options
-	testEnv *envtest.Environment
-	webhook *exec.Cmd
-	exited  chan error
+	opts              Options
+	cp                *ControlPlane
+	webhookKubeconfig string
+	webhook           *exec.Cmd
+	exited            chan error
 }
+
+// ControlPlane is etcd and kube-apiserver, built from the pinned modules into bin/, with the
+// given CRDs and webhook configurations installed.
+type ControlPlane struct {
+	env *envtest.Environment
+}
+
+// StartControlPlane starts etcd and kube-apiserver from repoRoot/bin, installs the CRD manifests
+// and registers the webhook configurations in webhookFiles, pointed at a local serving address
+// with a CA of their own (see WebhookServing).
+func StartControlPlane(repoRoot string, crds, webhookFiles []string) (*ControlPlane, error) {
+	bin := filepath.Join(repoRoot, "bin")
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return nil, fmt.Errorf("%s is missing from %s: run `make controlplane` first", name, bin)
+		}
+	}
+	cp := &ControlPlane{env: &envtest.Environment{
+		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
+		BinaryAssetsDirectory:    bin,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: webhookFiles, LocalServingHost: "127.0.0.1"},
+	}}
+	if _, err := cp.env.Start(); err != nil {
+		_ = cp.env.Stop()
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	return cp, nil
+}
+
+// WriteKubeconfig writes a kubeconfig for a user with a client certificate, and returns its
+// client configuration.
+func (cp *ControlPlane) WriteKubeconfig(path, user string, groups ...string) (*rest.Config, error) {
+	u, err := cp.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating user %s: %w", user, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), os.WriteFile(path, data, 0o600)
+}
+
+// WebhookServing returns where the registered webhook configurations send reviews and the
+// directory of the serving certificate (tls.crt, tls.key) that their CA bundle trusts.
+func (cp *ControlPlane) WebhookServing() (host string, port int, certDir string) {
+	o := &cp.env.WebhookInstallOptions
+	return o.LocalServingHost, o.LocalServingPort, o.LocalServingCertDir
+}
+
+// Stop stops kube-apiserver and etcd.
+func (cp *ControlPlane) Stop() error { return cp.env.Stop() }
 
 // Namespace is an example namespace that Start creates, labelled as a platform would label it.
 type Namespace struct {
@@ -93,16 +152,14 @@ func DefaultOptions(repoRoot, stateDir string, progress io.Writer) Options {
 // Start brings the environment up: control plane, webhook, registration, example namespaces.
 // On error everything started so far is stopped again.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
-	bin := filepath.Join(o.RepoRoot, "bin")
-	for _, name := range []string{"kube-apiserver", "etcd", "iss-webhook"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			return nil, fmt.Errorf("%s is missing from %s: run `make build controlplane` first", name, bin)
-		}
+	if _, err := os.Stat(filepath.Join(o.RepoRoot, "bin", "iss-webhook")); err != nil {
+		return nil, fmt.Errorf("iss-webhook is missing from %s/bin: run `make build` first", o.RepoRoot)
 	}
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	e := &Env{opts: o, Kubeconfig: filepath.Join(o.StateDir, "kubeconfig"), WebhookLog: filepath.Join(o.StateDir, "webhook.log")}
+	e := &Env{opts: o, Kubeconfig: filepath.Join(o.StateDir, "kubeconfig"), WebhookLog: filepath.Join(o.StateDir, "webhook.log"),
+		webhookKubeconfig: filepath.Join(o.StateDir, "webhook.kubeconfig"), WebhookUser: "system:serviceaccount:iss-system:iss-webhook"}
 	defer func() {
 		if err != nil {
 			_ = e.Stop()
@@ -115,46 +172,44 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.progress("starting etcd and kube-apiserver, installing %d CRDs", len(crds))
-	e.testEnv = &envtest.Environment{
-		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
-		BinaryAssetsDirectory:    bin,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths:            []string{filepath.Join(o.RepoRoot, "manifests", "webhook", "webhooks.yaml")},
-			LocalServingHost: "127.0.0.1",
-		},
-	}
-	if _, err := e.testEnv.Start(); err != nil {
-		return nil, fmt.Errorf("starting the control plane: %w", err)
-	}
-	admin, err := e.testEnv.AddUser(envtest.User{Name: "iss-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("creating the admin user: %w", err)
-	}
-	e.Config = admin.Config()
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
+	if e.cp, err = StartControlPlane(o.RepoRoot, crds, []string{filepath.Join(o.RepoRoot, "manifests", "webhook", "webhooks.yaml")}); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(e.Kubeconfig, kubeconfig, 0o600); err != nil {
+	if e.Config, err = e.cp.WriteKubeconfig(e.Kubeconfig, "iss-admin", "system:masters"); err != nil {
 		return nil, err
 	}
 	e.progress("kube-apiserver is serving at %s; admin kubeconfig written to %s", e.Config.Host, e.Kubeconfig)
 
-	if err := e.startWebhook(ctx); err != nil {
+	if err := e.createNamespaces(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.createNamespaces(ctx); err != nil {
+	// The webhook runs as its service account would in a cluster, with the RBAC of manifests/rbac:
+	// the control plane has no token controller, so the identity is a client certificate.
+	if _, stderr, err := Kubectl(ctx, e.Kubeconfig, nil, "apply", "-f", filepath.Join(o.RepoRoot, "manifests", "rbac", "rbac.yaml")); err != nil {
+		return nil, fmt.Errorf("applying manifests/rbac: %v: %s", err, stderr)
+	}
+	if _, err := e.cp.WriteKubeconfig(e.webhookKubeconfig, e.WebhookUser, "system:serviceaccounts", "system:serviceaccounts:iss-system"); err != nil {
+		return nil, err
+	}
+	if err := e.startWebhook(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
+// RestartWebhook stops the webhook and starts it again with extra flags after those of the
+// options, as a rollout with new settings would.
+func (e *Env) RestartWebhook(ctx context.Context, extraArgs ...string) error {
+	if err := e.stopWebhook(); err != nil {
+		return err
+	}
+	return e.startWebhook(ctx, extraArgs...)
+}
+
 // startWebhook runs bin/iss-webhook against the control plane with the serving certificate that
 // envtest issued for the registered webhook configurations, and waits until it is ready.
-func (e *Env) startWebhook(ctx context.Context) error {
-	wh := &e.testEnv.WebhookInstallOptions
+func (e *Env) startWebhook(ctx context.Context, extraArgs ...string) error {
+	host, port, certDir := e.cp.WebhookServing()
 	healthPort, err := FreePort()
 	if err != nil {
 		return err
@@ -164,21 +219,22 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		return err
 	}
 	e.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
-	logFile, err := os.Create(e.WebhookLog)
+	logFile, err := os.OpenFile(e.WebhookLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	args := []string{
-		"--kubeconfig", e.Kubeconfig,
-		"--webhook-host", wh.LocalServingHost,
-		"--webhook-port", strconv.Itoa(wh.LocalServingPort),
-		"--cert-dir", wh.LocalServingCertDir,
+		"--kubeconfig", e.webhookKubeconfig,
+		"--webhook-host", host,
+		"--webhook-port", strconv.Itoa(port),
+		"--cert-dir", certDir,
 		"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort)),
 		"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)),
 		"--log-level", "debug",
 		// Nothing load-balances in front of it here: stop at once.
 		"--shutdown-delay", "0s",
 	}
+	args = append(append(args, e.opts.WebhookArgs...), extraArgs...)
 	e.webhook = exec.Command(filepath.Join(e.opts.RepoRoot, "bin", "iss-webhook"), args...)
 	e.webhook.Stdout, e.webhook.Stderr = logFile, logFile
 	if err := e.webhook.Start(); err != nil {
@@ -190,10 +246,10 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		e.exited <- e.webhook.Wait()
 		logFile.Close()
 	}()
-	e.progress("iss-webhook serving TLS on %s:%d (log: %s)", wh.LocalServingHost, wh.LocalServingPort, e.WebhookLog)
+	e.progress("iss-webhook serving TLS on %s:%d as %s (log: %s)", host, port, e.WebhookUser, e.WebhookLog)
 
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-e.exited:
@@ -211,13 +267,16 @@ func (e *Env) startWebhook(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("iss-webhook was not ready within 30s; its log:\n%s", tail(e.WebhookLog, 20))
+	return fmt.Errorf("iss-webhook was not ready within 60s; its log:\n%s", tail(e.WebhookLog, 20))
 }
 
 func (e *Env) createNamespaces(ctx context.Context) error {
 	cs, err := kubernetes.NewForConfig(e.Config)
 	if err != nil {
 		return err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "iss-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace iss-system: %w", err)
 	}
 	names := make([]string, 0, len(e.opts.Namespaces))
 	for _, ns := range e.opts.Namespaces {
@@ -253,27 +312,35 @@ func (e *Env) createNamespaces(ctx context.Context) error {
 }
 
 // Stop stops the webhook (SIGTERM, so that in-flight reviews finish) and the control plane, and
-// removes the kubeconfig, which would point at a server that is gone.
+// removes the kubeconfigs, which would point at a server that is gone.
 func (e *Env) Stop() error {
-	var errs []error
-	if e.webhook != nil && e.webhook.Process != nil {
-		_ = e.webhook.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.exited:
-		case <-time.After(40 * time.Second):
-			_ = e.webhook.Process.Kill()
-			errs = append(errs, errors.New("iss-webhook did not stop within 40s of SIGTERM; killed"))
-		}
-	}
-	if e.testEnv != nil {
-		if err := e.testEnv.Stop(); err != nil {
+	errs := []error{e.stopWebhook()}
+	if e.cp != nil {
+		if err := e.cp.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the control plane: %w", err))
 		}
 	}
-	if err := os.Remove(e.Kubeconfig); err != nil && !os.IsNotExist(err) {
-		errs = append(errs, err)
+	for _, f := range []string{e.Kubeconfig, e.webhookKubeconfig} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+func (e *Env) stopWebhook() error {
+	if e.webhook == nil || e.webhook.Process == nil {
+		return nil
+	}
+	defer func() { e.webhook = nil }()
+	_ = e.webhook.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+		return nil
+	case <-time.After(40 * time.Second):
+		_ = e.webhook.Process.Kill()
+		return errors.New("iss-webhook did not stop within 40s of SIGTERM; killed")
+	}
 }
 
 func (e *Env) progress(format string, args ...any) {

@@ -1,0 +1,116 @@
+package egress
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// FieldOwner is the field manager of the webhook's server-side applies.
+const FieldOwner = "iss-webhook"
+
+// Writer writes the generated egress objects of engines by server-side apply.
+type Writer struct {
+	writer  client.Client
+	cache   client.Reader
+	backend policy.FQDNBackend
+}
+
+// NewWriter returns a writer that applies with c and first reads from cache, an informer cache
+// that holds the generated objects (labelled app.kubernetes.io/managed-by: iss-webhook) of the
+// backend's kinds. backend must be resolved (see ResolveBackend).
+func NewWriter(c client.Client, cache client.Reader, backend policy.FQDNBackend) *Writer {
+	return &Writer{writer: c, cache: cache, backend: backend}
+}
+
+// Backend returns the FQDN backend the writer writes for.
+func (w *Writer) Backend() policy.FQDNBackend { return w.backend }
+
+// Ensure makes the engine's egress objects exist in the namespace as the policy wants them.
+// Objects the cache already holds as wanted are not written again, so that every engine but the
+// first with an allowlist costs no API call. It implements webhook.EgressWriter.
+func (w *Writer) Ensure(ctx context.Context, namespace string, eng policy.Engine, pol *policy.Policy) ([]string, error) {
+	objs, err := pol.Network.EgressObjects(namespace, eng, w.backend)
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range objs {
+		if err := w.ensure(ctx, obj); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", obj.GetKind(), client.ObjectKeyFromObject(obj), err)
+		}
+	}
+	if w.backend == policy.BackendNone && len(eng.Egress) > 0 {
+		hosts := make([]string, len(eng.Egress))
+		for i, r := range eng.Egress {
+			hosts[i] = r.Host
+		}
+		return []string{fmt.Sprintf("iss-webhook: this cluster has no FQDN policy backend (fqdnBackend none): %s will be unreachable from this engine; only DNS is allowed",
+			strings.Join(hosts, ", "))}, nil
+	}
+	return nil, nil
+}
+
+func (w *Writer) ensure(ctx context.Context, want *unstructured.Unstructured) error {
+	have := &unstructured.Unstructured{}
+	have.SetGroupVersionKind(want.GroupVersionKind())
+	err := w.cache.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case err == nil && upToDate(want, have):
+		return nil
+	case err != nil && !apierrors.IsNotFound(err):
+		// The cache cannot answer (not synced, kind not served): apply anyway; the API
+		// server is the authority.
+		logf.FromContext(ctx).Info("cache lookup of a generated object failed; applying", "object", client.ObjectKeyFromObject(want), "error", err.Error())
+	}
+	return w.writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// upToDate tells whether have holds every label and every spec field of want with want's value.
+// Fields the API server defaults in have are ignored.
+func upToDate(want, have *unstructured.Unstructured) bool {
+	for k, v := range want.GetLabels() {
+		if have.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return contains(have.Object["spec"], want.Object["spec"])
+}
+
+// contains tells whether have holds everything in want: maps may have more keys, lists must
+// have the same length, scalars must be equal.
+func contains(have, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, wv := range w {
+			if !contains(h[k], wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !contains(h[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(have, want)
+	}
+}

@@ -78,17 +78,25 @@ var _ = AfterSuite(func() {
 // kubectl runs kubectl against the suite's cluster and returns stdout, and stderr as an error
 // when kubectl fails.
 func kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
+	stdout, _, err := kubectlWithStderr(ctx, stdin, args...)
+	return stdout, err
+}
+
+// kubectlWithStderr is kubectl that also returns stderr, where kubectl prints warnings.
+func kubectlWithStderr(ctx context.Context, stdin string, args ...string) (string, string, error) {
 	var in io.Reader
 	if stdin != "" {
 		in = strings.NewReader(stdin)
 	}
 	GinkgoWriter.Printf("$ kubectl %s\n", strings.Join(args, " "))
 	stdout, stderr, err := devenv.Kubectl(ctx, kubeconfig, in, args...)
-	if err != nil {
+	if stderr != "" {
 		GinkgoWriter.Printf("%s\n", stderr)
-		return stdout, &kubectlError{stderr: stderr, err: err}
 	}
-	return stdout, nil
+	if err != nil {
+		return stdout, stderr, &kubectlError{stderr: stderr, err: err}
+	}
+	return stdout, stderr, nil
 }
 
 // kubectlError carries what kubectl printed on stderr, which is what a user reads.

@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// engineWith renders an engine pod with the given ISS annotations.
+func engineWith(name, ns string, annotations map[string]string) string {
+	var b strings.Builder
+	for k, v := range annotations {
+		q, _ := json.Marshal(v)
+		fmt.Fprintf(&b, "    %s: %s\n", k, q)
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: %s
+  annotations:
+%s
+spec:
+  containers:
+    - name: dagger-engine
+      image: registry.dagger.io/engine:v0.19.7
+`, name, ns, b.String())
+}
+
+// hashOf is the egress-policy label the webhook gives engines with this annotation.
+func hashOf(networkAccess string) string {
+	list, errs := policy.ParseNetworkAccess(networkAccess)
+	Expect(errs).To(BeEmpty())
+	return list.Hash()
+}
+
+// getJSON returns an object as a map, or nil when it does not exist.
+func getJSON(ctx context.Context, args ...string) map[string]any {
+	out, err := kubectl(ctx, "", append([]string{"get", "-o", "json"}, args...)...)
+	if err != nil {
+		Expect(err).To(MatchError(ContainSubstring("NotFound")))
+		return nil
+	}
+	var obj map[string]any
+	Expect(json.Unmarshal([]byte(out), &obj)).To(Succeed())
+	return obj
+}
+
+func deletePodIn(ns string) func(ctx context.Context, name string) {
+	return func(ctx context.Context, name string) {
+		_, err := kubectl(ctx, "", "delete", "pod", name, "-n", ns, "--ignore-not-found", "--wait=false")
+		Expect(err).NotTo(HaveOccurred())
+	}
+}
+
+var _ = Describe("Engine secrets", func() {
+	It("mounts each logical key from its Secret in one read-only projected volume, with no init container or sidecar", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "engine-secrets")
+		_, err := kubectl(ctx, engineWith("engine-secrets", namespace, map[string]string{policy.AnnotationSecrets: "API_TOKEN,DB_PASSWORD"}),
+			"--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		pod := getJSON(ctx, "pod", "engine-secrets", "-n", namespace)
+		spec := pod["spec"].(map[string]any)
+		Expect(spec).NotTo(HaveKey("initContainers"))
+		Expect(spec["containers"]).To(HaveLen(1))
+		Expect(spec["volumes"]).To(ContainElement(MatchKeys(IgnoreExtras, Keys{
+			"name": Equal("iss-secrets"),
+			"projected": MatchKeys(IgnoreExtras, Keys{"sources": ConsistOf(
+				MatchKeys(IgnoreExtras, Keys{"secret": Equal(map[string]any{"name": "iss-api-token", "items": []any{map[string]any{"key": "API_TOKEN", "path": "API_TOKEN"}}})}),
+				MatchKeys(IgnoreExtras, Keys{"secret": Equal(map[string]any{"name": "iss-db-password", "items": []any{map[string]any{"key": "DB_PASSWORD", "path": "DB_PASSWORD"}}})}),
+			)}),
+		})))
+		Expect(spec["containers"].([]any)[0]).To(MatchKeys(IgnoreExtras, Keys{"volumeMounts": ContainElement(Equal(map[string]any{
+			"name": "iss-secrets", "mountPath": "/var/run/secrets/iss", "readOnly": true,
+		}))}))
+	})
+
+	It("denies keys that are not environment variable names, and secret-agent sidecars", func(ctx SpecContext) {
+		_, err := kubectl(ctx, engineWith("engine-bad-keys", namespace, map[string]string{
+			policy.AnnotationSecrets: "API_TOKEN,1PASSWORD,db-password",
+			"vault.hashicorp.com/agent-inject": "true",
+		}), "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`metadata.annotations[iss.platform/secrets]: Invalid value: "API_TOKEN,1PASSWORD,db-password": key "1PASSWORD" is not an environment variable name`),
+			ContainSubstring(`key "db-password" is not an environment variable name`),
+			ContainSubstring(`metadata.annotations[vault.hashicorp.com/agent-inject]: Forbidden: secret-agent sidecars are not allowed on engines: secrets arrive through the External Secrets Operator`),
+		)))
+	})
+})
+
+var _ = Describe("Engine egress", func() {
+	const github = `[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"}]`
+
+	It("labels the engine and writes the deny-all-but-DNS NetworkPolicy and the FQDN policy, exactly", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "engine-egress")
+		_, err := kubectl(ctx, engineWith("engine-egress", namespace, map[string]string{policy.AnnotationNetworkAccess: github}), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		hash := hashOf(github)
+		pod := getJSON(ctx, "pod", "engine-egress", "-n", namespace)
+		Expect(pod["metadata"].(map[string]any)["labels"]).To(HaveKeyWithValue(policy.LabelEgressPolicy, hash))
+
+		np := getJSON(ctx, "networkpolicy", policy.EgressPolicyName(hash), "-n", namespace)
+		Expect(np).NotTo(BeNil())
+		Expect(np["metadata"].(map[string]any)["labels"]).To(HaveKeyWithValue(policy.LabelManagedBy, policy.ManagedByValue))
+		Expect(np["spec"]).To(Equal(map[string]any{
+			"podSelector": map[string]any{"matchLabels": map[string]any{policy.LabelEgressPolicy: hash}},
+			"policyTypes": []any{"Egress"},
+			"egress": []any{map[string]any{
+				"ports": []any{map[string]any{"port": float64(53), "protocol": "UDP"}, map[string]any{"port": float64(53), "protocol": "TCP"}},
+				"to": []any{map[string]any{
+					"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "kube-system"}},
+					"podSelector":       map[string]any{"matchLabels": map[string]any{"k8s-app": "kube-dns"}},
+				}},
+			}},
+		}))
+
+		cnp := getJSON(ctx, "ciliumnetworkpolicy", policy.EgressPolicyName(hash), "-n", namespace)
+		Expect(cnp).NotTo(BeNil(), "the local control plane serves CiliumNetworkPolicy, so auto picks cilium")
+		Expect(cnp["spec"]).To(Equal(map[string]any{
+			"endpointSelector": map[string]any{"matchLabels": map[string]any{policy.LabelEgressPolicy: hash}},
+			"egress": []any{
+				map[string]any{
+					"toEndpoints": []any{map[string]any{"matchLabels": map[string]any{"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s:k8s-app": "kube-dns"}}},
+					"toPorts":     []any{map[string]any{"ports": []any{map[string]any{"port": "53", "protocol": "ANY"}}, "rules": map[string]any{"dns": []any{map[string]any{"matchPattern": "*"}}}}},
+				},
+				map[string]any{
+					"toFQDNs": []any{map[string]any{"matchPattern": "*.pkg.dev"}, map[string]any{"matchName": "api.github.com"}},
+					"toPorts": []any{map[string]any{"ports": []any{map[string]any{"port": "443", "protocol": "TCP"}}}},
+				},
+			},
+		}))
+	})
+
+	It("shares the policies between engines with equal allowlists, however they are written", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "engine-share-1")
+		DeferCleanup(deletePod, "engine-share-2")
+		a := `[{"host":"registry.npmjs.org"},{"host":"proxy.golang.org","ports":[443]}]`
+		b := `[{"host":"proxy.golang.org","protocol":"TCP"},{"ports":[443,443],"host":"registry.npmjs.org"}]`
+		_, err := kubectl(ctx, engineWith("engine-share-1", namespace, map[string]string{policy.AnnotationNetworkAccess: a}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, engineWith("engine-share-2", namespace, map[string]string{policy.AnnotationNetworkAccess: b}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(hashOf(a)).To(Equal(hashOf(b)))
+		out, err := kubectl(ctx, "", "get", "networkpolicies", "-n", namespace, "-l", policy.LabelEgressPolicy+"="+hashOf(a), "-o", "name")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Fields(out)).To(Equal([]string{"networkpolicy.networking.k8s.io/" + policy.EgressPolicyName(hashOf(a))}))
+	})
+
+	It("writes nothing on --dry-run=server", func(ctx SpecContext) {
+		access := `[{"host":"dry.example.org"}]`
+		_, err := kubectl(ctx, engineWith("engine-dry", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "--dry-run=server", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(getJSON(ctx, "networkpolicy", policy.EgressPolicyName(hashOf(access)), "-n", namespace)).To(BeNil())
+		Expect(getJSON(ctx, "ciliumnetworkpolicy", policy.EgressPolicyName(hashOf(access)), "-n", namespace)).To(BeNil())
+	})
+
+	It("collects the policies once no pod has selected them for the grace period", func(ctx SpecContext) {
+		if localEnv == nil {
+			Skip("the grace period is set short only on the local control plane")
+		}
+		access := `[{"host":"gc.example.org"}]`
+		name := policy.EgressPolicyName(hashOf(access))
+		_, err := kubectl(ctx, engineWith("engine-gc", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(getJSON(ctx, "networkpolicy", name, "-n", namespace)).NotTo(BeNil())
+		Consistently(func(ctx context.Context) map[string]any {
+			return getJSON(ctx, "networkpolicy", name, "-n", namespace)
+		}).WithContext(ctx).WithTimeout(2 * gcGracePeriod).WithPolling(time.Second).ShouldNot(BeNil(), "kept while the pod runs")
+		deletePod(ctx, "engine-gc")
+		Eventually(func(ctx context.Context) []map[string]any {
+			return []map[string]any{getJSON(ctx, "networkpolicy", name, "-n", namespace), getJSON(ctx, "ciliumnetworkpolicy", name, "-n", namespace)}
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal([]map[string]any{nil, nil}))
+	})
+
+	It("denies an ordinary user changing or deleting a generated policy", func(ctx SpecContext) {
+		DeferCleanup(deletePod, "engine-guarded")
+		access := `[{"host":"guarded.example.org"}]`
+		name := policy.EgressPolicyName(hashOf(access))
+		_, err := kubectl(ctx, engineWith("engine-guarded", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "--as", "alice", "delete", "networkpolicy", name, "-n", namespace)
+		Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("NetworkPolicy %s/%s is generated by iss-webhook", namespace, name))))
+		_, err = kubectl(ctx, "", "--as", "alice", "label", "networkpolicy", name, "-n", namespace, "app.kubernetes.io/managed-by-", policy.LabelManagedBy+"-")
+		Expect(err).To(MatchError(ContainSubstring("only iss-webhook may change it")))
+		Expect(getJSON(ctx, "networkpolicy", name, "-n", namespace)).NotTo(BeNil())
+	})
+
+	It("denies a malformed annotation with its name and the position of the fault", func(ctx SpecContext) {
+		_, err := kubectl(ctx, engineWith("engine-malformed", namespace, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"api.github.com",}]`}), "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`metadata.annotations[iss.platform/network-access]: Invalid value:`),
+			ContainSubstring(`at line 1, column 28 (offset 27): invalid character '}' looking for beginning of object key string`),
+		)))
+	})
+
+	It("denies IP literals", func(ctx SpecContext) {
+		_, err := kubectl(ctx, engineWith("engine-ip", namespace, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"api.github.com"},{"host":"10.0.0.1","ports":[5432]}]`}), "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`entry [1]: host "10.0.0.1": IP literals are not allowed`)))
+	})
+
+	It("denies the pod when the API server refuses to write its policy", func(ctx SpecContext) {
+		const ns = "team-b-staging"
+		refuse := `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: e2e-refuse-networkpolicies
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["networking.k8s.io"]
+        apiVersions: ["v1"]
+        resources: ["networkpolicies"]
+        operations: ["CREATE", "UPDATE"]
+  validations:
+    - expression: "false"
+      message: "e2e: NetworkPolicies are refused here"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: e2e-refuse-networkpolicies
+spec:
+  policyName: e2e-refuse-networkpolicies
+  validationActions: ["Deny"]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: team-b-staging
+`
+		_, err := kubectl(ctx, refuse, "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx context.Context) {
+			_, err := kubectl(ctx, refuse, "delete", "-f", "-")
+			Expect(err).NotTo(HaveOccurred())
+		})
+		// The binding takes effect once the API server has loaded it.
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, engineWith("engine-refused", ns, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"refused.example.org"}]`}), "apply", "-f", "-")
+			if err == nil {
+				deletePodIn(ns)(ctx, "engine-refused")
+			}
+			return err
+		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(MatchError(And(
+			ContainSubstring("could not write the egress policies"),
+			ContainSubstring("e2e: NetworkPolicies are refused here"),
+			ContainSubstring("never runs with open egress"),
+		)))
+		Expect(getJSON(ctx, "pod", "engine-refused", "-n", ns)).To(BeNil())
+	})
+})
+
+var _ = Describe("Other FQDN backends", Ordered, func() {
+	const access = `[{"host":"api.github.com"},{"host":"ntp.example.org","ports":[123],"protocol":"UDP"}]`
+
+	restart := func(ctx context.Context, args ...string) {
+		Expect(localEnv.RestartWebhook(ctx, args...)).To(Succeed())
+	}
+	BeforeAll(func() {
+		if localEnv == nil {
+			Skip("switching backends restarts the webhook, which only the local control plane does")
+		}
+	})
+	AfterAll(func(ctx SpecContext) {
+		if localEnv != nil {
+			restart(ctx)
+		}
+	})
+
+	It("writes an Admin-tier ClusterNetworkPolicy with domainNames with the clusternetworkpolicy backend", func(ctx SpecContext) {
+		restart(ctx, "--fqdn-backend", "clusternetworkpolicy")
+		DeferCleanup(deletePod, "engine-cnp")
+		_, err := kubectl(ctx, engineWith("engine-cnp", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		hash := hashOf(access)
+		cnp := getJSON(ctx, "clusternetworkpolicy", policy.ClusterEgressPolicyName(namespace, hash))
+		Expect(cnp).NotTo(BeNil())
+		Expect(cnp["spec"]).To(Equal(map[string]any{
+			"tier":     "Admin",
+			"priority": float64(500),
+			"subject": map[string]any{"pods": map[string]any{
+				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": namespace}},
+				"podSelector":       map[string]any{"matchLabels": map[string]any{policy.LabelEgressPolicy: hash}},
+			}},
+			"egress": []any{
+				map[string]any{"name": "iss-fqdn-0", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"api.github.com"}}},
+					"protocols": []any{map[string]any{"tcp": map[string]any{"destinationPort": map[string]any{"number": float64(443)}}}}},
+				map[string]any{"name": "iss-fqdn-1", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"ntp.example.org"}}},
+					"protocols": []any{map[string]any{"udp": map[string]any{"destinationPort": map[string]any{"number": float64(123)}}}}},
+			},
+		}))
+		Expect(getJSON(ctx, "networkpolicy", policy.EgressPolicyName(hash), "-n", namespace)).NotTo(BeNil())
+	})
+
+	It("warns that the hosts are unreachable with the none backend, and still writes the DNS-only policy", func(ctx SpecContext) {
+		restart(ctx, "--fqdn-backend", "none")
+		DeferCleanup(deletePod, "engine-none")
+		_, stderr, err := kubectlWithStderr(ctx, engineWith("engine-none", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(stderr).To(ContainSubstring("Warning: iss-webhook: this cluster has no FQDN policy backend (fqdnBackend none): api.github.com, ntp.example.org will be unreachable"))
+		Expect(getJSON(ctx, "networkpolicy", policy.EgressPolicyName(hashOf(access)), "-n", namespace)).NotTo(BeNil())
+	})
+})

@@ -85,7 +85,7 @@ var _ = Describe("Engine secrets", func() {
 
 	It("denies keys that are not environment variable names, and secret-agent sidecars", func(ctx SpecContext) {
 		_, err := kubectl(ctx, engineWith("engine-bad-keys", namespace, map[string]string{
-			policy.AnnotationSecrets: "API_TOKEN,1PASSWORD,db-password",
+			policy.AnnotationSecrets:           "API_TOKEN,1PASSWORD,db-password",
 			"vault.hashicorp.com/agent-inject": "true",
 		}), "apply", "-f", "-")
 		Expect(err).To(MatchError(And(
@@ -173,7 +173,7 @@ var _ = Describe("Engine egress", func() {
 		Expect(getJSON(ctx, "networkpolicy", name, "-n", namespace)).NotTo(BeNil())
 		Consistently(func(ctx context.Context) map[string]any {
 			return getJSON(ctx, "networkpolicy", name, "-n", namespace)
-		}).WithContext(ctx).WithTimeout(2 * gcGracePeriod).WithPolling(time.Second).ShouldNot(BeNil(), "kept while the pod runs")
+		}).WithContext(ctx).WithTimeout(2*gcGracePeriod).WithPolling(time.Second).ShouldNot(BeNil(), "kept while the pod runs")
 		deletePod(ctx, "engine-gc")
 		Eventually(func(ctx context.Context) []map[string]any {
 			return []map[string]any{getJSON(ctx, "networkpolicy", name, "-n", namespace), getJSON(ctx, "ciliumnetworkpolicy", name, "-n", namespace)}

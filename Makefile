@@ -47,6 +47,11 @@ e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control 
 bench: ## benchmarks of the whole review path
 	$(GO) test -run '^$$' -bench . -benchmem ./webhook/
 
+.PHONY: fuzz
+fuzz: ## fuzz each annotation parser for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
+	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseNetworkAccess$$' -fuzztime $(or $(FUZZTIME),60s)
+	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretKeys$$' -fuzztime $(or $(FUZZTIME),60s)
+
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change
 	$(GO) test ./mutators/ ./policy/ -run Golden -update

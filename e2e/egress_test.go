@@ -197,7 +197,7 @@ var _ = Describe("Engine egress", func() {
 		_, err := kubectl(ctx, engineWith("engine-malformed", namespace, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"api.github.com",}]`}), "apply", "-f", "-")
 		Expect(err).To(MatchError(And(
 			ContainSubstring(`metadata.annotations[iss.platform/network-access]: Invalid value:`),
-			ContainSubstring(`at line 1, column 28 (offset 27): invalid character '}' looking for beginning of object key string`),
+			ContainSubstring(`at line 1, column 27 (offset 26): invalid character '}' looking for beginning of object key string`),
 		)))
 	})
 

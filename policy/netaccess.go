@@ -56,7 +56,7 @@ func (a Allowlist) Hash() string {
 type NetworkAccessError struct {
 	// Entry is the index of the offending entry, or -1 when the error is not about one entry.
 	Entry int
-	// Offset is the byte offset of a JSON syntax or type error, or -1.
+	// Offset is the index of the byte where a JSON syntax or type error was found, or -1.
 	Offset int64
 	// Line and Column give Offset as a position in the annotation, both from 1.
 	Line, Column int
@@ -195,6 +195,10 @@ func jsonError(value string, err error) *NetworkAccessError {
 	}
 	if offset < 0 {
 		return &NetworkAccessError{Entry: -1, Offset: -1, Reason: reason}
+	}
+	// The decoder counts the bytes it read; the fault is the last of them.
+	if offset > 0 {
+		offset--
 	}
 	line, col := position(value, offset)
 	return &NetworkAccessError{Entry: -1, Offset: offset, Line: line, Column: col, Reason: reason}

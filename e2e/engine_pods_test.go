@@ -63,10 +63,7 @@ var (
 	highPerformance = profileResources("2", "4", "4Gi", "8Gi", "50Gi")
 )
 
-func deletePod(ctx context.Context, name string) {
-	_, err := kubectl(ctx, "", "delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=false")
-	Expect(err).NotTo(HaveOccurred())
-}
+func deletePod(ctx context.Context, name string) { deletePodIn(namespace)(ctx, name) }
 
 var _ = Describe("Dagger engine pods", func() {
 	It("fills in the standard profile for a pod of the official Dagger Helm chart", func(ctx SpecContext) {

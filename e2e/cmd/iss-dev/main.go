@@ -54,6 +54,10 @@ func run(root, state string) error {
 	if err != nil {
 		return err
 	}
+	if out, _, err := devenv.Kubectl(ctx, env.Kubeconfig, nil, "get", "networkpolicies,ciliumnetworkpolicies,clusternetworkpolicies",
+		"--all-namespaces", "-l", "app.kubernetes.io/managed-by=iss-webhook"); err == nil {
+		fmt.Printf("\niss-dev: egress policies the webhook generated for the engines:\n%s", out)
+	}
 	rel, _ := filepath.Rel(mustGetwd(), env.Kubeconfig)
 	fmt.Printf(`
 iss-webhook is running against a local control plane (no nodes: pods are admitted and stay Pending).
@@ -63,6 +67,7 @@ iss-webhook is running against a local control plane (no nodes: pods are admitte
   kubectl get pod dagger-engine-standard -n team-a-dev -o jsonpath='{.spec.containers[0].resources}'
   kubectl apply -f %s/03-engine-off-profile.yaml            # denied, with every violation
   kubectl apply --dry-run=server -o yaml -f my-engine.yaml  # see what the webhook would change
+  kubectl get networkpolicies,ciliumnetworkpolicies -n team-a-dev -o yaml  # generated egress policies
 
 Example namespaces: team-a-dev, team-a-prod, team-b-staging (labelled with iss.platform/app-id and
 iss.platform/environment). The ordinary user alice may edit in team-a-dev and team-a-prod:

@@ -45,7 +45,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means the in-cluster configuration, or $KUBECONFIG outside a cluster")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means $KUBECONFIG, else the in-cluster configuration, else ~/.kube/config")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on; empty means all addresses")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the webhook server (TLS)")
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate tls.crt and key tls.key")

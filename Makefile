@@ -51,6 +51,7 @@ bench: ## benchmarks of the whole review path
 fuzz: ## fuzz each annotation parser for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseNetworkAccess$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretKeys$$' -fuzztime $(or $(FUZZTIME),60s)
+	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretPath$$' -fuzztime $(or $(FUZZTIME),60s)
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change

@@ -16,6 +16,8 @@ type Policy struct {
 	Engines EnginePolicy
 	// Network says how engine egress is restricted.
 	Network NetworkPolicy
+	// Secrets says where each environment's OpenBao secrets live.
+	Secrets SecretsPolicy
 	// TrustedIdentities may do what the policy forbids others: change ISS labels and
 	// annotations, change or delete generated objects.
 	TrustedIdentities Identities
@@ -112,6 +114,7 @@ func Default() *Policy {
 			},
 		},
 		Network: DefaultNetworkPolicy(),
+		Secrets: DefaultSecretsPolicy(),
 		TrustedIdentities: Identities{
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with

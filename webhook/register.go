@@ -16,6 +16,12 @@ const (
 	ValidateEnginePodsPath = "/validate-engine-pods"
 	// ValidateGeneratedPoliciesPath serves the validating webhook for generated egress policies.
 	ValidateGeneratedPoliciesPath = "/validate-generated-policies"
+	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
+	MutateExternalSecretsPath = "/mutate-external-secrets"
+	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
+	ValidateSecretsPath = "/validate-secrets"
+	// ValidateNamespacesPath serves the validating webhook for Namespaces.
+	ValidateNamespacesPath = "/validate-namespaces"
 )
 
 // Options are what the handlers need.
@@ -28,6 +34,8 @@ type Options struct {
 	Egress EgressWriter
 	// Self is the user name the webhook authenticates as to the API server.
 	Self string
+	// Namespaces looks up namespaces' ISS labels.
+	Namespaces NamespaceLookup
 }
 
 // Handlers maps each webhook path to its admission webhook.
@@ -37,6 +45,9 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		MutateEnginePodsPath:          {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
 		ValidateEnginePodsPath:        {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
 		ValidateGeneratedPoliciesPath: {Handler: NewGeneratedPolicyGuard(o.Policies, o.Metrics, o.Self)},
+		MutateExternalSecretsPath:     {Handler: InitiatorDefaulter{}},
+		ValidateSecretsPath:           {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics)},
+		ValidateNamespacesPath:        {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
 	}
 }
 

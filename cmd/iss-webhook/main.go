@@ -113,7 +113,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), backend)
-	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self})
+	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
+		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache())})
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies, collectInterval(pol.Network.GCGracePeriod))); err != nil {
 		return err
 	}
@@ -181,10 +182,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// cachedObjects are the kinds the webhook keeps informers for: engine pods, and the generated
-// objects of the backend.
+// cachedObjects are the kinds the webhook keeps informers for: engine pods, namespaces' metadata
+// (for their ISS labels), and the generated objects of the backend.
 func cachedObjects(backend policy.FQDNBackend) []client.Object {
-	objs := []client.Object{&corev1.Pod{}}
+	objs := []client.Object{&corev1.Pod{}, webhook.NamespaceMetadata()}
 	for _, gvk := range egress.GVKs(backend) {
 		objs = append(objs, egress.NewObject(gvk))
 	}
@@ -192,7 +193,8 @@ func cachedObjects(backend policy.FQDNBackend) []client.Object {
 }
 
 // cacheOptions restrict the informers to what the webhook needs: pods that carry the egress
-// label (engines), and objects that the webhook generated. Nothing else is held in memory.
+// label (engines), namespaces' metadata, and objects that the webhook generated. Nothing else is
+// held in memory.
 func cacheOptions(backend policy.FQDNBackend) cache.Options {
 	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
 	if err != nil {

@@ -180,8 +180,12 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	e.progress("kube-apiserver is serving at %s; admin kubeconfig written to %s", e.Config.Host, e.Kubeconfig)
 
-	if err := e.createNamespaces(ctx); err != nil {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
 		return nil, err
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "iss-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating namespace iss-system: %w", err)
 	}
 	// The webhook runs as its service account would in a cluster, with the RBAC of manifests/rbac:
 	// the control plane has no token controller, so the identity is a client certificate.
@@ -192,6 +196,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if err := e.startWebhook(ctx); err != nil {
+		return nil, err
+	}
+	// With the webhook up: the namespaces' ISS labels go through it, as the platform's would.
+	if err := e.createNamespaces(ctx, cs); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -270,14 +278,7 @@ func (e *Env) startWebhook(ctx context.Context, extraArgs ...string) error {
 	return fmt.Errorf("iss-webhook was not ready within 60s; its log:\n%s", tail(e.WebhookLog, 20))
 }
 
-func (e *Env) createNamespaces(ctx context.Context) error {
-	cs, err := kubernetes.NewForConfig(e.Config)
-	if err != nil {
-		return err
-	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "iss-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace iss-system: %w", err)
-	}
+func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) error {
 	names := make([]string, 0, len(e.opts.Namespaces))
 	for _, ns := range e.opts.Namespaces {
 		obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, Labels: map[string]string{

@@ -1,0 +1,199 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/mutators"
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// ruleSecrets names the OpenBao secret rules (ISS-001 section 2) in metrics.
+const ruleSecrets = "openbao-secrets"
+
+// NamespaceLookup tells what the rules need of a namespace: its ISS labels. A namespace that
+// does not exist is one of no app.
+type NamespaceLookup interface {
+	Namespace(ctx context.Context, name string) (policy.Namespace, error)
+}
+
+// CachedNamespaces looks namespaces up in an informer cache of their metadata.
+type CachedNamespaces struct {
+	cache client.Reader
+}
+
+// NewCachedNamespaces returns a NamespaceLookup that reads cache, which must hold Namespaces as
+// metav1.PartialObjectMetadata.
+func NewCachedNamespaces(cache client.Reader) *CachedNamespaces {
+	return &CachedNamespaces{cache: cache}
+}
+
+// NamespaceMetadata returns the empty object under which the cache holds namespaces.
+func NamespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// Namespace implements NamespaceLookup.
+func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.Namespace, error) {
+	ns := NamespaceMetadata()
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return policy.Namespace{Name: name}, nil
+		}
+		return policy.Namespace{}, err
+	}
+	return policy.NamespaceFromLabels(name, ns.Labels), nil
+}
+
+// InitiatorDefaulter is the mutating handler for ExternalSecrets and PushSecrets: it sets the
+// iss.platform/initiator-id annotation to the requesting user when it is absent.
+type InitiatorDefaulter struct{}
+
+// Handle implements admission.Handler.
+func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("")
+	}
+	// Unstructured, so that the patch touches the annotation and nothing of fields this build
+	// does not know.
+	obj := &unstructured.Unstructured{}
+	if err := json.Unmarshal(req.Object.Raw, &obj.Object); err != nil {
+		return badRequest(req.Kind.Kind, err)
+	}
+	meta := metav1.ObjectMeta{Annotations: obj.GetAnnotations()}
+	if !mutators.InitiatorID(&meta, req.UserInfo.Username) {
+		return admission.Allowed("")
+	}
+	original, err := json.Marshal(obj.Object)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	obj.SetAnnotations(meta.Annotations)
+	mutated, err := json.Marshal(obj.Object)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(original, mutated)
+}
+
+// SecretsValidator is the validating handler for ExternalSecrets, PushSecrets and SecretStores.
+type SecretsValidator struct {
+	policies   policy.Provider
+	namespaces NamespaceLookup
+	metrics    *Metrics
+}
+
+// NewSecretsValidator returns the validating handler of the OpenBao secret rules.
+func NewSecretsValidator(policies policy.Provider, namespaces NamespaceLookup, metrics *Metrics) *SecretsValidator {
+	return &SecretsValidator{policies: policies, namespaces: namespaces, metrics: metrics}
+}
+
+// Handle implements admission.Handler.
+func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	pol := h.policies.Current()
+	ns, err := h.namespaces.Namespace(ctx, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("iss-webhook cannot read namespace %s from its cache: %w; retry", req.Namespace, err))
+	}
+	trusted := pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups)
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+
+	var meta, oldMeta *metav1.ObjectMeta
+	var errs field.ErrorList
+	switch req.Kind.Kind {
+	case "ExternalSecret":
+		obj := &policy.ExternalSecret{}
+		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+			return badRequest(req.Kind.Kind, err)
+		}
+		meta, errs = &obj.ObjectMeta, pol.ValidateExternalSecret(obj, ns)
+	case "PushSecret":
+		obj := &policy.PushSecret{}
+		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+			return badRequest(req.Kind.Kind, err)
+		}
+		meta, errs = &obj.ObjectMeta, pol.ValidatePushSecret(obj, ns)
+	case "SecretStore":
+		obj := &policy.SecretStore{}
+		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+			return badRequest(req.Kind.Kind, err)
+		}
+		if errs = pol.ValidateSecretStore(obj, ns); len(errs) > 0 {
+			h.metrics.count("secretstores", ruleSecrets, decisionDenied)
+			return denyInvalid(gk, &obj.ObjectMeta, errs)
+		}
+		return admission.Allowed("")
+	default:
+		return admission.Allowed("")
+	}
+	if req.Operation == admissionv1.Update {
+		old := &metav1.PartialObjectMetadata{}
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return badRequest("previous "+req.Kind.Kind, err)
+		}
+		oldMeta = &old.ObjectMeta
+	}
+	errs = append(pol.ValidateInitiator(oldMeta, meta, req.UserInfo.Username, trusted), errs...)
+	if len(errs) > 0 {
+		h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
+		return denyInvalid(gk, meta, errs)
+	}
+	h.metrics.count(req.Resource.Resource, ruleSecrets, decisionAllowed)
+	return admission.Allowed("")
+}
+
+// NamespaceValidator is the validating handler for Namespaces: only trusted identities may set
+// or change their iss.platform/app-id and iss.platform/environment labels.
+type NamespaceValidator struct {
+	policies policy.Provider
+	metrics  *Metrics
+}
+
+// NewNamespaceValidator returns the validating handler for Namespaces.
+func NewNamespaceValidator(policies policy.Provider, metrics *Metrics) *NamespaceValidator {
+	return &NamespaceValidator{policies: policies, metrics: metrics}
+}
+
+// Handle implements admission.Handler.
+func (h *NamespaceValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	if h.policies.Current().TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups) {
+		return admission.Allowed("trusted identity")
+	}
+	cur := &metav1.PartialObjectMetadata{}
+	if err := json.Unmarshal(req.Object.Raw, cur); err != nil {
+		return badRequest("namespace", err)
+	}
+	var oldMeta *metav1.ObjectMeta
+	if req.Operation == admissionv1.Update {
+		old := &metav1.PartialObjectMetadata{}
+		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+			return badRequest("previous namespace", err)
+		}
+		oldMeta = &old.ObjectMeta
+	}
+	if errs := policy.ValidateNamespaceLabels(oldMeta, &cur.ObjectMeta); len(errs) > 0 {
+		h.metrics.count("namespaces", ruleTamper, decisionDenied)
+		return denyInvalid(schema.GroupKind{Kind: "Namespace"}, &cur.ObjectMeta, errs)
+	}
+	return admission.Allowed("")
+}

@@ -294,10 +294,22 @@ func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) err
 		return nil
 	}
 	// An ordinary developer's rights are the edit ClusterRole, which a cluster's controller
-	// manager aggregates from these two bootstrap roles. This control plane has no controller
+	// manager aggregates from the bootstrap roles and from the roles that add-ons label for it,
+	// as the External Secrets chart does for its kinds. This control plane has no controller
 	// manager, so the developer is bound to the roles the aggregation would combine.
+	esEdit := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "external-secrets-edit", Labels: map[string]string{"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"external-secrets.io"},
+			Resources: []string{"externalsecrets", "pushsecrets", "secretstores"},
+			Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+		}},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, esEdit, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ClusterRole %s: %w", esEdit.Name, err)
+	}
 	for _, ns := range e.opts.DeveloperNamespaces {
-		for _, role := range []string{"system:aggregate-to-edit", "system:aggregate-to-view"} {
+		for _, role := range []string{"system:aggregate-to-edit", "system:aggregate-to-view", esEdit.Name} {
 			rb := &rbacv1.RoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: "developer-" + strings.TrimPrefix(role, "system:"), Namespace: ns},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},

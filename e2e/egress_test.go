@@ -132,7 +132,7 @@ var _ = Describe("Engine egress", func() {
 					"toPorts":     []any{map[string]any{"ports": []any{map[string]any{"port": "53", "protocol": "ANY"}}, "rules": map[string]any{"dns": []any{map[string]any{"matchPattern": "*"}}}}},
 				},
 				map[string]any{
-					"toFQDNs": []any{map[string]any{"matchPattern": "*.pkg.dev"}, map[string]any{"matchName": "api.github.com"}},
+					"toFQDNs": []any{map[string]any{"matchPattern": "**.pkg.dev"}, map[string]any{"matchName": "api.github.com"}},
 					"toPorts": []any{map[string]any{"ports": []any{map[string]any{"port": "443", "protocol": "TCP"}}}},
 				},
 			},
@@ -191,6 +191,33 @@ var _ = Describe("Engine egress", func() {
 		_, err = kubectl(ctx, "", "--as", "alice", "label", "networkpolicy", name, "-n", namespace, "app.kubernetes.io/managed-by-", policy.LabelManagedBy+"-")
 		Expect(err).To(MatchError(ContainSubstring("only iss-webhook may change it")))
 		Expect(getJSON(ctx, "networkpolicy", name, "-n", namespace)).NotTo(BeNil())
+	})
+
+	It("denies an ordinary user's NetworkPolicy that would widen engines' egress, or take a generated one's name", func(ctx SpecContext) {
+		open := fmt.Sprintf(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-all-egress
+  namespace: %s
+spec:
+  podSelector: {}
+  egress:
+    - {}
+`, namespace)
+		_, err := kubectl(ctx, open, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring("spec.podSelector: Forbidden: a policy with egress rules must not select Dagger engines")))
+
+		scoped := strings.Replace(open, "podSelector: {}", "podSelector:\n    matchExpressions:\n      - {key: iss.platform/egress-policy, operator: DoesNotExist}", 1)
+		DeferCleanup(func(ctx context.Context) {
+			_, err := kubectl(ctx, "", "delete", "networkpolicy", "allow-all-egress", "-n", namespace, "--ignore-not-found")
+			Expect(err).NotTo(HaveOccurred())
+		})
+		_, err = kubectl(ctx, scoped, "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), "a policy that excludes engines is the namespace's own business")
+
+		squat := strings.Replace(strings.Replace(open, "allow-all-egress", policy.EgressPolicyName(hashOf(`[{"host":"squat.example.org"}]`)), 1), "  egress:\n    - {}\n", "", 1)
+		_, err = kubectl(ctx, squat, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`metadata.name: Forbidden: names starting with "iss-egress-" are reserved`)))
 	})
 
 	It("denies a malformed annotation with its name and the position of the fault", func(ctx SpecContext) {
@@ -291,10 +318,21 @@ var _ = Describe("Other FQDN backends", Ordered, func() {
 				"podSelector":       map[string]any{"matchLabels": map[string]any{policy.LabelEgressPolicy: hash}},
 			}},
 			"egress": []any{
+				map[string]any{"name": "iss-dns", "action": "Accept",
+					"to": []any{map[string]any{"pods": map[string]any{
+						"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "kube-system"}},
+						"podSelector":       map[string]any{"matchLabels": map[string]any{"k8s-app": "kube-dns"}},
+					}}},
+					"protocols": []any{
+						map[string]any{"udp": map[string]any{"destinationPort": map[string]any{"number": float64(53)}}},
+						map[string]any{"tcp": map[string]any{"destinationPort": map[string]any{"number": float64(53)}}},
+					}},
 				map[string]any{"name": "iss-fqdn-0", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"api.github.com"}}},
 					"protocols": []any{map[string]any{"tcp": map[string]any{"destinationPort": map[string]any{"number": float64(443)}}}}},
 				map[string]any{"name": "iss-fqdn-1", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"ntp.example.org"}}},
 					"protocols": []any{map[string]any{"udp": map[string]any{"destinationPort": map[string]any{"number": float64(123)}}}}},
+				map[string]any{"name": "iss-deny-rest", "action": "Deny",
+					"to": []any{map[string]any{"namespaces": map[string]any{}}, map[string]any{"networks": []any{"0.0.0.0/0", "::/0"}}}},
 			},
 		}))
 		Expect(getJSON(ctx, "networkpolicy", policy.EgressPolicyName(hash), "-n", namespace)).NotTo(BeNil())

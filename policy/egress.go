@@ -160,7 +160,9 @@ func (n *NetworkPolicy) CiliumEgressPolicy(namespace, hash string, list Allowlis
 		var fqdns, ports []any
 		for _, r := range g.rules {
 			if r.Wildcard() {
-				fqdns = append(fqdns, map[string]any{"matchPattern": r.Host})
+				// Cilium's "*." matches one label; "**." matches subdomains at any depth, as
+				// "*." does in a ClusterNetworkPolicy and in the annotation.
+				fqdns = append(fqdns, map[string]any{"matchPattern": "*" + r.Host})
 			} else {
 				fqdns = append(fqdns, map[string]any{"matchName": r.Host})
 			}
@@ -186,13 +188,30 @@ func (n *NetworkPolicy) CiliumEgressPolicy(namespace, hash string, list Allowlis
 }
 
 // ClusterEgressPolicy returns the Admin-tier ClusterNetworkPolicy that accepts egress to the
-// allowlist's domain names from the namespace's pods labelled with its hash. It is nil for the
-// empty allowlist.
+// cluster DNS and the allowlist's domain names from the namespace's pods labelled with its hash,
+// and denies the rest. It is nil for the empty allowlist.
 func (n *NetworkPolicy) ClusterEgressPolicy(namespace, hash string, list Allowlist) *cnpv1beta1.ClusterNetworkPolicy {
 	if len(list) == 0 {
 		return nil
 	}
-	var rules []cnpv1beta1.ClusterNetworkPolicyEgressRule
+	// The Admin tier decides before any NetworkPolicy, so this object carries the whole
+	// allowlist: DNS, the domain names, and a final Deny, without which a NetworkPolicy written
+	// by the namespace's users could widen the engine's egress.
+	var dnsProtocols []cnpv1beta1.ClusterNetworkPolicyProtocol
+	for _, p := range n.DNSPorts {
+		dnsProtocols = append(dnsProtocols,
+			cnpv1beta1.ClusterNetworkPolicyProtocol{UDP: &cnpv1beta1.ClusterNetworkPolicyProtocolUDP{DestinationPort: &cnpv1beta1.Port{Number: p}}},
+			cnpv1beta1.ClusterNetworkPolicyProtocol{TCP: &cnpv1beta1.ClusterNetworkPolicyProtocolTCP{DestinationPort: &cnpv1beta1.Port{Number: p}}})
+	}
+	rules := []cnpv1beta1.ClusterNetworkPolicyEgressRule{{
+		Name:   "iss-dns",
+		Action: cnpv1beta1.ClusterNetworkPolicyRuleActionAccept,
+		To: []cnpv1beta1.ClusterNetworkPolicyEgressPeer{{Pods: &cnpv1beta1.NamespacedPod{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: n.DNSNamespace}},
+			PodSelector:       metav1.LabelSelector{MatchLabels: n.DNSPodLabels},
+		}}},
+		Protocols: dnsProtocols,
+	}}
 	for i, g := range groupByPorts(list) {
 		var names []cnpv1beta1.DomainName
 		for _, r := range g.rules {
@@ -214,6 +233,14 @@ func (n *NetworkPolicy) ClusterEgressPolicy(namespace, hash string, list Allowli
 			Protocols: protocols,
 		})
 	}
+	rules = append(rules, cnpv1beta1.ClusterNetworkPolicyEgressRule{
+		Name:   "iss-deny-rest",
+		Action: cnpv1beta1.ClusterNetworkPolicyRuleActionDeny,
+		To: []cnpv1beta1.ClusterNetworkPolicyEgressPeer{
+			{Namespaces: &metav1.LabelSelector{}},
+			{Networks: []cnpv1beta1.CIDR{"0.0.0.0/0", "::/0"}},
+		},
+	})
 	labels := generatedLabels(hash)
 	labels[LabelEgressNamespace] = namespace
 	return &cnpv1beta1.ClusterNetworkPolicy{

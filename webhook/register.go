@@ -14,8 +14,8 @@ const (
 	MutateEnginePodsPath = "/mutate-engine-pods"
 	// ValidateEnginePodsPath serves the validating webhook for pods and pods/resize.
 	ValidateEnginePodsPath = "/validate-engine-pods"
-	// ValidateGeneratedPoliciesPath serves the validating webhook for generated egress policies.
-	ValidateGeneratedPoliciesPath = "/validate-generated-policies"
+	// ValidateNetworkPoliciesPath serves the validating webhook for network policies.
+	ValidateNetworkPoliciesPath = "/validate-network-policies"
 	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
 	MutateExternalSecretsPath = "/mutate-external-secrets"
 	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
@@ -42,12 +42,12 @@ type Options struct {
 func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
-		MutateEnginePodsPath:          {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
-		ValidateEnginePodsPath:        {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
-		ValidateGeneratedPoliciesPath: {Handler: NewGeneratedPolicyGuard(o.Policies, o.Metrics, o.Self)},
-		MutateExternalSecretsPath:     {Handler: InitiatorDefaulter{}},
-		ValidateSecretsPath:           {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics)},
-		ValidateNamespacesPath:        {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
+		MutateEnginePodsPath:        {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
+		ValidateEnginePodsPath:      {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
+		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self)},
+		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
+		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics)},
+		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
 	}
 }
 

@@ -77,6 +77,11 @@ func generatedLabels(hash string) map[string]string {
 	return map[string]string{LabelManagedBy: ManagedByValue, LabelEgressPolicy: hash}
 }
 
+// AnnotationLastUsed is the annotation of a generated object that says when an engine was last
+// admitted with it. The collector keeps an object for the grace period after that time, so that
+// it never deletes the policy of a pod that is being admitted.
+const AnnotationLastUsed = Prefix + "last-used"
+
 // LabelEgressNamespace is the label of a generated cluster-scoped object that names the
 // namespace of the pods it selects, so that it can be collected with them.
 const LabelEgressNamespace = Prefix + "egress-namespace"

@@ -17,6 +17,18 @@ import (
 // MaxEgressHosts is the most hosts one network-access annotation may list (design.md 4.3).
 const MaxEgressHosts = 25
 
+// MaxEgressPorts is the most ports one entry may list, and MaxEgressPortSets the most distinct
+// sets of protocol and ports an allowlist may use: each set becomes one rule of the generated
+// policies, whose CRDs bound both (Cilium 40 ports a rule, ClusterNetworkPolicy 25 rules).
+const (
+	MaxEgressPorts    = 20
+	MaxEgressPortSets = 20
+)
+
+// privateSuffixes are the DNS suffixes of names that resolve inside the cluster, the cloud
+// network or the node (cloud metadata servers among them), which the egress allowlist is not for.
+var privateSuffixes = []string{".internal", ".local", ".localdomain", ".localhost", ".svc", ".cluster.local", ".arpa", ".home.arpa", ".lan", ".intranet", ".corp"}
+
 // Protocols an egress rule may name; TCP is the default.
 const (
 	ProtocolTCP = "TCP"
@@ -107,7 +119,7 @@ func ParseNetworkAccess(value string) (Allowlist, []error) {
 		if strings.HasPrefix(s.Error(), "duplicate") {
 			hint = ": give each field once"
 		}
-		errs = append(errs, &NetworkAccessError{Entry: -1, Offset: -1, Reason: s.Error() + hint})
+		errs = append(errs, &NetworkAccessError{Entry: strictErrorEntry(s.Error()), Offset: -1, Reason: s.Error() + hint})
 	}
 	if entries == nil {
 		return nil, append(errs, &NetworkAccessError{Entry: -1, Offset: -1, Reason: `the value must be a JSON array such as [{"host":"api.github.com","ports":[443]}], not null`})
@@ -142,6 +154,9 @@ func ParseNetworkAccess(value string) (Allowlist, []error) {
 			if len(e.Ports) == 0 {
 				entryErr(`"ports" is empty: list at least one port, or leave "ports" out for [443]`)
 			}
+			if len(e.Ports) > MaxEgressPorts {
+				entryErr("%d ports listed, at most %d are allowed: split the host's ports over fewer services", len(e.Ports), MaxEgressPorts)
+			}
 			ports = ports[:0]
 			for _, p := range e.Ports {
 				if p < 1 || p > 65535 {
@@ -157,6 +172,16 @@ func ParseNetworkAccess(value string) (Allowlist, []error) {
 	hosts := map[string]bool{}
 	for k := range merged {
 		hosts[k.host] = true
+	}
+	sets := map[string]bool{}
+	for k, ports := range merged {
+		sorted := slices.Clone(ports)
+		slices.Sort(sorted)
+		sets[k.protocol+fmt.Sprint(slices.Compact(sorted))] = true
+	}
+	if len(sets) > MaxEgressPortSets {
+		errs = append(errs, &NetworkAccessError{Entry: -1, Offset: -1, Reason: fmt.Sprintf(
+			"%d different sets of protocol and ports are used, at most %d are allowed: give hosts the same ports where you can", len(sets), MaxEgressPortSets)})
 	}
 	if len(hosts) > MaxEgressHosts {
 		errs = append(errs, &NetworkAccessError{Entry: -1, Offset: -1, Reason: fmt.Sprintf(
@@ -252,6 +277,14 @@ func checkEgressHost(host string) string {
 	if strings.HasSuffix(host, ".") {
 		return fmt.Sprintf("must not end with a dot: write %q", strings.TrimSuffix(host, "."))
 	}
+	for _, suffix := range privateSuffixes {
+		if strings.HasSuffix(host, suffix) {
+			return fmt.Sprintf("names under %q resolve inside the cluster, the cloud network or the node (metadata servers among them), which the egress allowlist is not for", suffix)
+		}
+	}
+	if strings.HasPrefix(host, "localhost.") {
+		return "localhost is not an egress destination"
+	}
 	name := host
 	if strings.HasPrefix(host, "*.") {
 		name = host[2:]
@@ -301,4 +334,22 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// strictErrorEntry returns the entry index at the start of a strict decoding error's field path,
+// such as 2 for `unknown field "[2].hots"`, or -1.
+func strictErrorEntry(msg string) int {
+	_, rest, ok := strings.Cut(msg, `"[`)
+	if !ok {
+		return -1
+	}
+	digits, _, ok := strings.Cut(rest, "]")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil {
+		return -1
+	}
+	return n
 }

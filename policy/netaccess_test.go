@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,7 @@ func TestParseNetworkAccess(t *testing.T) {
 		{name: "not an array", value: `{"host":"a.example.org"}`, wantErr: []string{"the value is a JSON object, but must be an array of entries"}},
 		{name: "null", value: `null`, wantErr: []string{"not null"}},
 		{name: "wrong type", value: `[{"host":"a.example.org","ports":"443"}]`, wantErr: []string{`"ports" is a JSON string, but must be an array of port numbers`}},
-		{name: "unknown field", value: `[{"host":"a.example.org","port":443}]`, wantErr: []string{`unknown field "[0].port"`}},
+		{name: "unknown field", value: `[{"host":"a.example.org"},{"host":"b.example.org","port":443}]`, wantErr: []string{`entry [1]: unknown field "[1].port"`}},
 		{name: "duplicate field", value: `[{"host":"a.example.org","host":"b.example.org"}]`, wantErr: []string{`duplicate field "[0].host": give each field once`}},
 		{name: "missing host", value: `[{"ports":[443]}]`, wantErr: []string{`entry [0]: "host" is required`}},
 		{name: "null entry", value: `[null]`, wantErr: []string{"entry [0]: null is not an entry"}},
@@ -37,6 +38,10 @@ func TestParseNetworkAccess(t *testing.T) {
 		{name: "ports and protocol", value: `[{"host":"a.example.org","ports":[0,65536,22],"protocol":"tcp"},{"host":"b.example.org","ports":[]}]`,
 			wantErr: []string{`protocol "tcp": must be "TCP" or "UDP"`, "port 0: must be from 1 to 65535", "port 65536", `"ports" is empty`}},
 		{name: "more than 25 hosts", value: manyHosts(26), wantErr: []string{"26 hosts listed, at most 25"}},
+		{name: "names that resolve inside", value: `[{"host":"metadata.google.internal"},{"host":"kubernetes.default.svc"},{"host":"printer.local"},{"host":"localhost.localdomain"}]`,
+			wantErr: []string{`".internal"`, `".svc"`, `".local"`, `".localdomain"`}},
+		{name: "too many ports", value: `[{"host":"a.example.org","ports":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21]}]`, wantErr: []string{"21 ports listed, at most 20"}},
+		{name: "too many port sets", value: manyPortSets(21), wantErr: []string{"21 different sets of protocol and ports"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, errs := ParseNetworkAccess(tc.value)
@@ -60,6 +65,14 @@ func TestParseNetworkAccess(t *testing.T) {
 	if ok, _ := ParseNetworkAccess(manyHosts(25)); len(ok) != 25 {
 		t.Errorf("25 hosts: got %d rules", len(ok))
 	}
+}
+
+func manyPortSets(n int) string {
+	var entries []string
+	for i := range n {
+		entries = append(entries, fmt.Sprintf(`{"host":"h%d.example.org","ports":[%d]}`, i, 1000+i))
+	}
+	return "[" + strings.Join(entries, ",") + "]"
 }
 
 func manyHosts(n int) string {

@@ -99,9 +99,13 @@ func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) field.ErrorList {
 }
 
 // ValidateEphemeralContainers denies ephemeral containers (kubectl debug) that run an engine
-// image: they would be engines without a quota profile or egress policy.
-func (p *Policy) ValidateEphemeralContainers(spec *corev1.PodSpec) field.ErrorList {
+// image, which would be engines without a quota profile or egress policy, and, in engines,
+// secret agents.
+func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *corev1.PodSpec) field.ErrorList {
 	var errs field.ErrorList
+	if _, isEngine := p.Engines.Match(meta, spec); isEngine {
+		errs = append(errs, validateNoSecretAgents(nil, &corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)...)
+	}
 	for i, c := range spec.EphemeralContainers {
 		if p.Engines.IsEngineImage(c.Image) {
 			errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers").Index(i).Child("image"),
@@ -109,4 +113,20 @@ func (p *Policy) ValidateEphemeralContainers(spec *corev1.PodSpec) field.ErrorLi
 		}
 	}
 	return errs
+}
+
+// ValidateEgressLabel checks a pod's iss.platform/egress-policy label once every mutating
+// webhook has run: an engine's must be the hash of its allowlist (another webhook must not have
+// changed it), and a pod that is not an engine must not carry one (it would keep generated
+// policies from being collected).
+func ValidateEgressLabel(meta *metav1.ObjectMeta, eng Engine, isEngine bool) field.ErrorList {
+	path := field.NewPath("metadata", "labels").Key(LabelEgressPolicy)
+	value, has := meta.Labels[LabelEgressPolicy]
+	switch {
+	case isEngine && value != eng.EgressHash:
+		return field.ErrorList{field.Invalid(path, value, fmt.Sprintf("must be %q, the hash of the engine's %s annotation, which iss-webhook's mutating webhook sets: do not set or change it, and check that no other mutating webhook does", eng.EgressHash, AnnotationNetworkAccess))}
+	case !isEngine && has:
+		return field.ErrorList{field.Forbidden(path, "only Dagger engines carry this label, which iss-webhook sets: remove it")}
+	}
+	return nil
 }

@@ -73,8 +73,9 @@ func isEnvVarName(s string) bool {
 // the External Secrets Operator only (ISS-001 section 2.2).
 var secretAgentAnnotations = []string{"vault.hashicorp.com/agent-inject", "openbao.org/agent-inject"}
 
-// secretAgentImages are the image repositories (last path element) of Vault and OpenBao, whose
-// agent mode the injectors run as sidecars and init containers.
+// secretAgentImages start the image repository names (last path element) of Vault and OpenBao
+// and their variants (vault-enterprise, openbao-ubi), whose agent mode the injectors run as
+// sidecars and init containers.
 var secretAgentImages = []string{"vault", "openbao"}
 
 // validateNoSecretAgents denies the annotations and containers of secret-agent sidecars.
@@ -92,7 +93,7 @@ func validateNoSecretAgents(annotations map[string]string, spec *corev1.PodSpec,
 			last := repo[strings.LastIndexByte(repo, '/')+1:]
 			agentName := strings.HasPrefix(c.Name, "vault-agent") || strings.HasPrefix(c.Name, "openbao-agent")
 			for _, img := range secretAgentImages {
-				if last == img || agentName {
+				if strings.HasPrefix(last, img) || agentName {
 					errs = append(errs, field.Forbidden(path.Index(i),
 						fmt.Sprintf("container %q (%s) is a secret agent: secrets arrive through the External Secrets Operator; remove it and list the keys in the %s annotation", c.Name, c.Image, AnnotationSecrets)))
 					break
@@ -103,5 +104,10 @@ func validateNoSecretAgents(annotations map[string]string, spec *corev1.PodSpec,
 	specPath := root.Child("spec")
 	check(spec.InitContainers, specPath.Child("initContainers"))
 	check(spec.Containers, specPath.Child("containers"))
+	ephemeral := make([]corev1.Container, len(spec.EphemeralContainers))
+	for i, c := range spec.EphemeralContainers {
+		ephemeral[i] = corev1.Container{Name: c.Name, Image: c.Image}
+	}
+	check(ephemeral, specPath.Child("ephemeralContainers"))
 	return errs
 }

@@ -125,8 +125,11 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
 		}
-		_, isEngine, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
-		if !isEngine {
+		eng, isEngine, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
+		if req.SubResource == "" {
+			errs = append(errs, policy.ValidateEgressLabel(&pod.ObjectMeta, eng, isEngine)...)
+		}
+		if !isEngine && len(errs) == 0 {
 			return admission.Allowed("not a Dagger engine pod")
 		}
 		if len(errs) > 0 {
@@ -140,9 +143,26 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
 		}
-		if errs := pol.ValidateEphemeralContainers(&pod.Spec); len(errs) > 0 {
+		if errs := pol.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec); len(errs) > 0 {
 			h.metrics.count("pods", ruleEnginePods, decisionDenied)
 			return denyInvalid(podKind, &pod.ObjectMeta, errs)
+		}
+		return admission.Allowed("")
+	case req.Operation == admissionv1.Update && req.SubResource == "status":
+		// Status updates keep label and annotation changes: the same protection applies.
+		old := &corev1.Pod{}
+		if err := h.decoder.Decode(req, pod); err != nil {
+			return badRequest("pod", err)
+		}
+		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return badRequest("previous pod", err)
+		}
+		if pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups) {
+			return admission.Allowed("trusted identity")
+		}
+		if errs := policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil); len(errs) > 0 {
+			h.metrics.count("pods", ruleTamper, decisionDenied)
+			return denyInvalid(podKind, &old.ObjectMeta, errs)
 		}
 		return admission.Allowed("")
 	case req.Operation == admissionv1.Update && req.SubResource == "":

@@ -138,11 +138,18 @@ func TestEnginePodDefaulter(t *testing.T) {
 	})
 }
 
+// admittedEnginePod is a chart engine pod as the mutating webhook leaves it for the validating one.
+func admittedEnginePod() *corev1.Pod {
+	pod := chartEnginePod()
+	pod.Labels[policy.LabelEgressPolicy] = policy.Allowlist{}.Hash()
+	return pod
+}
+
 func TestEnginePodValidator(t *testing.T) {
 	_, validating := handlers(t)
 	ctx := context.Background()
 
-	offProfile := chartEnginePod()
+	offProfile := admittedEnginePod()
 	offProfile.Spec.Containers[0].Resources.Limits = corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("64Gi"),
 	}
@@ -185,8 +192,8 @@ func TestEnginePodValidator(t *testing.T) {
 	})
 
 	for name, req := range map[string]admission.Request{
-		"conforming create": podRequest(t, admissionv1.Create, "", chartEnginePod()),
-		"status update":     podRequest(t, admissionv1.Update, "status", offProfile),
+		"conforming create": podRequest(t, admissionv1.Create, "", admittedEnginePod()),
+		"status update":     statusUpdate(t, offProfile),
 	} {
 		t.Run(name+" is allowed", func(t *testing.T) {
 			if resp := validating.Handle(ctx, req); !resp.Allowed {
@@ -388,5 +395,35 @@ func TestEphemeralEngineContainersDenied(t *testing.T) {
 	pod.Spec.EphemeralContainers = pod.Spec.EphemeralContainers[:1]
 	if resp := validating.Handle(context.Background(), podRequest(t, admissionv1.Update, "ephemeralcontainers", pod)); !resp.Allowed {
 		t.Fatalf("busybox debug container denied: %+v", resp.Result)
+	}
+}
+
+func statusUpdate(t *testing.T, pod *corev1.Pod) admission.Request {
+	req := updateRequest(t, pod, pod, "system:node:node-1")
+	req.SubResource = "status"
+	return req
+}
+
+func TestEgressLabelChecked(t *testing.T) {
+	_, validating := handlers(t)
+	ctx := context.Background()
+	wrong := admittedEnginePod()
+	wrong.Labels[policy.LabelEgressPolicy] = "0000000000000000"
+	plain := chartEnginePod()
+	plain.Spec.Containers[0].Image = "nginx:1.29"
+	plain.Labels[policy.LabelEgressPolicy] = policy.Allowlist{}.Hash()
+	relabelled := admittedEnginePod()
+	relabelled.Labels[policy.LabelEgressPolicy] = "open"
+	statusRelabel := updateRequest(t, admittedEnginePod(), relabelled, "some-controller")
+	statusRelabel.SubResource = "status"
+	for name, req := range map[string]admission.Request{
+		"engine with another webhook's label": podRequest(t, admissionv1.Create, "", wrong),
+		"plain pod with the label":            podRequest(t, admissionv1.Create, "", plain),
+		"label changed through pods/status":   statusRelabel,
+	} {
+		resp := validating.Handle(ctx, req)
+		if resp.Allowed || resp.Result.Details == nil || resp.Result.Details.Causes[0].Field != "metadata.labels[iss.platform/egress-policy]" {
+			t.Errorf("%s: %+v", name, resp.Result)
+		}
 	}
 }

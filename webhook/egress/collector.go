@@ -108,6 +108,10 @@ func (c *Collector) Collect(ctx context.Context) error {
 				c.unselectedSince[key] = now
 				continue
 			}
+			// An engine admitted with the object since then is about to be created: wait.
+			if used := LastUsed(obj); used.After(since) {
+				since = used
+			}
 			if now.Sub(since) < pol.Network.GCGracePeriod {
 				continue
 			}
@@ -128,7 +132,9 @@ func (c *Collector) Collect(ctx context.Context) error {
 }
 
 // deleteUnselected deletes obj after asking the API server itself, not the cache, that no pod
-// selects it, to narrow the window in which a pod just created is not yet in the cache.
+// selects it, to narrow the window in which a pod just created is not yet in the cache. Since
+// every admission with the object marks it used (see Writer), the grace period also starts
+// again for a pod that is being admitted.
 func (c *Collector) deleteUnselected(ctx context.Context, gvk schema.GroupVersionKind, sel selection, obj client.Object) error {
 	pods := &corev1.PodList{}
 	if err := c.apiReader.List(ctx, pods, client.InNamespace(sel.namespace), client.MatchingLabels{policy.LabelEgressPolicy: sel.hash}); err != nil {
@@ -139,8 +145,9 @@ func (c *Collector) deleteUnselected(ctx context.Context, gvk schema.GroupVersio
 			return nil
 		}
 	}
-	uid := obj.GetUID()
-	err := c.client.Delete(ctx, obj, client.Preconditions{UID: &uid})
+	// The preconditions fail if an admission marked the object used since the cache saw it.
+	uid, version := obj.GetUID(), obj.GetResourceVersion()
+	err := c.client.Delete(ctx, obj, client.Preconditions{UID: &uid, ResourceVersion: &version})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,28 +23,38 @@ type Writer struct {
 	writer  client.Client
 	cache   client.Reader
 	backend policy.FQDNBackend
+	now     func() time.Time
 }
 
 // NewWriter returns a writer that applies with c and first reads from cache, an informer cache
 // that holds the generated objects (labelled app.kubernetes.io/managed-by: iss-webhook) of the
 // backend's kinds. backend must be resolved (see ResolveBackend).
 func NewWriter(c client.Client, cache client.Reader, backend policy.FQDNBackend) *Writer {
-	return &Writer{writer: c, cache: cache, backend: backend}
+	return &Writer{writer: c, cache: cache, backend: backend, now: time.Now}
 }
 
 // Backend returns the FQDN backend the writer writes for.
 func (w *Writer) Backend() policy.FQDNBackend { return w.backend }
 
-// Ensure makes the engine's egress objects exist in the namespace as the policy wants them.
-// Objects the cache already holds as wanted are not written again, so that every engine but the
-// first with an allowlist costs no API call. It implements webhook.EgressWriter.
+// Ensure makes the engine's egress objects exist in the namespace as the policy wants them, and
+// marks them used now. Objects the cache already holds as wanted, marked used within half the
+// grace period, are not written again, so that an allowlist costs an API call only for its
+// first engine and then once per half grace period. It implements webhook.EgressWriter.
 func (w *Writer) Ensure(ctx context.Context, namespace string, eng policy.Engine, pol *policy.Policy) ([]string, error) {
 	objs, err := pol.Network.EgressObjects(namespace, eng, w.backend)
 	if err != nil {
 		return nil, err
 	}
+	now := w.now()
+	fresh := now.Add(-pol.Network.GCGracePeriod / 2)
 	for _, obj := range objs {
-		if err := w.ensure(ctx, obj); err != nil {
+		annotations := obj.GetAnnotations()
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[policy.AnnotationLastUsed] = now.UTC().Format(time.RFC3339)
+		obj.SetAnnotations(annotations)
+		if err := w.ensure(ctx, obj, fresh); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", obj.GetKind(), client.ObjectKeyFromObject(obj), err)
 		}
 	}
@@ -58,12 +69,12 @@ func (w *Writer) Ensure(ctx context.Context, namespace string, eng policy.Engine
 	return nil, nil
 }
 
-func (w *Writer) ensure(ctx context.Context, want *unstructured.Unstructured) error {
+func (w *Writer) ensure(ctx context.Context, want *unstructured.Unstructured, fresh time.Time) error {
 	have := &unstructured.Unstructured{}
 	have.SetGroupVersionKind(want.GroupVersionKind())
 	err := w.cache.Get(ctx, client.ObjectKeyFromObject(want), have)
 	switch {
-	case err == nil && upToDate(want, have):
+	case err == nil && upToDate(want, have) && !LastUsed(have).Before(fresh):
 		return nil
 	case err != nil && !apierrors.IsNotFound(err):
 		// The cache cannot answer (not synced, kind not served): apply anyway; the API
@@ -113,4 +124,13 @@ func contains(have, want any) bool {
 	default:
 		return reflect.DeepEqual(have, want)
 	}
+}
+
+// LastUsed returns when an engine was last admitted with a generated object, or the zero time.
+func LastUsed(obj client.Object) time.Time {
+	t, err := time.Parse(time.RFC3339, obj.GetAnnotations()[policy.AnnotationLastUsed])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }

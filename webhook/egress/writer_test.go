@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -62,6 +63,7 @@ func BenchmarkEnsureCached(b *testing.B) {
 	}
 	cached := cacheDouble{}
 	for _, o := range objs {
+		o.SetAnnotations(map[string]string{policy.AnnotationLastUsed: time.Now().UTC().Format(time.RFC3339)})
 		cached[o.GetKind()+"/"+client.ObjectKeyFromObject(o).String()] = o
 	}
 	// A nil writer client: any API call would panic, so the benchmark proves there is none.

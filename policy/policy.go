@@ -18,6 +18,8 @@ type Policy struct {
 	Network NetworkPolicy
 	// Secrets says where each environment's OpenBao secrets live.
 	Secrets SecretsPolicy
+	// OpenBao is the optional existence check of ExternalSecret paths.
+	OpenBao OpenBaoPolicy
 	// TrustedIdentities may do what the policy forbids others: change ISS labels and
 	// annotations, change or delete generated objects.
 	TrustedIdentities Identities
@@ -115,6 +117,7 @@ func Default() *Policy {
 		},
 		Network: DefaultNetworkPolicy(),
 		Secrets: DefaultSecretsPolicy(),
+		OpenBao: DefaultOpenBaoPolicy(),
 		TrustedIdentities: Identities{
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with

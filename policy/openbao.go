@@ -1,8 +1,9 @@
 package policy
 
 import (
-	"strconv"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // OnUnavailable says what the webhook does with an ExternalSecret whose paths it cannot verify
@@ -66,12 +67,13 @@ func DefaultOpenBaoPolicy() OpenBaoPolicy {
 // paths, in the order they appear.
 func ExternalSecretPaths(es *ExternalSecret) []ObjectPath {
 	var out []ObjectPath
+	spec := field.NewPath("spec")
 	for i, d := range es.Spec.Data {
-		out = append(out, ObjectPath{Field: "spec.data[" + strconv.Itoa(i) + "].remoteRef.key", Key: d.RemoteRef.Key})
+		out = append(out, ObjectPath{Field: spec.Child("data").Index(i).Child("remoteRef", "key"), Key: d.RemoteRef.Key})
 	}
 	for i, d := range es.Spec.DataFrom {
 		if d.Extract != nil {
-			out = append(out, ObjectPath{Field: "spec.dataFrom[" + strconv.Itoa(i) + "].extract.key", Key: d.Extract.Key})
+			out = append(out, ObjectPath{Field: spec.Child("dataFrom").Index(i).Child("extract", "key"), Key: d.Extract.Key})
 		}
 	}
 	return out
@@ -79,5 +81,6 @@ func ExternalSecretPaths(es *ExternalSecret) []ObjectPath {
 
 // ObjectPath is an OpenBao path an object names, and where it names it.
 type ObjectPath struct {
-	Field, Key string
+	Field *field.Path
+	Key   string
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -90,16 +91,24 @@ func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admis
 	return admission.PatchResponseFromRaw(original, mutated)
 }
 
+// PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
+// not answer.
+type PathVerifier interface {
+	Exists(ctx context.Context, mount, path string) (bool, error)
+}
+
 // SecretsValidator is the validating handler for ExternalSecrets, PushSecrets and SecretStores.
 type SecretsValidator struct {
 	policies   policy.Provider
 	namespaces NamespaceLookup
 	metrics    *Metrics
+	verifier   PathVerifier
 }
 
-// NewSecretsValidator returns the validating handler of the OpenBao secret rules.
-func NewSecretsValidator(policies policy.Provider, namespaces NamespaceLookup, metrics *Metrics) *SecretsValidator {
-	return &SecretsValidator{policies: policies, namespaces: namespaces, metrics: metrics}
+// NewSecretsValidator returns the validating handler of the OpenBao secret rules. verifier
+// checks that paths exist when the policy turns that on; nil never checks.
+func NewSecretsValidator(policies policy.Provider, namespaces NamespaceLookup, metrics *Metrics, verifier PathVerifier) *SecretsValidator {
+	return &SecretsValidator{policies: policies, namespaces: namespaces, metrics: metrics, verifier: verifier}
 }
 
 // Handle implements admission.Handler.
@@ -117,13 +126,14 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 
 	var meta, oldMeta *metav1.ObjectMeta
 	var errs field.ErrorList
+	var es *policy.ExternalSecret
 	switch req.Kind.Kind {
 	case "ExternalSecret":
-		obj := &policy.ExternalSecret{}
-		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+		es = &policy.ExternalSecret{}
+		if err := json.Unmarshal(req.Object.Raw, es); err != nil {
 			return badRequest(req.Kind.Kind, err)
 		}
-		meta, errs = &obj.ObjectMeta, pol.ValidateExternalSecret(obj, ns)
+		meta, errs = &es.ObjectMeta, pol.ValidateExternalSecret(es, ns)
 	case "PushSecret":
 		obj := &policy.PushSecret{}
 		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
@@ -151,12 +161,59 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		oldMeta = &old.ObjectMeta
 	}
 	errs = append(pol.ValidateInitiator(oldMeta, meta, req.UserInfo.Username, trusted), errs...)
+	var warnings []string
+	if len(errs) == 0 && es != nil && pol.OpenBao.Verify && h.verifier != nil {
+		missing, unavailable := h.verifyPaths(ctx, pol, ns, es)
+		errs = missing
+		if unavailable != nil {
+			msg := fmt.Sprintf("iss-webhook could not check that the OpenBao paths of %s %s exist: %v", req.Kind.Kind, meta.Name, unavailable)
+			if pol.OpenBao.OnUnavailable != policy.UnavailableWarn {
+				h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
+				return admission.Denied(msg + "; the policy denies what it cannot verify (openbao.onUnavailable: Deny): retry, and if it persists ask the platform team")
+			}
+			warnings = append(warnings, msg+"; admitted unverified (openbao.onUnavailable: Warn)")
+		}
+	}
 	if len(errs) > 0 {
 		h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
 		return denyInvalid(gk, meta, errs)
 	}
 	h.metrics.count(req.Resource.Resource, ruleSecrets, decisionAllowed)
-	return admission.Allowed("")
+	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+// verifyPaths checks, all at once and within the policy's timeout, that every path the
+// ExternalSecret reads exists in the environment's KV v2 mount. It returns the missing ones as
+// violations, and the first failure to get an answer.
+func (h *SecretsValidator) verifyPaths(ctx context.Context, pol *policy.Policy, ns policy.Namespace, es *policy.ExternalSecret) (field.ErrorList, error) {
+	mount := pol.Secrets.Environments[ns.Environment].Mount
+	ctx, cancel := context.WithTimeout(ctx, pol.OpenBao.Timeout)
+	defer cancel()
+	paths := policy.ExternalSecretPaths(es)
+	type result struct {
+		exists bool
+		err    error
+	}
+	results := make([]result, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Go(func() {
+			exists, err := h.verifier.Exists(ctx, mount, p.Key)
+			results[i] = result{exists, err}
+		})
+	}
+	wg.Wait()
+	var errs field.ErrorList
+	for i, r := range results {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if !r.exists {
+			errs = append(errs, field.NotFound(paths[i].Field, paths[i].Key))
+			errs[len(errs)-1].Detail = fmt.Sprintf("no secret at this path in OpenBao (KV v2 mount %q of environment %q): create it there first, or fix the path", mount, ns.Environment)
+		}
+	}
+	return errs, nil
 }
 
 // NamespaceValidator is the validating handler for Namespaces: only trusted identities may set

@@ -36,6 +36,8 @@ type Options struct {
 	Self string
 	// Namespaces looks up namespaces' ISS labels.
 	Namespaces NamespaceLookup
+	// OpenBao checks that ExternalSecret paths exist; nil never checks.
+	OpenBao PathVerifier
 }
 
 // Handlers maps each webhook path to its admission webhook.
@@ -46,7 +48,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		ValidateEnginePodsPath:      {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
 		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self)},
 		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
-		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics)},
+		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
 		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
 	}
 }

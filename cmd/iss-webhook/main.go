@@ -40,6 +40,7 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
 	"github.com/iss-platform/iss-webhook/webhook/egress"
+	"github.com/iss-platform/iss-webhook/webhook/openbao"
 )
 
 func main() {
@@ -113,8 +114,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), backend)
+	// A nil interface, not a nil *Verifier, when the check is off.
+	var verifier webhook.PathVerifier
+	if pol.OpenBao.Verify {
+		v, err := openbao.New(pol.OpenBao, ctrlmetrics.Registry)
+		if err != nil {
+			return err
+		}
+		verifier = v
+	}
 	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
-		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache())})
+		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifier})
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies, collectInterval(pol.Network.GCGracePeriod))); err != nil {
 		return err
 	}
@@ -174,7 +184,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
 		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", self,
-		"fqdnBackend", backend, "gcGracePeriod", pol.Network.GCGracePeriod.String())
+		"fqdnBackend", backend, "gcGracePeriod", pol.Network.GCGracePeriod.String(), "openbaoVerify", pol.OpenBao.Verify)
 	if err := mgr.Start(serveCtx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}

@@ -311,6 +311,9 @@ func TestFlags(t *testing.T) {
 		{args: []string{"--webhook-port", "0"}, wantErr: "not a TCP port"},
 		{args: []string{"stray"}, wantErr: "unexpected arguments"},
 		{args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined"},
+		{args: []string{"--openbao-verify"}, wantErr: "needs --openbao-address"},
+		{args: []string{"--openbao-on-unavailable", "Maybe"}, wantErr: "is not Deny or Warn"},
+		{args: []string{"--fqdn-backend", "calico"}, wantErr: "is not one of"},
 	} {
 		var out bytes.Buffer
 		_, err := parseFlags(tc.args, &out)

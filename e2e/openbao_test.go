@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
+)
+
+var _ = Describe("The OpenBao existence check", Ordered, func() {
+	var double *openbaotest.KVv2TestDouble
+
+	BeforeAll(func(ctx SpecContext) {
+		if localEnv == nil {
+			Skip("turning the check on restarts the webhook, which only the local control plane does")
+		}
+		// The KV v2 test double stands in for OpenBao, which no registry here serves; the
+		// integration test of package webhook/openbao runs against a real server when
+		// OPENBAO_ADDR and OPENBAO_TOKEN are set.
+		double = openbaotest.NewKVv2TestDouble("s.e2e-token")
+		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
+		tokenFile := filepath.Join(GinkgoT().TempDir(), "openbao-token")
+		Expect(os.WriteFile(tokenFile, []byte("s.e2e-token"), 0o600)).To(Succeed())
+		Expect(localEnv.RestartWebhook(ctx, "--openbao-verify", "--openbao-address", double.Server.URL,
+			"--openbao-auth-method", "token", "--openbao-token-file", tokenFile, "--openbao-miss-ttl", "1s")).To(Succeed())
+	})
+	AfterAll(func(ctx SpecContext) {
+		if localEnv != nil {
+			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+		}
+	})
+
+	It("admits an ExternalSecret whose paths exist, and denies one whose path is missing", func(ctx SpecContext) {
+		DeferCleanup(deleteIn("externalsecret", namespace), "es-verified")
+		_, err := kubectl(ctx, externalSecret("v1", "es-verified", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/api-token"}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, externalSecret("v1", "es-missing", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/not-there"}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`spec.data[0].remoteRef.key: Not found: "artifacts/team-a/public/secrets/not-there": no secret at this path in OpenBao (KV v2 mount "kv-dev" of environment "dev")`)))
+	})
+
+	It("denies when OpenBao is unreachable, saying so", func(ctx context.Context) {
+		double.Server.Close()
+		_, err := kubectl(ctx, externalSecret("v1", "es-unverified", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/other"}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(And(ContainSubstring("OpenBao was unreachable"), ContainSubstring("openbao.onUnavailable: Deny"))))
+	})
+})

@@ -1,0 +1,108 @@
+package webhook
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/webhook/openbao"
+	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
+)
+
+// namespaceTable stands in for the namespace informer cache in handler tests.
+type namespaceTable map[string]policy.Namespace
+
+func (t namespaceTable) Namespace(_ context.Context, name string) (policy.Namespace, error) {
+	if ns, ok := t[name]; ok {
+		return ns, nil
+	}
+	return policy.Namespace{Name: name}, nil
+}
+
+func esRequest(doc string) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "es", Operation: admissionv1.Create, Namespace: "team-a-dev", Name: "tokens",
+		Kind:     metav1.GroupVersionKind{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"},
+		Resource: metav1.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"},
+		UserInfo: authenticationv1.UserInfo{Username: "alice"},
+		Object:   runtime.RawExtension{Raw: []byte(doc)},
+	}}
+}
+
+const tokensES = `{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"tokens","annotations":{"iss.platform/initiator-id":"alice"}},
+	"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},
+	"data":[{"secretKey":"a","remoteRef":{"key":"artifacts/team-a/public/secrets/api-token"}},{"secretKey":"b","remoteRef":{"key":"artifacts/team-a/users/alice/secrets/db"}}]}}`
+
+// TestSecretsValidatorWithOpenBao runs the validator with the real verifier against the KV v2
+// test double: found, missing, down with Deny and with Warn.
+func TestSecretsValidatorWithOpenBao(t *testing.T) {
+	double := openbaotest.NewKVv2TestDouble("s.token")
+	double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("s.token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod, pol.OpenBao.TokenFile = true, double.Server.URL, policy.AuthToken, file
+	verifier, err := openbao.New(pol.OpenBao, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}}
+	validator := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), verifier)
+	ctx := context.Background()
+
+	resp := validator.Handle(ctx, esRequest(tokensES))
+	if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || len(resp.Result.Details.Causes) != 1 ||
+		resp.Result.Details.Causes[0].Field != "spec.data[1].remoteRef.key" || !strings.Contains(resp.Result.Message, `no secret at this path in OpenBao (KV v2 mount "kv-dev"`) {
+		t.Fatalf("missing path: %+v", resp.Result)
+	}
+
+	double.Seed("kv-dev", "artifacts/team-a/users/alice/secrets/db")
+	fresh, _ := openbao.New(pol.OpenBao, prometheus.NewRegistry()) // the first one cached the miss
+	validator = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), fresh)
+	if resp := validator.Handle(ctx, esRequest(tokensES)); !resp.Allowed {
+		t.Fatalf("found paths denied: %+v", resp.Result)
+	}
+
+	double.Server.Close()
+	down, _ := openbao.New(pol.OpenBao, prometheus.NewRegistry())
+	resp = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao was unreachable") || !strings.Contains(resp.Result.Message, "onUnavailable: Deny") {
+		t.Fatalf("down, Deny: %+v", resp.Result)
+	}
+	warn := *pol
+	warn.OpenBao.OnUnavailable = policy.UnavailableWarn
+	warn.OpenBao.Timeout = 200 * time.Millisecond
+	resp = NewSecretsValidator(policy.NewHolder(&warn), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
+	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "OpenBao was unreachable") {
+		t.Fatalf("down, Warn: allowed %v, warnings %v", resp.Allowed, resp.Warnings)
+	}
+}
+
+func TestInitiatorDefaulter(t *testing.T) {
+	req := esRequest(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"tokens"},"spec":{"refreshInterval":"1h","unknownField":{"kept":true}}}`)
+	resp := InitiatorDefaulter{}.Handle(context.Background(), req)
+	if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/annotations" {
+		t.Fatalf("got %+v", resp.Patches)
+	}
+	if v := resp.Patches[0].Value.(map[string]any)[policy.AnnotationInitiatorID]; v != "alice" {
+		t.Errorf("initiator %v", v)
+	}
+	req = esRequest(tokensES)
+	if resp := (InitiatorDefaulter{}).Handle(context.Background(), req); len(resp.Patches) != 0 {
+		t.Errorf("an initiator that is set was changed: %+v", resp.Patches)
+	}
+}

@@ -38,6 +38,8 @@ check: ## gofmt, go vet and go mod tidy are clean
 .PHONY: unit
 unit: controlplane ## unit, golden and handler tests (the binary's own tests start a control plane)
 	$(GO) test -count=1 $(UNIT_PKGS)
+	@if [[ -z "$${OPENBAO_ADDR:-}" || -z "$${OPENBAO_TOKEN:-}" ]]; then \
+		echo "note: TestAgainstRealOpenBao was skipped: set OPENBAO_ADDR and OPENBAO_TOKEN to run it against a real OpenBao"; fi
 
 .PHONY: e2e
 e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane

@@ -148,8 +148,7 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 			return denyInvalid(podKind, &pod.ObjectMeta, errs)
 		}
 		return admission.Allowed("")
-	case req.Operation == admissionv1.Update && req.SubResource == "status":
-		// Status updates keep label and annotation changes: the same protection applies.
+	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == "status"):
 		old := &corev1.Pod{}
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
@@ -160,23 +159,13 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups) {
 			return admission.Allowed("trusted identity")
 		}
-		if errs := policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil); len(errs) > 0 {
-			h.metrics.count("pods", ruleTamper, decisionDenied)
-			return denyInvalid(podKind, &old.ObjectMeta, errs)
+		// A status update can change only metadata besides the status, which the same
+		// protection covers; an update of the pod itself also follows the engine rules.
+		errs := policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil)
+		if req.SubResource == "" {
+			errs = pol.ReviewPodUpdate(old, pod)
 		}
-		return admission.Allowed("")
-	case req.Operation == admissionv1.Update && req.SubResource == "":
-		old := &corev1.Pod{}
-		if err := h.decoder.Decode(req, pod); err != nil {
-			return badRequest("pod", err)
-		}
-		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return badRequest("previous pod", err)
-		}
-		if pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups) {
-			return admission.Allowed("trusted identity")
-		}
-		if errs := pol.ReviewPodUpdate(old, pod); len(errs) > 0 {
+		if len(errs) > 0 {
 			h.metrics.count("pods", ruleTamper, decisionDenied)
 			return denyInvalid(podKind, &old.ObjectMeta, errs)
 		}

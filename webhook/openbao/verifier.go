@@ -30,9 +30,15 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
-	// loggedIn is when the current token stops being usable; zero before the first login.
+
+	// loginMu serialises logins; tokenValidUntil (under mu) is when the current token stops
+	// being usable, zero before the first login.
+	loginMu         sync.Mutex
 	tokenValidUntil time.Time
 }
+
+// maxCacheEntries bounds the cache; past it, expired entries are swept.
+const maxCacheEntries = 10000
 
 type cached struct {
 	exists  bool
@@ -77,8 +83,12 @@ func (v *Verifier) Exists(ctx context.Context, mount, path string) (bool, error)
 		v.metrics.cacheHits.Inc()
 		return c.exists, nil
 	}
-	result, err, _ := v.group.Do(key, func() (any, error) {
-		exists, err := v.lookup(ctx, mount, strings.TrimPrefix(path, "/"))
+	// The shared request runs on a context of its own, bounded by the policy's timeout, so that
+	// one caller giving up does not fail the others waiting for the same answer.
+	results := v.group.DoChan(key, func() (any, error) {
+		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.cfg.Timeout)
+		defer cancel()
+		exists, err := v.lookup(shared, mount, strings.TrimPrefix(path, "/"))
 		if err != nil {
 			return false, err
 		}
@@ -86,15 +96,36 @@ func (v *Verifier) Exists(ctx context.Context, mount, path string) (bool, error)
 		if exists {
 			ttl = v.cfg.HitTTL
 		}
-		v.mu.Lock()
-		v.cache[key] = cached{exists: exists, expires: v.now().Add(ttl)}
-		v.mu.Unlock()
+		v.remember(key, cached{exists: exists, expires: v.now().Add(ttl)})
 		return exists, nil
 	})
-	if err != nil {
-		return false, err
+	select {
+	case r := <-results:
+		if r.Err != nil {
+			return false, r.Err
+		}
+		return r.Val.(bool), nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("%w: no answer in time: %v", ErrUnavailable, ctx.Err())
 	}
-	return result.(bool), nil
+}
+
+// remember caches an answer, sweeping expired entries when the cache is full.
+func (v *Verifier) remember(key string, c cached) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= maxCacheEntries {
+		now := v.now()
+		for k, e := range v.cache {
+			if now.After(e.expires) {
+				delete(v.cache, k)
+			}
+		}
+		if len(v.cache) >= maxCacheEntries {
+			clear(v.cache)
+		}
+	}
+	v.cache[key] = c
 }
 
 // lookup reads the path's KV v2 metadata, logging in first when needed, and once more when
@@ -122,58 +153,85 @@ func (v *Verifier) lookup(ctx context.Context, mount, path string) (bool, error)
 	return exists, nil
 }
 
+// read asks for the path's KV v2 metadata. Only a 404 without errors is a missing path: a 404
+// that says why (no handler for the route: the mount does not exist or is not KV v2) means the
+// check cannot answer, and is not the user's fault.
 func (v *Verifier) read(ctx context.Context, mount, path string) (bool, error) {
 	if err := v.login(ctx); err != nil {
 		return false, err
 	}
-	_, err := v.client.KVv2(mount).GetMetadata(ctx, path)
-	if errors.Is(err, api.ErrSecretNotFound) {
-		return false, nil
+	resp, err := v.client.Logical().ReadRawWithContext(ctx, mount+"/metadata/"+path)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var respErr *api.ResponseError
+	if errors.As(err, &respErr) && respErr.StatusCode == 404 {
+		if len(respErr.Errors) == 0 {
+			return false, nil
+		}
+		return false, fmt.Errorf("KV v2 mount %q: %w", mount, err)
 	}
 	return err == nil, err
 }
 
-// login makes sure the client holds a usable token.
+// login makes sure the client holds a usable token. Logging in uses a clone of the client, so
+// that reads in flight keep the current token until the new one is there.
 func (v *Verifier) login(ctx context.Context) error {
+	v.loginMu.Lock()
+	defer v.loginMu.Unlock()
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.tokenValidUntil.IsZero() && v.now().Before(v.tokenValidUntil) {
+	valid := !v.tokenValidUntil.IsZero() && v.now().Before(v.tokenValidUntil)
+	v.mu.Unlock()
+	if valid {
 		return nil
 	}
+	token, validFor, err := v.newToken(ctx)
+	if err != nil {
+		return err
+	}
+	v.client.SetToken(token)
+	v.mu.Lock()
+	v.tokenValidUntil = v.now().Add(validFor)
+	v.mu.Unlock()
+	return nil
+}
+
+// newToken gets a token and how long to use it before getting another.
+func (v *Verifier) newToken(ctx context.Context) (string, time.Duration, error) {
 	switch v.cfg.AuthMethod {
 	case policy.AuthToken:
 		token, err := os.ReadFile(v.cfg.TokenFile)
 		if err != nil {
-			return fmt.Errorf("reading the OpenBao token file: %w", err)
+			return "", 0, fmt.Errorf("reading the OpenBao token file: %w", err)
 		}
-		v.client.SetToken(strings.TrimSpace(string(token)))
-		// A token file can be rotated: read it again now and then.
-		v.tokenValidUntil = v.now().Add(time.Minute)
-		return nil
+		// A token file can be rotated: read it again every minute.
+		return strings.TrimSpace(string(token)), time.Minute, nil
 	case policy.AuthKubernetes:
 		jwt, err := os.ReadFile(v.cfg.ServiceAccountTokenFile)
 		if err != nil {
-			return fmt.Errorf("reading the service account token: %w", err)
+			return "", 0, fmt.Errorf("reading the service account token: %w", err)
 		}
-		v.client.ClearToken()
-		secret, err := v.client.Logical().WriteWithContext(ctx, "auth/"+v.cfg.KubernetesMount+"/login",
+		loginClient, err := v.client.Clone()
+		if err != nil {
+			return "", 0, err
+		}
+		loginClient.ClearToken()
+		secret, err := loginClient.Logical().WriteWithContext(ctx, "auth/"+v.cfg.KubernetesMount+"/login",
 			map[string]any{"role": v.cfg.KubernetesRole, "jwt": strings.TrimSpace(string(jwt))})
 		if err != nil {
-			return fmt.Errorf("logging in to OpenBao with the Kubernetes auth method (role %q): %w", v.cfg.KubernetesRole, err)
+			return "", 0, fmt.Errorf("logging in to OpenBao with the Kubernetes auth method (role %q): %w", v.cfg.KubernetesRole, err)
 		}
 		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
-			return fmt.Errorf("logging in to OpenBao with the Kubernetes auth method (role %q): no token in the answer", v.cfg.KubernetesRole)
+			return "", 0, fmt.Errorf("logging in to OpenBao with the Kubernetes auth method (role %q): no token in the answer", v.cfg.KubernetesRole)
 		}
-		v.client.SetToken(secret.Auth.ClientToken)
 		// Log in again at two thirds of the lease, before the token expires.
 		lease := time.Duration(secret.Auth.LeaseDuration) * time.Second
 		if lease <= 0 {
 			lease = time.Hour
 		}
-		v.tokenValidUntil = v.now().Add(lease * 2 / 3)
-		return nil
+		return secret.Auth.ClientToken, lease * 2 / 3, nil
 	default:
-		return fmt.Errorf("unknown OpenBao auth method %q: use %q or %q", v.cfg.AuthMethod, policy.AuthKubernetes, policy.AuthToken)
+		return "", 0, fmt.Errorf("unknown OpenBao auth method %q: use %q or %q", v.cfg.AuthMethod, policy.AuthKubernetes, policy.AuthToken)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,52 @@ func TestAgainstRealOpenBao(t *testing.T) {
 	if ok, err := v.Exists(ctx, kvMount, seeded+"-missing"); ok || err != nil {
 		t.Errorf("missing path: %v, %v", ok, err)
 	}
+}
+
+func TestVerifierEdgeCases(t *testing.T) {
+	double := openbaotest.NewKVv2TestDouble("s.first")
+	defer double.Server.Close()
+	double.Seed(mount, "artifacts/a/public/secrets/x")
+	v := newVerifier(t, double, time.Second)
+	ctx := context.Background()
+
+	t.Run("a mount that does not exist is unavailable, not missing", func(t *testing.T) {
+		if _, err := v.Exists(ctx, "kv-nope", "artifacts/a/public/secrets/x"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no handler for route") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("answers are cached per mount", func(t *testing.T) {
+		if ok, _ := v.Exists(ctx, mount, "artifacts/a/public/secrets/x"); !ok {
+			t.Fatal("not found")
+		}
+		double.Seed("kv-prod", "artifacts/a/public/secrets/other")
+		if ok, err := v.Exists(ctx, "kv-prod", "artifacts/a/public/secrets/x"); ok || err != nil {
+			t.Fatalf("kv-prod answered from kv-dev's cache: %v, %v", ok, err)
+		}
+	})
+	t.Run("a refused token logs in again", func(t *testing.T) {
+		double.RevokeTokens("s.second")
+		if ok, err := v.Exists(ctx, mount, "artifacts/a/public/secrets/y"); ok || err != nil {
+			t.Fatalf("%v, %v", ok, err)
+		}
+		if double.Logins() != 2 {
+			t.Errorf("%d logins, want 2", double.Logins())
+		}
+	})
+	t.Run("a caller giving up does not fail the others sharing its request", func(t *testing.T) {
+		double.SetDelay(200 * time.Millisecond)
+		defer double.SetDelay(0)
+		impatient, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		var wg sync.WaitGroup
+		var patientErr error
+		var patientOK bool
+		wg.Go(func() { _, _ = v.Exists(impatient, mount, "artifacts/a/public/secrets/x2") })
+		time.Sleep(time.Millisecond)
+		wg.Go(func() { patientOK, patientErr = v.Exists(ctx, mount, "artifacts/a/public/secrets/x2") })
+		wg.Wait()
+		if patientErr != nil || patientOK {
+			t.Fatalf("patient caller: %v, %v", patientOK, patientErr)
+		}
+	})
 }

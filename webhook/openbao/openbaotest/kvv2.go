@@ -55,6 +55,14 @@ func (d *KVv2TestDouble) Requests(mount, path string) int {
 	return d.requests[mount+"/"+path]
 }
 
+// RevokeTokens makes the double refuse the token it handed out until the next login, as
+// OpenBao does with an expired token.
+func (d *KVv2TestDouble) RevokeTokens(newToken string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.token = newToken
+}
+
 // Logins returns how many Kubernetes auth logins the double has answered.
 func (d *KVv2TestDouble) Logins() int {
 	d.mu.Lock()
@@ -101,7 +109,16 @@ func (d *KVv2TestDouble) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	d.requests[mount+"/"+path]++
 	found := d.paths[mount+"/"+path]
+	knownMount := false
+	for p := range d.paths {
+		knownMount = knownMount || strings.HasPrefix(p, mount+"/")
+	}
 	d.mu.Unlock()
+	if !knownMount {
+		// As OpenBao answers for a mount that does not exist.
+		writeJSON(w, http.StatusNotFound, map[string]any{"errors": []string{"no handler for route \"" + mount + "/metadata/" + path + "\". route entry not found."}})
+		return
+	}
 	if !found {
 		writeJSON(w, http.StatusNotFound, map[string]any{"errors": []string{}})
 		return

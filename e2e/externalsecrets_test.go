@@ -118,6 +118,15 @@ spec:
 `, `spec.data[0].match.remoteRef.remoteKey: Forbidden: path "artifacts/team-b/public/secrets/token" belongs to the app "team-b"`),
 	)
 
+	It("denies another member of the namespace pointing alice's ExternalSecret at her private paths", func(ctx SpecContext) {
+		DeferCleanup(deleteIn("externalsecret", namespace), "es-alices")
+		_, err := kubectl(ctx, externalSecret("v1", "es-alices", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/x"}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "--as", "bob", "--as-group", "system:authenticated", "patch", "externalsecret", "es-alices", "-n", namespace, "--type", "json",
+			"-p", `[{"op":"replace","path":"/spec/data/0/remoteRef/key","value":"artifacts/team-a/users/alice/secrets/db-password"}]`)
+		Expect(err).To(MatchError(ContainSubstring(`spec: Forbidden: only its initiator "alice" (or a trusted identity) may change what this object reads or writes, and you are "bob"`)))
+	})
+
 	It("denies changing the initiator of an existing ExternalSecret", func(ctx SpecContext) {
 		DeferCleanup(deleteIn("externalsecret", namespace), "es-keep-initiator")
 		_, err := kubectl(ctx, externalSecret("v1", "es-keep-initiator", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/x"}, ""), "--as", "alice", "apply", "-f", "-")

@@ -203,6 +203,39 @@ func (p *Policy) environmentNames() []string {
 	return names
 }
 
+// safeGenerators are the generator kinds that make values without reading any secret store.
+var safeGenerators = []string{"Password", "UUID"}
+
+// knownSpecFields are the spec fields of each kind whose effect the rules know. Others are
+// denied, so that a field a newer External Secrets adds (PushSecret's dataTo writes to paths of
+// its own) fails closed until the rules know it.
+var knownSpecFields = map[string][]string{
+	"ExternalSecret": {"secretStoreRef", "target", "refreshPolicy", "refreshInterval", "data", "dataFrom"},
+	"PushSecret":     {"secretStoreRefs", "selector", "data", "deletionPolicy", "refreshInterval", "template", "updatePolicy"},
+}
+
+// ValidateKnownSpecFields denies spec fields of an ExternalSecret or PushSecret that the rules
+// do not know.
+func ValidateKnownSpecFields(kind string, spec map[string]any) field.ErrorList {
+	known, ok := knownSpecFields[kind]
+	if !ok {
+		return nil
+	}
+	var errs field.ErrorList
+	names := make([]string, 0, len(spec))
+	for name := range spec {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if !slices.Contains(known, name) {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", name), fmt.Sprintf(
+				"iss-webhook does not know what %s.spec.%s reads or writes, so it cannot check it against ISS-001: remove it, or ask the platform team to support it", kind, name)))
+		}
+	}
+	return errs
+}
+
 // ValidateExternalSecret checks every path and store an ExternalSecret reads from (design.md
 // 4.4): paths of the hierarchy, of the namespace's app, private paths of the object's initiator
 // only; no find across paths; the environment's store; no Vault dynamic-secret generators.
@@ -222,9 +255,10 @@ func (p *Policy) ValidateExternalSecret(es *ExternalSecret, ns Namespace) field.
 		if src.StoreRef != nil {
 			c.checkStore(path.Child("storeRef"), *src.StoreRef)
 		}
-		if src.GeneratorRef != nil && src.GeneratorRef.Kind == "VaultDynamicSecret" {
-			c.errs = append(c.errs, field.Forbidden(path.Child("generatorRef"),
-				"VaultDynamicSecret generators read OpenBao outside the ISS-001 path hierarchy: read a path of your app with remoteRef.key instead"))
+		if src.GeneratorRef != nil && !slices.Contains(safeGenerators, src.GeneratorRef.Kind) {
+			c.errs = append(c.errs, field.Forbidden(path.Child("generatorRef"), fmt.Sprintf(
+				"generator kind %q may read secrets outside the ISS-001 path hierarchy (only %s make values without reading any): read a path of your app with remoteRef.key instead",
+				src.GeneratorRef.Kind, quotedList(safeGenerators))))
 		}
 	}
 	for i, d := range es.Spec.Data {
@@ -290,17 +324,34 @@ func (p *Policy) ValidateInitiator(old, cur *metav1.ObjectMeta, username string,
 		return nil
 	}
 	if old != nil {
-		if before, had := old.Annotations[AnnotationInitiatorID]; had {
-			if !ok || value != before {
-				return field.ErrorList{field.Forbidden(path, fmt.Sprintf("the initiator %q may not be changed or removed: the paths of this object were checked for it; create a new object instead", before))}
-			}
+		before, had := old.Annotations[AnnotationInitiatorID]
+		switch {
+		case had && (!ok || value != before):
+			return field.ErrorList{field.Forbidden(path, fmt.Sprintf("the initiator %q may not be changed or removed: the paths of this object were checked for it; create a new object instead", before))}
+		case had || !ok:
+			// Kept as it was, or still absent on an object created before the webhook.
 			return nil
 		}
 	}
-	if !ok || value != username {
+	if !ok {
+		return field.ErrorList{field.Required(path, fmt.Sprintf("iss-webhook sets it to the requesting user; set it to %q", username))}
+	}
+	if value != username {
 		return field.ErrorList{field.Forbidden(path, fmt.Sprintf("is %q, but you are %q: only trusted identities may act for another user; remove the annotation to have it set to you", value, username))}
 	}
 	return nil
+}
+
+// ValidateSpecChange denies a change of what an ExternalSecret or PushSecret reads or writes
+// (its spec) by an untrusted requester who is not its initiator: otherwise another member of the
+// namespace could point someone's object at that person's private paths.
+func ValidateSpecChange(meta *metav1.ObjectMeta, username string, trusted bool) field.ErrorList {
+	initiator, ok := meta.Annotations[AnnotationInitiatorID]
+	if trusted || !ok || initiator == username {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec"), fmt.Sprintf(
+		"only its initiator %q (or a trusted identity) may change what this object reads or writes, and you are %q: create an object of your own", initiator, username))}
 }
 
 // ValidateNamespaceLabels denies adding, changing or removing a namespace's

@@ -131,3 +131,18 @@ func TestValidateNamespaceLabels(t *testing.T) {
 	checkErrs(t, ValidateNamespaceLabels(labelled, labelled), nil)
 	checkErrs(t, ValidateNamespaceLabels(nil, &metav1.ObjectMeta{Labels: map[string]string{"team": "a"}}), nil)
 }
+
+func TestValidateSpecChangeAndKnownFields(t *testing.T) {
+	alices := &metav1.ObjectMeta{Annotations: map[string]string{AnnotationInitiatorID: "alice"}}
+	checkErrs(t, ValidateSpecChange(alices, "bob", false), []wantErr{{"spec", `only its initiator "alice"`}})
+	checkErrs(t, ValidateSpecChange(alices, "alice", false), nil)
+	checkErrs(t, ValidateSpecChange(alices, "admin", true), nil)
+	checkErrs(t, ValidateKnownSpecFields("PushSecret", map[string]any{"secretStoreRefs": nil, "dataTo": nil, "data": nil}),
+		[]wantErr{{"spec.dataTo", "does not know what PushSecret.spec.dataTo reads or writes"}})
+	checkErrs(t, ValidateKnownSpecFields("ExternalSecret", map[string]any{"target": nil, "data": nil, "refreshInterval": "1h"}), nil)
+
+	es := &ExternalSecret{}
+	decodeInto(t, `{"metadata":{"annotations":{"iss.platform/initiator-id":"alice"}},"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},
+		"dataFrom":[{"sourceRef":{"generatorRef":{"kind":"Password","name":"p"}}},{"sourceRef":{"generatorRef":{"kind":"ClusterGenerator","name":"g"}}}]}}`, es)
+	checkErrs(t, Default().ValidateExternalSecret(es, teamADev), []wantErr{{"spec.dataFrom[1].sourceRef.generatorRef", `generator kind "ClusterGenerator"`}})
+}

@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -71,8 +72,8 @@ func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admis
 	}
 	// Unstructured, so that the patch touches the annotation and nothing of fields this build
 	// does not know.
-	obj := &unstructured.Unstructured{}
-	if err := json.Unmarshal(req.Object.Raw, &obj.Object); err != nil {
+	obj, err := decodeGeneric(req.Object.Raw)
+	if err != nil {
 		return badRequest(req.Kind.Kind, err)
 	}
 	meta := metav1.ObjectMeta{Annotations: obj.GetAnnotations()}
@@ -124,8 +125,55 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 	trusted := pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups)
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
 
-	var meta, oldMeta *metav1.ObjectMeta
-	var errs field.ErrorList
+	if req.Kind.Kind == "SecretStore" {
+		obj := &policy.SecretStore{}
+		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+			return badRequest(req.Kind.Kind, err)
+		}
+		if errs := pol.ValidateSecretStore(obj, ns); len(errs) > 0 {
+			h.metrics.count("secretstores", ruleSecrets, decisionDenied)
+			return denyInvalid(gk, &obj.ObjectMeta, errs)
+		}
+		return admission.Allowed("")
+	}
+	if req.Kind.Kind != "ExternalSecret" && req.Kind.Kind != "PushSecret" {
+		return admission.Allowed("")
+	}
+
+	cur, err := decodeGeneric(req.Object.Raw)
+	if err != nil {
+		return badRequest(req.Kind.Kind, err)
+	}
+	meta := &metav1.ObjectMeta{Name: cur.GetName(), GenerateName: cur.GetGenerateName(), Annotations: cur.GetAnnotations()}
+	var oldMeta *metav1.ObjectMeta
+	specChanged := true
+	if req.Operation == admissionv1.Update {
+		old, err := decodeGeneric(req.OldObject.Raw)
+		if err != nil {
+			return badRequest("previous "+req.Kind.Kind, err)
+		}
+		oldMeta = &metav1.ObjectMeta{Annotations: old.GetAnnotations()}
+		specChanged = !equality.Semantic.DeepEqual(old.Object["spec"], cur.Object["spec"])
+		if cur.GetDeletionTimestamp() != nil {
+			// Being deleted: finalizers must be removable whatever changed since.
+			return admission.Allowed("being deleted")
+		}
+	}
+	errs := pol.ValidateInitiator(oldMeta, meta, req.UserInfo.Username, trusted)
+	if !specChanged {
+		// Status, finalizer and label updates (External Secrets' own among them) leave what the
+		// object reads and writes as it was checked.
+		if len(errs) > 0 {
+			h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
+			return denyInvalid(gk, meta, errs)
+		}
+		return admission.Allowed("")
+	}
+	if req.Operation == admissionv1.Update {
+		errs = append(errs, policy.ValidateSpecChange(oldMeta, req.UserInfo.Username, trusted)...)
+	}
+	spec, _ := cur.Object["spec"].(map[string]any)
+	errs = append(errs, policy.ValidateKnownSpecFields(req.Kind.Kind, spec)...)
 	var es *policy.ExternalSecret
 	switch req.Kind.Kind {
 	case "ExternalSecret":
@@ -133,34 +181,14 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		if err := json.Unmarshal(req.Object.Raw, es); err != nil {
 			return badRequest(req.Kind.Kind, err)
 		}
-		meta, errs = &es.ObjectMeta, pol.ValidateExternalSecret(es, ns)
+		errs = append(errs, pol.ValidateExternalSecret(es, ns)...)
 	case "PushSecret":
-		obj := &policy.PushSecret{}
-		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
+		ps := &policy.PushSecret{}
+		if err := json.Unmarshal(req.Object.Raw, ps); err != nil {
 			return badRequest(req.Kind.Kind, err)
 		}
-		meta, errs = &obj.ObjectMeta, pol.ValidatePushSecret(obj, ns)
-	case "SecretStore":
-		obj := &policy.SecretStore{}
-		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
-			return badRequest(req.Kind.Kind, err)
-		}
-		if errs = pol.ValidateSecretStore(obj, ns); len(errs) > 0 {
-			h.metrics.count("secretstores", ruleSecrets, decisionDenied)
-			return denyInvalid(gk, &obj.ObjectMeta, errs)
-		}
-		return admission.Allowed("")
-	default:
-		return admission.Allowed("")
+		errs = append(errs, pol.ValidatePushSecret(ps, ns)...)
 	}
-	if req.Operation == admissionv1.Update {
-		old := &metav1.PartialObjectMetadata{}
-		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
-			return badRequest("previous "+req.Kind.Kind, err)
-		}
-		oldMeta = &old.ObjectMeta
-	}
-	errs = append(pol.ValidateInitiator(oldMeta, meta, req.UserInfo.Username, trusted), errs...)
 	var warnings []string
 	if len(errs) == 0 && es != nil && pol.OpenBao.Verify && h.verifier != nil {
 		missing, unavailable := h.verifyPaths(ctx, pol, ns, es)
@@ -180,6 +208,15 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 	}
 	h.metrics.count(req.Resource.Resource, ruleSecrets, decisionAllowed)
 	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+// decodeGeneric decodes an object as unstructured, keeping every field.
+func decodeGeneric(raw []byte) (*unstructured.Unstructured, error) {
+	obj := &unstructured.Unstructured{}
+	if err := json.Unmarshal(raw, &obj.Object); err != nil {
+		return nil, err
+	}
+	return obj, nil
 }
 
 // verifyPaths checks, all at once and within the policy's timeout, that every path the

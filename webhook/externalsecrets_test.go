@@ -106,3 +106,35 @@ func TestInitiatorDefaulter(t *testing.T) {
 		t.Errorf("an initiator that is set was changed: %+v", resp.Patches)
 	}
 }
+
+func TestSecretsValidatorUpdates(t *testing.T) {
+	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}}
+	validator := NewSecretsValidator(policy.NewHolder(policy.Default()), namespaces, testMetrics(t), nil)
+	ctx := context.Background()
+	update := func(old, cur, user string) admission.Request {
+		req := esRequest(cur)
+		req.Operation, req.OldObject, req.UserInfo.Username = admissionv1.Update, runtime.RawExtension{Raw: []byte(old)}, user
+		return req
+	}
+	pointed := strings.Replace(tokensES, "artifacts/team-a/public/secrets/api-token", "artifacts/team-a/users/alice/secrets/other", 1)
+	finalized := strings.Replace(tokensES, `"name":"tokens",`, `"name":"tokens","finalizers":["externalsecrets.external-secrets.io/x"],`, 1)
+	deleting := strings.Replace(pointed, `"name":"tokens",`, `"name":"tokens","deletionTimestamp":"2026-11-28T00:00:00Z",`, 1)
+	for _, tc := range []struct {
+		name    string
+		req     admission.Request
+		allowed bool
+		message string
+	}{
+		{"another user changes what alice's object reads", update(tokensES, pointed, "bob"), false, `only its initiator "alice"`},
+		{"alice changes it herself", update(tokensES, pointed, "alice"), true, ""},
+		{"the controller adds a finalizer", update(tokensES, finalized, "system:serviceaccount:external-secrets:external-secrets"), true, ""},
+		{"an object being deleted", update(tokensES, deleting, "bob"), true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := validator.Handle(ctx, tc.req)
+			if resp.Allowed != tc.allowed || (!resp.Allowed && !strings.Contains(resp.Result.Message, tc.message)) {
+				t.Fatalf("allowed %v: %+v", resp.Allowed, resp.Result)
+			}
+		})
+	}
+}

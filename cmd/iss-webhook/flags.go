@@ -92,6 +92,12 @@ Flags:
 	if o.OpenBao.OnUnavailable != policy.UnavailableDeny && o.OpenBao.OnUnavailable != policy.UnavailableWarn {
 		return nil, fmt.Errorf("--openbao-on-unavailable %q is not Deny or Warn", *onUnavailable)
 	}
+	if o.OpenBao.Timeout <= 0 || o.OpenBao.Timeout > 4*time.Second {
+		return nil, fmt.Errorf("--openbao-timeout %s must be above 0 and at most 4s, within the API server's 5s webhook timeout", o.OpenBao.Timeout)
+	}
+	if o.OpenBao.HitTTL < 0 || o.OpenBao.MissTTL < 0 {
+		return nil, errors.New("--openbao-hit-ttl and --openbao-miss-ttl must not be negative")
+	}
 	if o.OpenBao.Verify && o.OpenBao.Address == "" {
 		return nil, errors.New("--openbao-verify needs --openbao-address")
 	}

@@ -42,10 +42,10 @@ type Options struct {
 	Namespaces []Namespace
 	// CRDs are installed from their Go modules; nil means DefaultCRDSources().
 	CRDs []CRDSource
-	// Developer is an ordinary user, bound to the edit ClusterRole in the namespaces of
+	// Developers are ordinary users, bound to the edit ClusterRole in the namespaces of
 	// DeveloperNamespaces, that tests and people impersonate with kubectl --as.
-	Developer string
-	// DeveloperNamespaces are the namespaces where Developer may edit.
+	Developers []string
+	// DeveloperNamespaces are the namespaces where Developers may edit.
 	DeveloperNamespaces []string
 	// WebhookArgs are extra flags of iss-webhook.
 	WebhookArgs []string
@@ -145,7 +145,7 @@ func DefaultOptions(repoRoot, stateDir string, progress io.Writer) Options {
 	return Options{
 		RepoRoot: repoRoot, StateDir: stateDir, Progress: progress,
 		Namespaces: DefaultNamespaces(), CRDs: DefaultCRDSources(),
-		Developer: "alice", DeveloperNamespaces: []string{"team-a-dev", "team-a-prod"},
+		Developers: []string{"alice", "bob"}, DeveloperNamespaces: []string{"team-a-dev", "team-a-prod"},
 	}
 }
 
@@ -290,7 +290,7 @@ func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) err
 		names = append(names, ns.Name)
 	}
 	e.progress("created namespaces %s", strings.Join(names, ", "))
-	if e.opts.Developer == "" {
+	if len(e.opts.Developers) == 0 {
 		return nil
 	}
 	// An ordinary developer's rights are the edit ClusterRole, which a cluster's controller
@@ -313,14 +313,14 @@ func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) err
 			rb := &rbacv1.RoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: "developer-" + strings.TrimPrefix(role, "system:"), Namespace: ns},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
-				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: e.opts.Developer}},
+				Subjects:   developerSubjects(e.opts.Developers),
 			}
 			if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("binding %s to %s in %s: %w", e.opts.Developer, role, ns, err)
+				return fmt.Errorf("binding %s to %s in %s: %w", strings.Join(e.opts.Developers, ", "), role, ns, err)
 			}
 		}
 	}
-	e.progress("user %q may edit in %s (kubectl --as=%s)", e.opts.Developer, strings.Join(e.opts.DeveloperNamespaces, ", "), e.opts.Developer)
+	e.progress("users %s may edit in %s (kubectl --as=%s)", strings.Join(e.opts.Developers, ", "), strings.Join(e.opts.DeveloperNamespaces, ", "), e.opts.Developers[0])
 	return nil
 }
 
@@ -383,4 +383,12 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func developerSubjects(users []string) []rbacv1.Subject {
+	subjects := make([]rbacv1.Subject, len(users))
+	for i, u := range users {
+		subjects[i] = rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: u}
+	}
+	return subjects
 }

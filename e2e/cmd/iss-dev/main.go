@@ -70,7 +70,7 @@ iss-webhook is running against a local control plane (no nodes: pods are admitte
   kubectl get networkpolicies,ciliumnetworkpolicies -n team-a-dev -o yaml  # generated egress policies
 
 Example namespaces: team-a-dev, team-a-prod, team-b-staging (labelled with iss.platform/app-id and
-iss.platform/environment). The ordinary user alice may edit in team-a-dev and team-a-prod:
+iss.platform/environment). The ordinary users alice and bob may edit in team-a-dev and team-a-prod:
   kubectl --as=alice label pod dagger-engine-standard -n team-a-dev iss.platform/egress-policy=open --overwrite   # denied
 Webhook log: %s
 

@@ -22,6 +22,8 @@ const (
 	ValidateSecretsPath = "/validate-secrets"
 	// ValidateNamespacesPath serves the validating webhook for Namespaces.
 	ValidateNamespacesPath = "/validate-namespaces"
+	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
+	ValidateWorkloadsPath = "/validate-workloads"
 )
 
 // Options are what the handlers need.
@@ -50,6 +52,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
 		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
 		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
+		ValidateWorkloadsPath:       {Handler: NewWorkloadValidator(o.Policies, decoder, o.Metrics)},
 	}
 }
 

@@ -1,0 +1,67 @@
+package webhook
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// WorkloadValidator is the validating handler for the workloads that create pods: their pod
+// templates must follow the engine pod rules.
+type WorkloadValidator struct {
+	policies policy.Provider
+	decoder  admission.Decoder
+	metrics  *Metrics
+}
+
+// NewWorkloadValidator returns the validating handler for workloads.
+func NewWorkloadValidator(policies policy.Provider, decoder admission.Decoder, metrics *Metrics) *WorkloadValidator {
+	return &WorkloadValidator{policies: policies, decoder: decoder, metrics: metrics}
+}
+
+// newWorkload returns an empty object of a workload kind, or nil for other kinds.
+func newWorkload(gk schema.GroupKind) client.Object {
+	switch gk {
+	case schema.GroupKind{Group: "apps", Kind: "Deployment"}:
+		return &appsv1.Deployment{}
+	case schema.GroupKind{Group: "apps", Kind: "StatefulSet"}:
+		return &appsv1.StatefulSet{}
+	case schema.GroupKind{Group: "apps", Kind: "DaemonSet"}:
+		return &appsv1.DaemonSet{}
+	case schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}:
+		return &appsv1.ReplicaSet{}
+	case schema.GroupKind{Group: "batch", Kind: "Job"}:
+		return &batchv1.Job{}
+	case schema.GroupKind{Group: "batch", Kind: "CronJob"}:
+		return &batchv1.CronJob{}
+	}
+	return nil
+}
+
+// Handle implements admission.Handler.
+func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.SubResource != "" {
+		return admission.Allowed("") // scale and status leave the template as it was
+	}
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	obj := newWorkload(gk)
+	if obj == nil {
+		return admission.Allowed("")
+	}
+	if err := h.decoder.DecodeRaw(req.Object, obj.(runtime.Object)); err != nil {
+		return badRequest(req.Kind.Kind, err)
+	}
+	if errs := h.policies.Current().ValidateWorkload(obj); len(errs) > 0 {
+		h.metrics.count(req.Resource.Resource, ruleEnginePods, decisionDenied)
+		return denyInvalid(gk, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}, errs)
+	}
+	return admission.Allowed("")
+}

@@ -20,6 +20,8 @@ type Policy struct {
 	Secrets SecretsPolicy
 	// OpenBao is the optional existence check of ExternalSecret paths.
 	OpenBao OpenBaoPolicy
+	// Autoscaling says what HorizontalPodAutoscalers scale on.
+	Autoscaling AutoscalingPolicy
 	// TrustedIdentities may do what the policy forbids others: change ISS labels and
 	// annotations, change or delete generated objects.
 	TrustedIdentities Identities
@@ -115,9 +117,10 @@ func Default() *Policy {
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
 			},
 		},
-		Network: DefaultNetworkPolicy(),
-		Secrets: DefaultSecretsPolicy(),
-		OpenBao: DefaultOpenBaoPolicy(),
+		Network:     DefaultNetworkPolicy(),
+		Secrets:     DefaultSecretsPolicy(),
+		OpenBao:     DefaultOpenBaoPolicy(),
+		Autoscaling: DefaultAutoscalingPolicy(),
 		TrustedIdentities: Identities{
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with

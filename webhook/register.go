@@ -24,6 +24,9 @@ const (
 	ValidateNamespacesPath = "/validate-namespaces"
 	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
 	ValidateWorkloadsPath = "/validate-workloads"
+	// MutateHPAsPath and ValidateHPAsPath serve the webhooks for HorizontalPodAutoscalers.
+	MutateHPAsPath   = "/mutate-hpas"
+	ValidateHPAsPath = "/validate-hpas"
 )
 
 // Options are what the handlers need.
@@ -53,6 +56,8 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
 		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
 		ValidateWorkloadsPath:       {Handler: NewWorkloadValidator(o.Policies, decoder, o.Metrics)},
+		MutateHPAsPath:              {Handler: NewHPADefaulter(o.Policies, decoder, o.Metrics)},
+		ValidateHPAsPath:            {Handler: NewHPAValidator(o.Policies, decoder, o.Metrics)},
 	}
 }
 

@@ -1,0 +1,72 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/mutators"
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// ruleAutoscaling names the HPA rules (ISS-001 section 5) in metrics.
+const ruleAutoscaling = "autoscaling"
+
+var hpaKind = schema.GroupKind{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"}
+
+// HPAHandler is the mutating and validating handler for HorizontalPodAutoscalers
+// (autoscaling/v2): mutate fills in the saturation metric and behavior, validate requires the
+// saturation metric.
+type HPAHandler struct {
+	policies policy.Provider
+	decoder  admission.Decoder
+	metrics  *Metrics
+	mutate   bool
+}
+
+// NewHPADefaulter returns the mutating HPA handler.
+func NewHPADefaulter(policies policy.Provider, decoder admission.Decoder, metrics *Metrics) *HPAHandler {
+	return &HPAHandler{policies: policies, decoder: decoder, metrics: metrics, mutate: true}
+}
+
+// NewHPAValidator returns the validating HPA handler.
+func NewHPAValidator(policies policy.Provider, decoder admission.Decoder, metrics *Metrics) *HPAHandler {
+	return &HPAHandler{policies: policies, decoder: decoder, metrics: metrics}
+}
+
+// Handle implements admission.Handler.
+func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.SubResource != "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
+		return admission.Allowed("")
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+	if err := h.decoder.Decode(req, hpa); err != nil {
+		return badRequest("HorizontalPodAutoscaler", err)
+	}
+	a := &h.policies.Current().Autoscaling
+	if !h.mutate {
+		if errs := a.ValidateHPA(hpa); len(errs) > 0 {
+			h.metrics.count("horizontalpodautoscalers", ruleAutoscaling, decisionDenied)
+			return denyInvalid(hpaKind, &hpa.ObjectMeta, errs)
+		}
+		return admission.Allowed("")
+	}
+	original, err := json.Marshal(hpa)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if req.Operation != admissionv1.Create || !mutators.HPADefaults(hpa, a) {
+		return admission.Allowed("")
+	}
+	mutated, err := json.Marshal(hpa)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	h.metrics.count("horizontalpodautoscalers", ruleAutoscaling, decisionMutated)
+	return admission.PatchResponseFromRaw(original, mutated)
+}

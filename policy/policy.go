@@ -22,6 +22,8 @@ type Policy struct {
 	OpenBao OpenBaoPolicy
 	// Autoscaling says what HorizontalPodAutoscalers scale on.
 	Autoscaling AutoscalingPolicy
+	// Provisioning says where infrastructure state lives.
+	Provisioning ProvisioningPolicy
 	// TrustedIdentities may do what the policy forbids others: change ISS labels and
 	// annotations, change or delete generated objects.
 	TrustedIdentities Identities
@@ -117,10 +119,11 @@ func Default() *Policy {
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
 			},
 		},
-		Network:     DefaultNetworkPolicy(),
-		Secrets:     DefaultSecretsPolicy(),
-		OpenBao:     DefaultOpenBaoPolicy(),
-		Autoscaling: DefaultAutoscalingPolicy(),
+		Network:      DefaultNetworkPolicy(),
+		Secrets:      DefaultSecretsPolicy(),
+		OpenBao:      DefaultOpenBaoPolicy(),
+		Autoscaling:  DefaultAutoscalingPolicy(),
+		Provisioning: DefaultProvisioningPolicy(),
 		TrustedIdentities: Identities{
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with

@@ -27,6 +27,8 @@ const (
 	// MutateHPAsPath and ValidateHPAsPath serve the webhooks for HorizontalPodAutoscalers.
 	MutateHPAsPath   = "/mutate-hpas"
 	ValidateHPAsPath = "/validate-hpas"
+	// ValidateProvisioningPath serves the validating webhook for Pulumi Stacks and Terraforms.
+	ValidateProvisioningPath = "/validate-provisioning"
 )
 
 // Options are what the handlers need.
@@ -58,6 +60,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		ValidateWorkloadsPath:       {Handler: NewWorkloadValidator(o.Policies, decoder, o.Metrics)},
 		MutateHPAsPath:              {Handler: NewHPADefaulter(o.Policies, decoder, o.Metrics)},
 		ValidateHPAsPath:            {Handler: NewHPAValidator(o.Policies, decoder, o.Metrics)},
+		ValidateProvisioningPath:    {Handler: NewProvisioningValidator(o.Policies, o.Metrics)},
 	}
 }
 

@@ -70,9 +70,17 @@ func (s CRDSource) Paths(ctx context.Context, workDir string) ([]string, error) 
 	return paths, nil
 }
 
-// crdPaths returns the manifest files of every source.
+// crdPaths returns the manifest files of every source, and the CRDs in the shared crds folder
+// beside the checkout (those of Pulumi and tofu-controller, which no Go module here serves,
+// copied unchanged from their projects).
 func crdPaths(ctx context.Context, workDir string, sources []CRDSource) ([]string, error) {
-	var all []string
+	all, err := filepath.Glob(filepath.Join(workDir, "..", "shared", "crds", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no CRD manifests in %s: the shared folder must stand beside the checkout", filepath.Join(workDir, "..", "shared", "crds"))
+	}
 	for _, s := range sources {
 		paths, err := s.Paths(ctx, workDir)
 		if err != nil {

@@ -3,6 +3,8 @@ package webhook
 import (
 	"context"
 
+	admissionv1 "k8s.io/api/admission/v1"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,7 +17,8 @@ import (
 )
 
 // WorkloadValidator is the validating handler for the workloads that create pods: their pod
-// templates must follow the engine pod rules.
+// templates must follow the engine pod rules, and Temporal worker Deployments the blue/green
+// rules.
 type WorkloadValidator struct {
 	policies policy.Provider
 	decoder  admission.Decoder
@@ -59,7 +62,18 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 	if err := h.decoder.DecodeRaw(req.Object, obj.(runtime.Object)); err != nil {
 		return badRequest(req.Kind.Kind, err)
 	}
-	if errs := h.policies.Current().ValidateWorkload(obj); len(errs) > 0 {
+	errs := h.policies.Current().ValidateWorkload(obj)
+	if cur, ok := obj.(*appsv1.Deployment); ok {
+		var old *appsv1.Deployment
+		if req.Operation == admissionv1.Update {
+			old = &appsv1.Deployment{}
+			if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+				return badRequest("previous Deployment", err)
+			}
+		}
+		errs = append(errs, policy.ValidateTemporalWorker(old, cur)...)
+	}
+	if len(errs) > 0 {
 		h.metrics.count(req.Resource.Resource, ruleEnginePods, decisionDenied)
 		return denyInvalid(gk, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}, errs)
 	}

@@ -50,6 +50,6 @@ var _ = Describe("HorizontalPodAutoscalers", func() {
           type: Utilization
           averageUtilization: 60
 `), "--as", "alice", "apply", "-f", "-")
-		Expect(err).To(MatchError(ContainSubstring(`spec.metrics: Required value: ISS-001 section 5 wants HPAs tuned on the GOS saturation signal: add the metric {type: External, external: {metric: {name: gos_saturation, selector: {matchLabels: {workload: engine-pool}}}`)))
+		Expect(err).To(MatchError(ContainSubstring(`spec.metrics: Required value: ISS-001 section 5 wants HPAs tuned on the GOS saturation signal: add the External metric gos_saturation with the selector {matchLabels: {workload: engine-pool}} and the target 800m`)))
 	})
 })

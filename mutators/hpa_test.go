@@ -41,3 +41,20 @@ func TestHPADefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestHPADefaultsWithAPodsMetric(t *testing.T) {
+	a := policy.Default().Autoscaling
+	a.MetricType, a.MetricName = autoscalingv2.PodsMetricSourceType, "queue_saturation"
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{Kind: "Deployment", Name: "w"}}}
+	HPADefaults(hpa, &a)
+	if m := hpa.Spec.Metrics[0]; m.Type != autoscalingv2.PodsMetricSourceType || m.Pods.Metric.Name != "queue_saturation" || m.Pods.Target.AverageValue.String() != "800m" {
+		t.Fatalf("got %+v", m)
+	}
+	if errs := a.ValidateHPA(hpa); len(errs) > 0 {
+		t.Errorf("its own metric denied: %v", errs)
+	}
+	if errs := policy.Default().Autoscaling.ValidateHPA(hpa); len(errs) != 1 {
+		t.Error("a Pods metric passed an External policy")
+	}
+}

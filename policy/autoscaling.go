@@ -13,7 +13,10 @@ import (
 // AutoscalingPolicy is the part of the policy about HorizontalPodAutoscalers (ISS-001 section
 // 5): they scale on the GOS saturation signal, with limits against thundering herds.
 type AutoscalingPolicy struct {
-	// MetricName is the External metric of the saturation signal.
+	// MetricType is External (a metric of the workload as a whole, the default) or Pods (a
+	// per-pod metric, averaged).
+	MetricType autoscalingv2.MetricSourceType
+	// MetricName is the metric of the saturation signal.
 	MetricName string
 	// SelectorLabel is the label of the metric whose value is the HPA's scale target name.
 	SelectorLabel string
@@ -28,6 +31,7 @@ type AutoscalingPolicy struct {
 // stable low saturation.
 func DefaultAutoscalingPolicy() AutoscalingPolicy {
 	return AutoscalingPolicy{
+		MetricType:    autoscalingv2.ExternalMetricSourceType,
 		MetricName:    "gos_saturation",
 		SelectorLabel: "workload",
 		Target:        resource.MustParse("800m"),
@@ -48,25 +52,37 @@ func DefaultAutoscalingPolicy() AutoscalingPolicy {
 // SaturationMetric returns the saturation metric for an HPA's scale target.
 func (a *AutoscalingPolicy) SaturationMetric(workload string) autoscalingv2.MetricSpec {
 	value := a.Target.DeepCopy()
-	return autoscalingv2.MetricSpec{
-		Type: autoscalingv2.ExternalMetricSourceType,
-		External: &autoscalingv2.ExternalMetricSource{
-			Metric: autoscalingv2.MetricIdentifier{Name: a.MetricName, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{a.SelectorLabel: workload}}},
-			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType, Value: &value},
-		},
+	id := autoscalingv2.MetricIdentifier{Name: a.MetricName, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{a.SelectorLabel: workload}}}
+	if a.MetricType == autoscalingv2.PodsMetricSourceType {
+		return autoscalingv2.MetricSpec{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+			Metric: id, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: &value}}}
 	}
+	return autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+		Metric: id, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType, Value: &value}}}
+}
+
+// identifier returns the metric a spec names, when it is of the policy's type.
+func (a *AutoscalingPolicy) identifier(m autoscalingv2.MetricSpec) *autoscalingv2.MetricIdentifier {
+	switch {
+	case m.Type != a.MetricType:
+		return nil
+	case m.Type == autoscalingv2.ExternalMetricSourceType && m.External != nil:
+		return &m.External.Metric
+	case m.Type == autoscalingv2.PodsMetricSourceType && m.Pods != nil:
+		return &m.Pods.Metric
+	}
+	return nil
 }
 
 // ValidateHPA denies an HPA that does not scale on the saturation metric of its own target.
 func (a *AutoscalingPolicy) ValidateHPA(hpa *autoscalingv2.HorizontalPodAutoscaler) field.ErrorList {
 	target := hpa.Spec.ScaleTargetRef.Name
 	for _, m := range hpa.Spec.Metrics {
-		if m.Type == autoscalingv2.ExternalMetricSourceType && m.External != nil && m.External.Metric.Name == a.MetricName &&
-			m.External.Metric.Selector != nil && m.External.Metric.Selector.MatchLabels[a.SelectorLabel] == target {
+		if id := a.identifier(m); id != nil && id.Name == a.MetricName && id.Selector != nil && id.Selector.MatchLabels[a.SelectorLabel] == target {
 			return nil
 		}
 	}
 	return field.ErrorList{field.Required(field.NewPath("spec", "metrics"), fmt.Sprintf(
-		"ISS-001 section 5 wants HPAs tuned on the GOS saturation signal: add the metric {type: External, external: {metric: {name: %s, selector: {matchLabels: {%s: %s}}}, target: {type: Value, value: %s}}}, or leave metrics out to have it filled in",
-		a.MetricName, a.SelectorLabel, target, a.Target.String()))}
+		"ISS-001 section 5 wants HPAs tuned on the GOS saturation signal: add the %s metric %s with the selector {matchLabels: {%s: %s}} and the target %s, or leave metrics out to have it filled in",
+		a.MetricType, a.MetricName, a.SelectorLabel, target, a.Target.String()))}
 }

@@ -70,17 +70,16 @@ func (s CRDSource) Paths(ctx context.Context, workDir string) ([]string, error) 
 	return paths, nil
 }
 
-// crdPaths returns the manifest files of every source, and the CRDs in the shared crds folder
-// beside the checkout (those of Pulumi and tofu-controller, which no Go module here serves,
-// copied unchanged from their projects).
+// SharedCRDs returns the CRD manifests in the shared crds folder beside the checkout (those of
+// Pulumi and tofu-controller, which no Go module here serves, copied unchanged from their
+// projects), or none when there is no such folder.
+func SharedCRDs(repoRoot string) ([]string, error) {
+	return filepath.Glob(filepath.Join(repoRoot, "..", "shared", "crds", "*.yaml"))
+}
+
+// crdPaths returns the manifest files of every source.
 func crdPaths(ctx context.Context, workDir string, sources []CRDSource) ([]string, error) {
-	all, err := filepath.Glob(filepath.Join(workDir, "..", "shared", "crds", "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	if len(all) == 0 {
-		return nil, fmt.Errorf("no CRD manifests in %s: the shared folder must stand beside the checkout", filepath.Join(workDir, "..", "shared", "crds"))
-	}
+	var all []string
 	for _, s := range sources {
 		paths, err := s.Paths(ctx, workDir)
 		if err != nil {

@@ -63,6 +63,9 @@ type Env struct {
 	MetricsURL string
 	// WebhookUser is the user name the webhook authenticates as: its service account's.
 	WebhookUser string
+	// ProvisioningCRDs tells whether the Pulumi and tofu-controller CRDs of the shared folder
+	// beside the checkout were found and installed.
+	ProvisioningCRDs bool
 
 	opts              Options
 	cp                *ControlPlane
@@ -171,6 +174,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	shared, err := SharedCRDs(o.RepoRoot)
+	if err != nil {
+		return nil, err
+	}
+	if e.ProvisioningCRDs = len(shared) > 0; !e.ProvisioningCRDs {
+		e.progress("WARNING: no shared/crds folder beside the checkout: the Pulumi and tofu-controller CRDs are not installed")
+	}
+	crds = append(crds, shared...)
 	e.progress("starting etcd and kube-apiserver, installing %d CRDs", len(crds))
 	if e.cp, err = StartControlPlane(o.RepoRoot, crds, []string{filepath.Join(o.RepoRoot, "manifests", "webhook", "webhooks.yaml")}); err != nil {
 		return nil, err

@@ -50,7 +50,9 @@ func (p *ProvisioningPolicy) ValidateStack(obj *unstructured.Unstructured) field
 	spec := field.NewPath("spec")
 	var errs field.ErrorList
 	backend, _, _ := unstructured.NestedString(obj.Object, "spec", "backend")
-	if !p.approved(backend) {
+	if strings.ContainsAny(backend, "?#") {
+		errs = append(errs, field.Invalid(spec.Child("backend"), backend, "a backend URL may not carry query parameters (such as endpoint=), which could send the state to another server: name the bucket only"))
+	} else if !p.approved(backend) {
 		errs = append(errs, field.Invalid(spec.Child("backend"), backend, fmt.Sprintf(
 			"state must live in an approved encrypted, object-locked bucket (ISS-001 section 3): use one of %s, such as %s/%s", quotedList(p.ApprovedBackends), p.firstApproved(), obj.GetNamespace())))
 	}
@@ -58,6 +60,12 @@ func (p *ProvisioningPolicy) ValidateStack(obj *unstructured.Unstructured) field
 	if !hasAnyPrefix(provider, kmsSecretsProviders) {
 		errs = append(errs, field.Invalid(spec.Child("secretsProvider"), provider, fmt.Sprintf(
 			"secrets in the state must be encrypted with a managed key: set a provider starting with %s", quotedList(kmsSecretsProviders))))
+	}
+	envRefs, _, _ := unstructured.NestedMap(obj.Object, "spec", "envRefs")
+	for _, name := range []string{"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} {
+		if _, ok := envRefs[name]; ok {
+			errs = append(errs, field.Forbidden(spec.Child("envRefs").Key(name), fmt.Sprintf("%s would override spec.backend or spec.secretsProvider: set those instead", name)))
+		}
 	}
 	if destroy, _, _ := unstructured.NestedBool(obj.Object, "spec", "destroyOnFinalize"); !destroy {
 		errs = append(errs, field.Required(spec.Child("destroyOnFinalize"),
@@ -76,7 +84,26 @@ var (
 	hclKey         = hclString("encryption_key")
 	hclEncrypt     = regexp.MustCompile(`\bencrypt\s*=\s*true\b`)
 	hclUseLockfile = regexp.MustCompile(`\buse_lockfile\s*=\s*true\b`)
+	hclEndpoint    = regexp.MustCompile(`\bendpoints?\b|\b[a-z0-9_]*_endpoint\b`)
+	hclComments    = regexp.MustCompile(`(?s:/\*.*?\*/)|(?:#|//)[^\n]*`)
 )
+
+// blockBody returns the text of the block whose "{" ends at open, up to its matching "}".
+func blockBody(s string, open int) string {
+	depth := 1
+	for i := open; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				return s[open:i]
+			}
+		}
+	}
+	return s[open:]
+}
 
 // hclString matches `key = "value"` and captures the value.
 func hclString(key string) *regexp.Regexp {
@@ -91,9 +118,23 @@ func (p *ProvisioningPolicy) ValidateTerraform(obj *unstructured.Unstructured) f
 	if disabled, _, _ := unstructured.NestedBool(obj.Object, "spec", "backendConfig", "disable"); disabled {
 		errs = append(errs, field.Forbidden(spec.Child("backendConfig", "disable"), "the state must be kept remotely (ISS-001 section 3): remove disable: true"))
 	}
-	custom, _, _ := unstructured.NestedString(obj.Object, "spec", "backendConfig", "customConfiguration")
-	m := backendBlock.FindStringSubmatch(custom)
+	if from, found, _ := unstructured.NestedSlice(obj.Object, "spec", "backendConfigsFrom"); found && len(from) > 0 {
+		errs = append(errs, field.Forbidden(spec.Child("backendConfigsFrom"), "backend settings from Secrets or ConfigMaps would override the checked backend block: put them in backendConfig.customConfiguration"))
+	}
+	raw, _, _ := unstructured.NestedString(obj.Object, "spec", "backendConfig", "customConfiguration")
+	// Comments are not configuration: a commented-out "encrypt = true" must not count.
+	custom := hclComments.ReplaceAllString(raw, "")
+	blocks := backendBlock.FindAllStringSubmatchIndex(custom, -1)
+	var m []string
+	if len(blocks) == 1 {
+		m = []string{custom[blocks[0][0]:blocks[0][1]], custom[blocks[0][2]:blocks[0][3]]}
+		custom = blockBody(custom, blocks[0][1])
+	}
 	switch {
+	case len(blocks) > 1:
+		errs = append(errs, field.Invalid(cfgPath, raw, "more than one backend block: keep exactly one"))
+	case hclEndpoint.MatchString(custom):
+		errs = append(errs, field.Invalid(cfgPath, raw, "the backend may not name endpoints, which could send the state to another server than the approved bucket's"))
 	case m == nil:
 		errs = append(errs, field.Required(cfgPath, fmt.Sprintf(
 			`the state must live in an approved encrypted, object-locked bucket (ISS-001 section 3), not in a Kubernetes Secret: set a backend "s3", "gcs" or "azurerm" block whose bucket is one of %s`, quotedList(p.ApprovedBackends))))
@@ -116,12 +157,12 @@ func (p *ProvisioningPolicy) ValidateTerraform(obj *unstructured.Unstructured) f
 		}
 		switch {
 		case state == "" || strings.HasSuffix(state, "://") || !p.approved(state):
-			errs = append(errs, field.Invalid(cfgPath, custom, fmt.Sprintf(
+			errs = append(errs, field.Invalid(cfgPath, raw, fmt.Sprintf(
 				"backend %q stores state in %s, which is not an approved encrypted, object-locked bucket (ISS-001 section 3): use one of %s", kind, state, quotedList(p.ApprovedBackends))))
 		case !encrypted:
-			errs = append(errs, field.Invalid(cfgPath, custom, fmt.Sprintf("backend %q must encrypt the state: set encrypt = true (s3) or kms_encryption_key (gcs)", kind)))
+			errs = append(errs, field.Invalid(cfgPath, raw, fmt.Sprintf("backend %q must encrypt the state: set encrypt = true (s3) or kms_encryption_key (gcs)", kind)))
 		case !locked:
-			errs = append(errs, field.Invalid(cfgPath, custom, fmt.Sprintf("backend %q must lock the state: set use_lockfile = true or dynamodb_table", kind)))
+			errs = append(errs, field.Invalid(cfgPath, raw, fmt.Sprintf("backend %q must lock the state: set use_lockfile = true or dynamodb_table", kind)))
 		}
 	}
 	if destroy, _, _ := unstructured.NestedBool(obj.Object, "spec", "destroyResourcesOnDeletion"); !destroy {

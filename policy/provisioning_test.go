@@ -60,3 +60,24 @@ func TestValidateTerraform(t *testing.T) {
 	checkErrs(t, p.ValidateTerraform(terraform(foreign, true, true)),
 		[]wantErr{{"spec.backendConfig.disable", "kept remotely"}, {"spec.backendConfig.customConfiguration", "gs://elsewhere"}})
 }
+
+func TestProvisioningBypasses(t *testing.T) {
+	p := DefaultProvisioningPolicy()
+	commented := "backend \"s3\" {\n  # bucket = \"iss-platform-state\"\n  bucket = \"evil\"\n  // encrypt = true\n  use_lockfile = true\n}"
+	checkErrs(t, p.ValidateTerraform(terraform(commented, true, false)), []wantErr{{"spec.backendConfig.customConfiguration", "s3://evil"}})
+	twoBlocks := "backend \"s3\" {\n  bucket = \"iss-platform-state\"\n  encrypt = true\n  use_lockfile = true\n}\nbackend \"local\" {}"
+	checkErrs(t, p.ValidateTerraform(terraform(twoBlocks, true, false)), []wantErr{{"spec.backendConfig.customConfiguration", "more than one backend block"}})
+	outside := "terraform {\n  encrypt = true\n}\nbackend \"s3\" {\n  bucket = \"iss-platform-state\"\n  use_lockfile = true\n}"
+	checkErrs(t, p.ValidateTerraform(terraform(outside, true, false)), []wantErr{{"spec.backendConfig.customConfiguration", "must encrypt"}})
+	endpoint := "backend \"s3\" {\n  bucket = \"iss-platform-state\"\n  encrypt = true\n  use_lockfile = true\n  endpoints = { s3 = \"https://evil.example.org\" }\n}"
+	checkErrs(t, p.ValidateTerraform(terraform(endpoint, true, false)), []wantErr{{"spec.backendConfig.customConfiguration", "may not name endpoints"}})
+	from := terraform("backend \"s3\" {\n  bucket = \"iss-platform-state\"\n  encrypt = true\n  use_lockfile = true\n}", true, false)
+	from.Object["spec"].(map[string]any)["backendConfigsFrom"] = []any{map[string]any{"kind": "Secret", "name": "x"}}
+	checkErrs(t, p.ValidateTerraform(from), []wantErr{{"spec.backendConfigsFrom", "would override the checked backend block"}})
+
+	checkErrs(t, p.ValidateStack(unstructuredOf(t, `{"spec":{"backend":"s3://iss-platform-state?endpoint=evil.example.org","secretsProvider":"awskms://k","destroyOnFinalize":true,
+		"envRefs":{"PULUMI_BACKEND_URL":{"type":"Literal","literal":{"value":"file:///tmp"}}}}}`)), []wantErr{
+		{"spec.backend", "may not carry query parameters"},
+		{"spec.envRefs[PULUMI_BACKEND_URL]", "would override spec.backend"},
+	})
+}

@@ -59,3 +59,23 @@ func (p *Policy) ValidateWorkload(obj any) field.ErrorList {
 	}
 	return errs
 }
+
+// WorkloadTemplate returns what of a workload decides the pods it creates: its pod template and,
+// for a StatefulSet, its volume claim templates. It returns nil for other objects.
+func WorkloadTemplate(obj any) any {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return &w.Spec.Template
+	case *appsv1.StatefulSet:
+		return []any{&w.Spec.Template, w.Spec.VolumeClaimTemplates}
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template
+	case *appsv1.ReplicaSet:
+		return &w.Spec.Template
+	case *batchv1.Job:
+		return &w.Spec.Template
+	case *batchv1.CronJob:
+		return &w.Spec.JobTemplate.Spec.Template
+	}
+	return nil
+}

@@ -23,7 +23,7 @@ func IsTemporalWorker(d *appsv1.Deployment) bool {
 
 // ValidateTemporalWorker checks a Temporal worker Deployment (design.md 4.5): its build id, on
 // itself and on its pod template, equal; and, on update, the same build id and the same images,
-// commands, args and env in every container. old is nil on create.
+// commands, args, env and envFrom in every container. old is nil on create.
 func ValidateTemporalWorker(old, cur *appsv1.Deployment) field.ErrorList {
 	if !IsTemporalWorker(cur) && !IsTemporalWorker(old) {
 		return nil
@@ -72,7 +72,7 @@ func sameContainers(old, cur []corev1.Container, path *field.Path) field.ErrorLi
 		for _, f := range []struct {
 			name     string
 			old, cur any
-		}{{"command", o.Command, c.Command}, {"args", o.Args, c.Args}, {"env", o.Env, c.Env}} {
+		}{{"command", o.Command, c.Command}, {"args", o.Args, c.Args}, {"env", o.Env, c.Env}, {"envFrom", o.EnvFrom, c.EnvFrom}} {
 			if !equality.Semantic.DeepEqual(f.old, f.cur) {
 				errs = append(errs, field.Forbidden(p.Child(f.name), fmt.Sprintf("the %s of container %q changed: %s", f.name, c.Name, blueGreen)))
 			}

@@ -60,7 +60,9 @@ func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	if req.Operation != admissionv1.Create || !mutators.HPADefaults(hpa, a) {
+	// On update too: a re-apply that drops metrics gets the API server's CPU default, which
+	// HPADefaults recognises and replaces.
+	if !mutators.HPADefaults(hpa, a) {
 		return admission.Allowed("")
 	}
 	mutated, err := json.Marshal(hpa)

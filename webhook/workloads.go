@@ -7,9 +7,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -62,16 +64,26 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 	if err := h.decoder.DecodeRaw(req.Object, obj.(runtime.Object)); err != nil {
 		return badRequest(req.Kind.Kind, err)
 	}
-	errs := h.policies.Current().ValidateWorkload(obj)
-	if cur, ok := obj.(*appsv1.Deployment); ok {
-		var old *appsv1.Deployment
-		if req.Operation == admissionv1.Update {
-			old = &appsv1.Deployment{}
-			if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
-				return badRequest("previous Deployment", err)
-			}
+	pol := h.policies.Current()
+	var old client.Object
+	if req.Operation == admissionv1.Update {
+		old = newWorkload(gk)
+		if err := h.decoder.DecodeRaw(req.OldObject, old.(runtime.Object)); err != nil {
+			return badRequest("previous "+req.Kind.Kind, err)
 		}
-		errs = append(errs, policy.ValidateTemporalWorker(old, cur)...)
+		if obj.GetDeletionTimestamp() != nil {
+			return admission.Allowed("being deleted")
+		}
+	}
+	var errs field.ErrorList
+	// An update that leaves the pod template as it was (scaling an old ReplicaSet down, a
+	// finalizer, suspending a CronJob) creates no pod the rules have not seen.
+	if old == nil || !equality.Semantic.DeepEqual(policy.WorkloadTemplate(old), policy.WorkloadTemplate(obj)) {
+		errs = pol.ValidateWorkload(obj)
+	}
+	if cur, ok := obj.(*appsv1.Deployment); ok {
+		prev, _ := old.(*appsv1.Deployment)
+		errs = append(errs, policy.ValidateTemporalWorker(prev, cur)...)
 	}
 	if len(errs) > 0 {
 		h.metrics.count(req.Resource.Resource, ruleEnginePods, decisionDenied)

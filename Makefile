@@ -11,8 +11,9 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/iss-webhook and bin/iss-dev
+build: ## build bin/iss-webhook, bin/issctl and bin/iss-dev
 	$(GO) build -o $(BIN)/iss-webhook ./cmd/iss-webhook
+	$(GO) build -o $(BIN)/issctl ./cmd/issctl
 	$(GO) build -o $(BIN)/iss-dev ./e2e/cmd/iss-dev
 
 .PHONY: controlplane
@@ -57,7 +58,7 @@ fuzz: ## fuzz each annotation parser for FUZZTIME (default 60s); new findings la
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change
-	$(GO) test ./mutators/ ./policy/ -run Golden -update
+	$(GO) test ./mutators/ ./policy/ ./cmd/issctl/ -run Golden -update
 
 .PHONY: clean
 clean: ## remove build outputs and the local state

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	"sigs.k8s.io/yaml"
 
 	"github.com/iss-platform/iss-webhook/manifests"
 	"github.com/iss-platform/iss-webhook/webhook"
@@ -47,27 +46,26 @@ type reviewer struct {
 // newReviewer reads the embedded webhook configurations and binds each webhook to its handler.
 func newReviewer(handlers map[string]*admission.Webhook, nsLabels map[string]string, user authenticationv1.UserInfo) (*reviewer, error) {
 	r := &reviewer{namespaceLabels: nsLabels, user: user, codecs: serializer.NewCodecFactory(webhook.NewScheme())}
-	for _, doc := range bytes.Split(manifests.WebhookConfigurations, []byte("\n---\n")) {
-		var cfg struct {
-			Kind     string
-			Webhooks []struct {
-				Name              string
-				ClientConfig      admissionregistrationv1.WebhookClientConfig `json:"clientConfig"`
-				Rules             []admissionregistrationv1.RuleWithOperations
-				NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
-				ObjectSelector    *metav1.LabelSelector `json:"objectSelector"`
-			}
+	mutating, validating, err := manifests.ParseWebhookConfigurations()
+	if err != nil {
+		return nil, err
+	}
+	add := func(name string, mutating bool, cc admissionregistrationv1.WebhookClientConfig, rules []admissionregistrationv1.RuleWithOperations, ns, obj *metav1.LabelSelector) error {
+		h, ok := handlers[*cc.Service.Path]
+		if !ok {
+			return fmt.Errorf("webhook %s names path %s, which has no handler", name, *cc.Service.Path)
 		}
-		if err := yaml.Unmarshal(doc, &cfg); err != nil {
+		r.routes = append(r.routes, route{name: name, mutating: mutating, rules: rules, namespaceSelector: ns, objectSelector: obj, handler: h})
+		return nil
+	}
+	for _, w := range mutating.Webhooks {
+		if err := add(w.Name, true, w.ClientConfig, w.Rules, w.NamespaceSelector, w.ObjectSelector); err != nil {
 			return nil, err
 		}
-		for _, w := range cfg.Webhooks {
-			h, ok := handlers[*w.ClientConfig.Service.Path]
-			if !ok {
-				return nil, fmt.Errorf("webhook %s names path %s, which has no handler", w.Name, *w.ClientConfig.Service.Path)
-			}
-			r.routes = append(r.routes, route{name: w.Name, mutating: cfg.Kind == "MutatingWebhookConfiguration", rules: w.Rules,
-				namespaceSelector: w.NamespaceSelector, objectSelector: w.ObjectSelector, handler: h})
+	}
+	for _, w := range validating.Webhooks {
+		if err := add(w.Name, false, w.ClientConfig, w.Rules, w.NamespaceSelector, w.ObjectSelector); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

@@ -33,6 +33,11 @@ func DefaultCRDSources() []CRDSource {
 			Files: []string{"config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml"},
 		},
 		{
+			// For a server-side dry run of the install manifests, whose certificate cert-manager issues.
+			Module: "github.com/cert-manager/cert-manager", Version: "v1.21.2",
+			Files: []string{"deploy/crds/cert-manager.io_*.yaml"},
+		},
+		{
 			Module: "github.com/cilium/cilium", Version: "v1.20.2",
 			Files: []string{"pkg/k8s/apis/cilium.io/client/crds/v2/ciliumnetworkpolicies.yaml"},
 		},

@@ -220,6 +220,20 @@ spec:
 		Expect(err).To(MatchError(ContainSubstring(`metadata.name: Forbidden: names starting with "iss-egress-" are reserved`)))
 	})
 
+	It("keeps a generated policy, even from the cluster admin, while engines still run with it", func(ctx SpecContext) {
+		access := `[{"host":"kept.example.org"}]`
+		name := policy.EgressPolicyName(hashOf(access))
+		_, err := kubectl(ctx, engineWith("engine-kept", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, "", "delete", "networkpolicy", name, "-n", namespace, "--wait=false")
+		Expect(err).To(MatchError(ContainSubstring("1 engine pod(s) in team-a-dev still run with this egress policy")))
+		deletePod(ctx, "engine-kept")
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, "", "delete", "networkpolicy", name, "-n", namespace, "--ignore-not-found", "--wait=false")
+			return err
+		}).WithContext(ctx).WithTimeout(30*time.Second).WithPolling(time.Second).Should(Succeed(), "once the engine is gone")
+	})
+
 	It("denies a malformed annotation with its name and the position of the fault", func(ctx SpecContext) {
 		_, err := kubectl(ctx, engineWith("engine-malformed", namespace, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"api.github.com",}]`}), "apply", "-f", "-")
 		Expect(err).To(MatchError(And(

@@ -291,3 +291,26 @@ func (h *NamespaceValidator) Handle(_ context.Context, req admission.Request) ad
 	}
 	return admission.Allowed("")
 }
+
+// CachedEngines counts running engine pods in an informer cache of pods with the egress label.
+type CachedEngines struct {
+	cache client.Reader
+}
+
+// NewCachedEngines returns an EngineLookup over cache.
+func NewCachedEngines(cache client.Reader) *CachedEngines { return &CachedEngines{cache: cache} }
+
+// RunningEngines implements EngineLookup.
+func (c *CachedEngines) RunningEngines(ctx context.Context, namespace, hash string) (int, error) {
+	pods := &corev1.PodList{}
+	if err := c.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{policy.LabelEgressPolicy: hash}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -22,18 +22,37 @@ type NetworkPolicyGuard struct {
 	policies policy.Provider
 	metrics  *Metrics
 	self     string
+	engines  EngineLookup
+}
+
+// EngineLookup counts the running engine pods that a generated policy selects: those of a
+// namespace with an egress-policy hash.
+type EngineLookup interface {
+	RunningEngines(ctx context.Context, namespace, hash string) (int, error)
 }
 
 // NewNetworkPolicyGuard returns the guard; self is the user name the webhook authenticates as.
-func NewNetworkPolicyGuard(policies policy.Provider, metrics *Metrics, self string) *NetworkPolicyGuard {
-	return &NetworkPolicyGuard{policies: policies, metrics: metrics, self: self}
+// engines, when not nil, keeps trusted identities from deleting a generated policy while
+// engines still run with it (nil: no such check).
+func NewNetworkPolicyGuard(policies policy.Provider, metrics *Metrics, self string, engines EngineLookup) *NetworkPolicyGuard {
+	return &NetworkPolicyGuard{policies: policies, metrics: metrics, self: self, engines: engines}
 }
 
 // Handle implements admission.Handler.
-func (h *NetworkPolicyGuard) Handle(_ context.Context, req admission.Request) admission.Response {
+func (h *NetworkPolicyGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
 	user := req.UserInfo.Username
-	if (h.self != "" && user == h.self) || h.policies.Current().TrustedIdentities.Contains(user, req.UserInfo.Groups) {
-		return admission.Allowed("iss-webhook or a trusted identity")
+	if h.self != "" && user == h.self {
+		return admission.Allowed("iss-webhook")
+	}
+	if h.policies.Current().TrustedIdentities.Contains(user, req.UserInfo.Groups) {
+		if req.Operation == admissionv1.Delete && h.engines != nil {
+			// The namespace controller deletes a namespace's policies while its engines may still
+			// be terminating: not before they are gone, or they would run with open egress.
+			if resp, denied := h.stillSelected(ctx, req); denied {
+				return resp
+			}
+		}
+		return admission.Allowed("trusted identity")
 	}
 	if req.Operation == admissionv1.Update || req.Operation == admissionv1.Delete {
 		old := &metav1.PartialObjectMetadata{}
@@ -54,8 +73,8 @@ func (h *NetworkPolicyGuard) Handle(_ context.Context, req admission.Request) ad
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
-	obj := &unstructured.Unstructured{}
-	if err := json.Unmarshal(req.Object.Raw, &obj.Object); err != nil {
+	obj, err := decodeGeneric(req.Object.Raw)
+	if err != nil {
 		return badRequest(req.Kind.Kind, err)
 	}
 	if errs := policy.ValidateUserNetworkPolicy(obj); len(errs) > 0 {
@@ -64,4 +83,28 @@ func (h *NetworkPolicyGuard) Handle(_ context.Context, req admission.Request) ad
 		return denyInvalid(schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}, meta, errs)
 	}
 	return admission.Allowed("")
+}
+
+// stillSelected denies the deletion of a generated policy that running engines still select.
+func (h *NetworkPolicyGuard) stillSelected(ctx context.Context, req admission.Request) (admission.Response, bool) {
+	old := &metav1.PartialObjectMetadata{}
+	if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+		return badRequest("previous "+req.Kind.Kind, err), true
+	}
+	hash := old.Labels[policy.LabelEgressPolicy]
+	if old.Labels[policy.LabelManagedBy] != policy.ManagedByValue || hash == "" {
+		return admission.Response{}, false
+	}
+	namespace := old.Namespace
+	if namespace == "" {
+		namespace = old.Labels[policy.LabelEgressNamespace]
+	}
+	n, err := h.engines.RunningEngines(ctx, namespace, hash)
+	if err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("iss-webhook cannot tell whether engines still use this policy: %w; retry", err)), true
+	}
+	if n > 0 {
+		return admission.Denied(fmt.Sprintf("%d engine pod(s) in %s still run with this egress policy: it is deleted once they are gone, so that no engine runs with open egress; retry then", n, namespace)), true
+	}
+	return admission.Response{}, false
 }

@@ -341,10 +341,11 @@ func TestTamperProtection(t *testing.T) {
 }
 
 func TestNetworkPolicyGuard(t *testing.T) {
-	guard := NewNetworkPolicyGuard(policy.NewHolder(policy.Default()), testMetrics(t), "system:serviceaccount:iss-system:iss-webhook")
+	guard := NewNetworkPolicyGuard(policy.NewHolder(policy.Default()), testMetrics(t), "system:serviceaccount:iss-system:iss-webhook", runningEngines{})
 	ctx := context.Background()
 	generated := []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"iss-egress-4f53cda18c2baa0c","namespace":"team-a-dev","labels":{"app.kubernetes.io/managed-by":"iss-webhook"}},"spec":{"podSelector":{}}}`)
 	open := []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"allow-all","namespace":"team-a-dev"},"spec":{"podSelector":{},"egress":[{}]}}`)
+	inUse := []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"iss-egress-00000000000000ff","namespace":"team-a-dev","labels":{"app.kubernetes.io/managed-by":"iss-webhook","iss.platform/egress-policy":"00000000000000ff"}},"spec":{"podSelector":{}}}`)
 	req := func(op admissionv1.Operation, obj, old []byte, user string, groups ...string) admission.Request {
 		return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 			Operation: op, Name: "iss-egress-4f53cda18c2baa0c", Namespace: "team-a-dev",
@@ -367,6 +368,7 @@ func TestNetworkPolicyGuard(t *testing.T) {
 		{"the webhook itself writes", req(admissionv1.Update, generated, generated, "system:serviceaccount:iss-system:iss-webhook"), true, ""},
 		{"cluster admin deletes", req(admissionv1.Delete, nil, generated, "admin", "system:masters"), true, ""},
 		{"namespace controller deletes with the namespace", req(admissionv1.Delete, nil, generated, "system:serviceaccount:kube-system:namespace-controller"), true, ""},
+		{"namespace controller deletes while engines still run", req(admissionv1.Delete, nil, inUse, "system:serviceaccount:kube-system:namespace-controller"), false, "still run with this egress policy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := guard.Handle(ctx, tc.req)
@@ -426,4 +428,14 @@ func TestEgressLabelChecked(t *testing.T) {
 			t.Errorf("%s: %+v", name, resp.Result)
 		}
 	}
+}
+
+// runningEngines stands in for the pod cache: one engine runs with the hash 00000000000000ff.
+type runningEngines struct{}
+
+func (runningEngines) RunningEngines(_ context.Context, _, hash string) (int, error) {
+	if hash == "00000000000000ff" {
+		return 1, nil
+	}
+	return 0, nil
 }

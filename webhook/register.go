@@ -45,6 +45,8 @@ type Options struct {
 	Namespaces NamespaceLookup
 	// OpenBao checks that ExternalSecret paths exist; nil never checks.
 	OpenBao PathVerifier
+	// Engines counts the running engines a generated policy selects; nil never checks.
+	Engines EngineLookup
 }
 
 // Handlers maps each webhook path to its admission webhook.
@@ -53,7 +55,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 	return map[string]*admission.Webhook{
 		MutateEnginePodsPath:        {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
 		ValidateEnginePodsPath:      {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
-		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self)},
+		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self, o.Engines)},
 		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
 		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
 		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},

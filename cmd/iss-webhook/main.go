@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		verifier = v
 	}
 	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
-		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifier})
+		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifier, Engines: webhook.NewCachedEngines(mgr.GetCache())})
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies, collectInterval(pol.Network.GCGracePeriod))); err != nil {
 		return err
 	}

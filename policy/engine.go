@@ -123,6 +123,12 @@ func (e *EnginePolicy) IsEngineImage(image string) bool {
 	return false
 }
 
+// PodRunning tells whether a pod runs, will run or is still terminating: whether what the
+// webhook set up for it (its egress policy) still matters.
+func PodRunning(pod *corev1.Pod) bool {
+	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
+}
+
 // ImageRepository returns an image reference without its tag and digest, with its registry
 // host in lower case and without the default HTTPS port, so that every spelling of one
 // repository compares equal: "REGISTRY.dagger.io:443/engine:v0.19.7@sha256:..." becomes

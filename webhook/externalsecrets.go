@@ -85,11 +85,7 @@ func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admis
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	obj.SetAnnotations(meta.Annotations)
-	mutated, err := json.Marshal(obj.Object)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	return admission.PatchResponseFromRaw(original, mutated)
+	return patchFrom(original, obj.Object)
 }
 
 // PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
@@ -290,27 +286,4 @@ func (h *NamespaceValidator) Handle(_ context.Context, req admission.Request) ad
 		return denyInvalid(schema.GroupKind{Kind: "Namespace"}, &cur.ObjectMeta, errs)
 	}
 	return admission.Allowed("")
-}
-
-// CachedEngines counts running engine pods in an informer cache of pods with the egress label.
-type CachedEngines struct {
-	cache client.Reader
-}
-
-// NewCachedEngines returns an EngineLookup over cache.
-func NewCachedEngines(cache client.Reader) *CachedEngines { return &CachedEngines{cache: cache} }
-
-// RunningEngines implements EngineLookup.
-func (c *CachedEngines) RunningEngines(ctx context.Context, namespace, hash string) (int, error) {
-	pods := &corev1.PodList{}
-	if err := c.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{policy.LabelEgressPolicy: hash}); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, p := range pods.Items {
-		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			n++
-		}
-	}
-	return n, nil
 }

@@ -7,8 +7,10 @@ import (
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/policy"
@@ -107,4 +109,27 @@ func (h *NetworkPolicyGuard) stillSelected(ctx context.Context, req admission.Re
 		return admission.Denied(fmt.Sprintf("%d engine pod(s) in %s still run with this egress policy: it is deleted once they are gone, so that no engine runs with open egress; retry then", n, namespace)), true
 	}
 	return admission.Response{}, false
+}
+
+// CachedEngines counts running engine pods in an informer cache of pods with the egress label.
+type CachedEngines struct {
+	cache client.Reader
+}
+
+// NewCachedEngines returns an EngineLookup over cache.
+func NewCachedEngines(cache client.Reader) *CachedEngines { return &CachedEngines{cache: cache} }
+
+// RunningEngines implements EngineLookup.
+func (c *CachedEngines) RunningEngines(ctx context.Context, namespace, hash string) (int, error) {
+	pods := &corev1.PodList{}
+	if err := c.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{policy.LabelEgressPolicy: hash}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range pods.Items {
+		if policy.PodRunning(&pods.Items[i]) {
+			n++
+		}
+	}
+	return n, nil
 }

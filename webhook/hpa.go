@@ -65,10 +65,6 @@ func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.
 	if !mutators.HPADefaults(hpa, a) {
 		return admission.Allowed("")
 	}
-	mutated, err := json.Marshal(hpa)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
 	h.metrics.count("horizontalpodautoscalers", ruleAutoscaling, decisionMutated)
-	return admission.PatchResponseFromRaw(original, mutated)
+	return patchFrom(original, hpa)
 }

@@ -70,8 +70,7 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 		logf.FromContext(ctx).Info("denied engine pod", "violations", len(errs), "error", errs.ToAggregate().Error())
 		return denyInvalid(podKind, &pod.ObjectMeta, errs)
 	}
-	// The patch is the difference between the typed pod before and after the mutators, both
-	// encoded by the same code, so fields this build does not know are never touched.
+	// The patch is the difference between the typed pod before and after the mutators.
 	original, err := json.Marshal(pod)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -91,13 +90,9 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 		h.metrics.count("pods", ruleEnginePods, decisionAllowed)
 		return admission.Allowed("engine pod already conforms").WithWarnings(warnings...)
 	}
-	mutated, err := json.Marshal(pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
 	logf.FromContext(ctx).V(1).Info("mutated engine pod", "mutators", changed, "profile", eng.ProfileName, "egressPolicy", eng.EgressHash)
 	h.metrics.count("pods", ruleEnginePods, decisionMutated)
-	return admission.PatchResponseFromRaw(original, mutated).WithWarnings(warnings...)
+	return patchFrom(original, pod).WithWarnings(warnings...)
 }
 
 // EnginePodValidator is the validating handler for pods. It checks engine pods on create and on

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -21,6 +22,17 @@ func denyInvalid(gk schema.GroupKind, meta *metav1.ObjectMeta, errs field.ErrorL
 	}
 	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}
+
+// patchFrom answers with the JSON patch from before, the object encoded before the mutators
+// ran, to after, the object now. Both encodings come from the same code, so fields this build
+// does not know are never touched.
+func patchFrom(before []byte, after any) admission.Response {
+	mutated, err := json.Marshal(after)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(before, mutated)
 }
 
 // badRequest answers a request whose object cannot be decoded. It says what could not be read;

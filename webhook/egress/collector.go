@@ -75,7 +75,7 @@ func (c *Collector) Collect(ctx context.Context) error {
 	selected := map[selection]bool{}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if !running(pod) {
+		if !policy.PodRunning(pod) {
 			continue
 		}
 		selected[selection{pod.Namespace, pod.Labels[policy.LabelEgressPolicy]}] = true
@@ -141,7 +141,7 @@ func (c *Collector) deleteUnselected(ctx context.Context, gvk schema.GroupVersio
 		return err
 	}
 	for i := range pods.Items {
-		if running(&pods.Items[i]) {
+		if policy.PodRunning(&pods.Items[i]) {
 			return nil
 		}
 	}
@@ -164,9 +164,4 @@ func (c *Collector) heal(ctx context.Context, pod *corev1.Pod, pol *policy.Polic
 	}
 	_, err := c.writer.Ensure(ctx, pod.Namespace, eng, pol)
 	return err
-}
-
-// running tells whether a pod runs, will run or is still terminating: its egress still matters.
-func running(pod *corev1.Pod) bool {
-	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }

@@ -117,6 +117,8 @@ type SecretsPolicy struct {
 	// Environments maps each runtime environment to its store and OpenBao KV mount, as the
 	// Secret Broker does. A namespace's iss.platform/environment label picks one.
 	Environments map[string]SecretEnvironment
+	// PathRoot is the first segment of every OpenBao path (ISS-001 section 2.1: "artifacts").
+	PathRoot string
 }
 
 // SecretEnvironment is where one runtime environment's secrets live.
@@ -134,7 +136,7 @@ func DefaultSecretsPolicy() SecretsPolicy {
 	for _, env := range []string{"dev", "staging", "prod"} {
 		envs[env] = SecretEnvironment{Store: StoreRef{Kind: "ClusterSecretStore", Name: "openbao-" + env}, Mount: "kv-" + env}
 	}
-	return SecretsPolicy{Environments: envs}
+	return SecretsPolicy{Environments: envs, PathRoot: DefaultPathRoot}
 }
 
 // secretsContext is what every path check of one object needs.
@@ -143,17 +145,18 @@ type secretsContext struct {
 	env       SecretEnvironment
 	envKnown  bool
 	initiator string
+	root      string
 	errs      field.ErrorList
 }
 
 func (p *Policy) secretsContext(ns Namespace, initiator string) *secretsContext {
 	env, ok := p.Secrets.Environments[ns.Environment]
-	return &secretsContext{ns: ns, env: env, envKnown: ok, initiator: initiator}
+	return &secretsContext{ns: ns, env: env, envKnown: ok, initiator: initiator, root: p.Secrets.PathRoot}
 }
 
 // checkPath checks one OpenBao path against the hierarchy and the object's app and initiator.
 func (c *secretsContext) checkPath(path *field.Path, key string) {
-	sp, err := ParseSecretPath(key)
+	sp, err := ParseSecretPath(c.root, key)
 	if err != nil {
 		c.errs = append(c.errs, field.Invalid(path, key, err.Error()))
 		return

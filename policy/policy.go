@@ -7,11 +7,18 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
 
 // Policy is the policy in force. With no ISSPolicy object installed it is Default(), which is
 // ISS-001 as written; an ISSPolicy object overrides it field by field.
 type Policy struct {
+	// Enforcement is the mode of each configurable rule group; a group it leaves out is
+	// enforced (see Mode).
+	Enforcement map[RuleGroup]v1alpha1.EnforcementMode
+	// ExemptNamespaces are admitted unchanged and unchecked (see Exempt).
+	ExemptNamespaces []string
 	// Engines says how Dagger engine pods are recognised and which quota profiles they may use.
 	Engines EnginePolicy
 	// Network says how engine egress is restricted.
@@ -24,6 +31,8 @@ type Policy struct {
 	Autoscaling AutoscalingPolicy
 	// Provisioning says where infrastructure state lives.
 	Provisioning ProvisioningPolicy
+	// TemporalWorkers says which Deployments are Temporal workers.
+	TemporalWorkers TemporalPolicy
 	// TrustedIdentities may do what the policy forbids others: change ISS labels and
 	// annotations, change or delete generated objects.
 	TrustedIdentities Identities
@@ -107,7 +116,12 @@ func (e *EnginePolicy) ProfileNames() []string {
 // Default returns the built-in policy: ISS-001 as written (section 4's profile table) with the
 // defaults of design.md section 3. Every call returns a new value that the caller may change.
 func Default() *Policy {
+	enforcement := map[RuleGroup]v1alpha1.EnforcementMode{}
+	for _, g := range ConfigurableRuleGroups() {
+		enforcement[g] = v1alpha1.Enforce
+	}
 	return &Policy{
+		Enforcement: enforcement,
 		Engines: EnginePolicy{
 			Labels:           map[string]string{LabelEngine: EngineLabelValue},
 			Images:           []string{"registry.dagger.io/engine"},
@@ -119,11 +133,12 @@ func Default() *Policy {
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
 			},
 		},
-		Network:      DefaultNetworkPolicy(),
-		Secrets:      DefaultSecretsPolicy(),
-		OpenBao:      DefaultOpenBaoPolicy(),
-		Autoscaling:  DefaultAutoscalingPolicy(),
-		Provisioning: DefaultProvisioningPolicy(),
+		Network:         DefaultNetworkPolicy(),
+		Secrets:         DefaultSecretsPolicy(),
+		OpenBao:         DefaultOpenBaoPolicy(),
+		Autoscaling:     DefaultAutoscalingPolicy(),
+		Provisioning:    DefaultProvisioningPolicy(),
+		TemporalWorkers: DefaultTemporalPolicy(),
 		TrustedIdentities: Identities{
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with

@@ -15,6 +15,8 @@ const (
 
 // SecretPath is an OpenBao path of the ISS-001 hierarchy, taken apart.
 type SecretPath struct {
+	// Root is the first segment, the policy's secrets.pathRoot.
+	Root string
 	// Scope is ScopePublic or ScopeUser.
 	Scope string
 	// AppID owns the path; it must be the app of the namespace that reads or writes it.
@@ -25,19 +27,17 @@ type SecretPath struct {
 	Name string
 }
 
-// The two shapes of ISS-001 section 2.1, for messages.
-const (
-	publicPathShape = "artifacts/{appId}/public/secrets/{secretName}"
-	userPathShape   = "artifacts/{appId}/users/{userId}/secrets/{secretName}"
-)
+// DefaultPathRoot is the first segment of every path in ISS-001 section 2.1.
+const DefaultPathRoot = "artifacts"
 
-// ParseSecretPath parses an OpenBao path of the ISS-001 hierarchy, with or without a leading
-// "/". Each of appId, userId and secretName is 1 to 63 of A-Z a-z 0-9 . _ - ('@' too in
+// ParseSecretPath parses an OpenBao path of the ISS-001 hierarchy under root (the policy's
+// secrets.pathRoot, "artifacts" by default), with or without a leading "/". Each of appId, userId and secretName is 1 to 63 of A-Z a-z 0-9 . _ - ('@' too in
 // userId), starting and ending with a letter or digit; "." and "..", empty segments,
 // percent-encoding and non-ASCII are never allowed. The error says which segment is wrong and why.
-func ParseSecretPath(path string) (SecretPath, error) {
+func ParseSecretPath(root, path string) (SecretPath, error) {
 	fail := func(format string, args ...any) (SecretPath, error) {
-		return SecretPath{}, fmt.Errorf("path %q: %s; paths are %s or %s", path, fmt.Sprintf(format, args...), publicPathShape, userPathShape)
+		return SecretPath{}, fmt.Errorf("path %q: %s; paths are %s/{appId}/public/secrets/{secretName} or %s/{appId}/users/{userId}/secrets/{secretName}",
+			path, fmt.Sprintf(format, args...), root, root)
 	}
 	trimmed := strings.TrimPrefix(path, "/")
 	segments := strings.Split(trimmed, "/")
@@ -46,15 +46,15 @@ func ParseSecretPath(path string) (SecretPath, error) {
 			return fail("segment %d is empty (a doubled, leading or trailing \"/\")", i+1)
 		}
 	}
-	if segments[0] != "artifacts" {
-		return fail("must start with \"artifacts/\", not %q", segments[0]+"/")
+	if segments[0] != root {
+		return fail("must start with %q, not %q", root+"/", segments[0]+"/")
 	}
 	var p SecretPath
 	switch {
 	case len(segments) == 5 && segments[2] == "public" && segments[3] == "secrets":
-		p = SecretPath{Scope: ScopePublic, AppID: segments[1], Name: segments[4]}
+		p = SecretPath{Root: root, Scope: ScopePublic, AppID: segments[1], Name: segments[4]}
 	case len(segments) == 6 && segments[2] == "users" && segments[4] == "secrets":
-		p = SecretPath{Scope: ScopeUser, AppID: segments[1], UserID: segments[3], Name: segments[5]}
+		p = SecretPath{Root: root, Scope: ScopeUser, AppID: segments[1], UserID: segments[3], Name: segments[5]}
 	case len(segments) >= 3 && segments[2] != "public" && segments[2] != "users":
 		return fail("segment 3 is %q, but must be \"public\" or \"users\"", segments[2])
 	default:
@@ -77,9 +77,9 @@ func ParseSecretPath(path string) (SecretPath, error) {
 // String returns the path in its canonical form, without a leading "/".
 func (p SecretPath) String() string {
 	if p.Scope == ScopeUser {
-		return "artifacts/" + p.AppID + "/users/" + p.UserID + "/secrets/" + p.Name
+		return p.Root + "/" + p.AppID + "/users/" + p.UserID + "/secrets/" + p.Name
 	}
-	return "artifacts/" + p.AppID + "/public/secrets/" + p.Name
+	return p.Root + "/" + p.AppID + "/public/secrets/" + p.Name
 }
 
 // checkPathSegment returns why a segment is not allowed, or "".

@@ -7,13 +7,14 @@ import (
 
 func TestParseSecretPath(t *testing.T) {
 	for _, tc := range []struct {
+		root    string
 		path    string
 		want    SecretPath
 		wantErr string
 	}{
-		{path: "artifacts/team-a/public/secrets/api-token", want: SecretPath{Scope: ScopePublic, AppID: "team-a", Name: "api-token"}},
-		{path: "/artifacts/team-a/public/secrets/API_TOKEN", want: SecretPath{Scope: ScopePublic, AppID: "team-a", Name: "API_TOKEN"}},
-		{path: "artifacts/team-a/users/alice@example.com/secrets/db.password", want: SecretPath{Scope: ScopeUser, AppID: "team-a", UserID: "alice@example.com", Name: "db.password"}},
+		{path: "artifacts/team-a/public/secrets/api-token", want: SecretPath{Root: "artifacts", Scope: ScopePublic, AppID: "team-a", Name: "api-token"}},
+		{path: "/artifacts/team-a/public/secrets/API_TOKEN", want: SecretPath{Root: "artifacts", Scope: ScopePublic, AppID: "team-a", Name: "API_TOKEN"}},
+		{path: "artifacts/team-a/users/alice@example.com/secrets/db.password", want: SecretPath{Root: "artifacts", Scope: ScopeUser, AppID: "team-a", UserID: "alice@example.com", Name: "db.password"}},
 		{path: "artifacts/team-a/public/secrets/../../team-b/public/secrets/x", wantErr: "neither shape"},
 		{path: "artifacts/team-a/public/secrets/..", wantErr: `secretName (last segment) ".." is a relative path element`},
 		{path: "artifacts/../public/secrets/x", wantErr: `appId (segment 2) ".." is a relative path element`},
@@ -32,8 +33,14 @@ func TestParseSecretPath(t *testing.T) {
 		{path: "artifacts/team@a/public/secrets/x", wantErr: `contains "@"`},
 		{path: "artifacts/team-a/public/secrets/" + strings.Repeat("x", 64), wantErr: "64 characters long"},
 		{path: "", wantErr: "segment 1 is empty"},
+		{root: "kv", path: "kv/team-a/public/secrets/x", want: SecretPath{Root: "kv", Scope: ScopePublic, AppID: "team-a", Name: "x"}},
+		{root: "kv", path: "artifacts/team-a/public/secrets/x", wantErr: `must start with "kv/"`},
 	} {
-		got, err := ParseSecretPath(tc.path)
+		root := tc.root
+		if root == "" {
+			root = DefaultPathRoot
+		}
+		got, err := ParseSecretPath(root, tc.path)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%q: error %v, want one containing %q", tc.path, err, tc.wantErr)
@@ -54,14 +61,14 @@ func FuzzParseSecretPath(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
-		p, err := ParseSecretPath(path)
+		p, err := ParseSecretPath(DefaultPathRoot, path)
 		if err != nil {
 			return
 		}
 		if p.String() != strings.TrimPrefix(path, "/") {
 			t.Fatalf("%q prints as %q", path, p.String())
 		}
-		again, err := ParseSecretPath(p.String())
+		again, err := ParseSecretPath(DefaultPathRoot, p.String())
 		if err != nil || again != p {
 			t.Fatalf("%q: reparsed %+v, %v", path, again, err)
 		}

@@ -20,10 +20,8 @@ import (
 
 	"github.com/iss-platform/iss-webhook/mutators"
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
-
-// ruleSecrets names the OpenBao secret rules (ISS-001 section 2) in metrics.
-const ruleSecrets = "openbao-secrets"
 
 // NamespaceLookup tells what the rules need of a namespace: its ISS labels. A namespace that
 // does not exist is one of no app.
@@ -114,6 +112,10 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		return admission.Allowed("")
 	}
 	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, req.Resource.Resource, policy.RuleSecrets)
+	}
+	v := newVerdict(ctx, pol, h.metrics, req.Resource.Resource)
 	ns, err := h.namespaces.Namespace(ctx, req.Namespace)
 	if err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("iss-webhook cannot read namespace %s from its cache: %w; retry", req.Namespace, err))
@@ -126,11 +128,11 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
 			return badRequest(req.Kind.Kind, err)
 		}
-		if errs := pol.ValidateSecretStore(obj, ns); len(errs) > 0 {
-			h.metrics.count("secretstores", ruleSecrets, decisionDenied)
-			return denyInvalid(gk, &obj.ObjectMeta, errs)
+		v.add(policy.RuleSecrets, pol.ValidateSecretStore(obj, ns))
+		if resp, denied := v.denied(gk, &obj.ObjectMeta); denied {
+			return resp
 		}
-		return admission.Allowed("")
+		return v.allow(admission.Allowed(""), policy.RuleSecrets, decisionAllowed)
 	}
 	if req.Kind.Kind != "ExternalSecret" && req.Kind.Kind != "PushSecret" {
 		return admission.Allowed("")
@@ -159,11 +161,11 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 	if !specChanged {
 		// Status, finalizer and label updates (External Secrets' own among them) leave what the
 		// object reads and writes as it was checked.
-		if len(errs) > 0 {
-			h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
-			return denyInvalid(gk, meta, errs)
+		v.add(policy.RuleSecrets, errs)
+		if resp, denied := v.denied(gk, meta); denied {
+			return resp
 		}
-		return admission.Allowed("")
+		return v.allow(admission.Allowed(""), policy.RuleSecrets, decisionAllowed)
 	}
 	if req.Operation == admissionv1.Update {
 		errs = append(errs, policy.ValidateSpecChange(oldMeta, req.UserInfo.Username, trusted)...)
@@ -191,19 +193,18 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		errs = missing
 		if unavailable != nil {
 			msg := fmt.Sprintf("iss-webhook could not check that the OpenBao paths of %s %s exist: %v", req.Kind.Kind, meta.Name, unavailable)
-			if pol.OpenBao.OnUnavailable != policy.UnavailableWarn {
-				h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
+			if pol.OpenBao.OnUnavailable != policy.UnavailableWarn && pol.Mode(policy.RuleSecrets) == v1alpha1.Enforce {
+				h.metrics.count(pol, req.Resource.Resource, policy.RuleSecrets, decisionDenied)
 				return admission.Denied(msg + "; the policy denies what it cannot verify (openbao.onUnavailable: Deny): retry, and if it persists ask the platform team")
 			}
-			warnings = append(warnings, msg+"; admitted unverified (openbao.onUnavailable: Warn)")
+			warnings = append(warnings, msg+"; admitted unverified")
 		}
 	}
-	if len(errs) > 0 {
-		h.metrics.count(req.Resource.Resource, ruleSecrets, decisionDenied)
-		return denyInvalid(gk, meta, errs)
+	v.add(policy.RuleSecrets, errs)
+	if resp, denied := v.denied(gk, meta); denied {
+		return resp
 	}
-	h.metrics.count(req.Resource.Resource, ruleSecrets, decisionAllowed)
-	return admission.Allowed("").WithWarnings(warnings...)
+	return v.allow(admission.Allowed(""), policy.RuleSecrets, decisionAllowed).WithWarnings(warnings...)
 }
 
 // decodeGeneric decodes an object as unstructured, keeping every field.
@@ -282,7 +283,7 @@ func (h *NamespaceValidator) Handle(_ context.Context, req admission.Request) ad
 		oldMeta = &old.ObjectMeta
 	}
 	if errs := policy.ValidateNamespaceLabels(oldMeta, &cur.ObjectMeta); len(errs) > 0 {
-		h.metrics.count("namespaces", ruleTamper, decisionDenied)
+		h.metrics.count(h.policies.Current(), "namespaces", policy.RuleIntegrity, decisionDenied)
 		return denyInvalid(schema.GroupKind{Kind: "Namespace"}, &cur.ObjectMeta, errs)
 	}
 	return admission.Allowed("")

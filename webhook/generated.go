@@ -62,7 +62,7 @@ func (h *NetworkPolicyGuard) Handle(ctx context.Context, req admission.Request) 
 			return badRequest("previous "+req.Kind.Kind, err)
 		}
 		if old.Labels[policy.LabelManagedBy] == policy.ManagedByValue {
-			h.metrics.count(req.Resource.Resource, ruleTamper, decisionDenied)
+			h.metrics.count(h.policies.Current(), req.Resource.Resource, policy.RuleIntegrity, decisionDenied)
 			name := req.Name
 			if req.Namespace != "" {
 				name = req.Namespace + "/" + name
@@ -80,7 +80,7 @@ func (h *NetworkPolicyGuard) Handle(ctx context.Context, req admission.Request) 
 		return badRequest(req.Kind.Kind, err)
 	}
 	if errs := policy.ValidateUserNetworkPolicy(obj); len(errs) > 0 {
-		h.metrics.count(req.Resource.Resource, ruleEgress, decisionDenied)
+		h.metrics.count(h.policies.Current(), req.Resource.Resource, policy.RuleIntegrity, decisionDenied)
 		meta := &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}
 		return denyInvalid(schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}, meta, errs)
 	}

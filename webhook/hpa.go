@@ -14,9 +14,6 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
-// ruleAutoscaling names the HPA rules (ISS-001 section 5) in metrics.
-const ruleAutoscaling = "autoscaling"
-
 var hpaKind = schema.GroupKind{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"}
 
 // HPAHandler is the mutating and validating handler for HorizontalPodAutoscalers
@@ -40,7 +37,7 @@ func NewHPAValidator(policies policy.Provider, decoder admission.Decoder, metric
 }
 
 // Handle implements admission.Handler.
-func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.Response {
+func (h *HPAHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.SubResource != "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return admission.Allowed("")
 	}
@@ -48,13 +45,18 @@ func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.
 	if err := h.decoder.Decode(req, hpa); err != nil {
 		return badRequest("HorizontalPodAutoscaler", err)
 	}
-	a := &h.policies.Current().Autoscaling
+	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, "horizontalpodautoscalers", policy.RuleAutoscaling)
+	}
+	a := &pol.Autoscaling
 	if !h.mutate {
-		if errs := a.ValidateHPA(hpa); len(errs) > 0 {
-			h.metrics.count("horizontalpodautoscalers", ruleAutoscaling, decisionDenied)
-			return denyInvalid(hpaKind, &hpa.ObjectMeta, errs)
+		v := newVerdict(ctx, pol, h.metrics, "horizontalpodautoscalers")
+		v.add(policy.RuleAutoscaling, a.ValidateHPA(hpa))
+		if resp, denied := v.denied(hpaKind, &hpa.ObjectMeta); denied {
+			return resp
 		}
-		return admission.Allowed("")
+		return v.allow(admission.Allowed(""), policy.RuleAutoscaling, decisionAllowed)
 	}
 	original, err := json.Marshal(hpa)
 	if err != nil {
@@ -65,6 +67,6 @@ func (h *HPAHandler) Handle(_ context.Context, req admission.Request) admission.
 	if !mutators.HPADefaults(hpa, a) {
 		return admission.Allowed("")
 	}
-	h.metrics.count("horizontalpodautoscalers", ruleAutoscaling, decisionMutated)
+	h.metrics.count(pol, "horizontalpodautoscalers", policy.RuleAutoscaling, decisionMutated)
 	return patchFrom(original, hpa)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 // Decisions a review can end in, as counted by Metrics.
@@ -12,6 +14,12 @@ const (
 	decisionAllowed = "allowed"
 	decisionMutated = "mutated"
 	decisionDenied  = "denied"
+	// decisionWarned: admitted with warnings, in Warn mode.
+	decisionWarned = "warned"
+	// decisionAudited: admitted, logged and counted, in Audit mode.
+	decisionAudited = "audited"
+	// decisionExempt: admitted unchecked, in a namespace the policy exempts.
+	decisionExempt = "exempt"
 )
 
 // Metrics counts the webhook's admission decisions. The request counts and latencies of each
@@ -25,7 +33,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "iss_admission_decisions_total",
-		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied).",
+		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied, warned, audited, exempt).",
 	}, []string{"resource", "rule", "mode", "decision"})
 	if err := reg.Register(decisions); err != nil {
 		var already prometheus.AlreadyRegisteredError
@@ -41,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return &Metrics{decisions: decisions}, nil
 }
 
-// count records one decision. Every rule enforces today; rule groups get modes with the policy.
-func (m *Metrics) count(resource, rule, decision string) {
-	m.decisions.WithLabelValues(resource, rule, "Enforce", decision).Inc()
+// count records one decision under the mode the policy gives the rule group.
+func (m *Metrics) count(pol *policy.Policy, resource string, group policy.RuleGroup, decision string) {
+	m.decisions.WithLabelValues(resource, string(group), string(pol.Mode(group)), decision).Inc()
 }

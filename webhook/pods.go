@@ -14,19 +14,10 @@ import (
 
 	"github.com/iss-platform/iss-webhook/mutators"
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
 
 var podKind = schema.GroupKind{Kind: "Pod"}
-
-// Rule groups, as metrics name them.
-const (
-	// ruleEnginePods are the engine pod rules: quota profile, secrets, network access, sidecars.
-	ruleEnginePods = "engine-pods"
-	// ruleEgress is the writing of the generated egress policies.
-	ruleEgress = "egress-policies"
-	// ruleTamper protects ISS labels, annotations and generated objects from change.
-	ruleTamper = "tamper-protection"
-)
 
 // EgressWriter writes the generated egress objects of an engine (design.md 4.3) before its pod
 // is admitted. It returns admission warnings for the user, and an error when an object could not
@@ -61,14 +52,21 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 		return badRequest("pod", err)
 	}
 	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, "pods", policy.RuleEnginePods)
+	}
 	eng, ok, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
 	if !ok {
 		return admission.Allowed("not a Dagger engine pod")
 	}
-	if len(errs) > 0 {
-		h.metrics.count("pods", ruleEnginePods, decisionDenied)
-		logf.FromContext(ctx).Info("denied engine pod", "violations", len(errs), "error", errs.ToAggregate().Error())
-		return denyInvalid(podKind, &pod.ObjectMeta, errs)
+	// Deny before mutating, so that nothing is written for a pod that will not run. In Warn and
+	// Audit modes the mutators still apply what they can: the profile when it is known, the
+	// valid secret keys, and the egress label of the parsed allowlist, which is deny-all when
+	// the annotation is malformed.
+	v := newVerdict(ctx, pol, h.metrics, "pods")
+	v.add(policy.RuleEnginePods, errs)
+	if resp, denied := v.denied(podKind, &pod.ObjectMeta); denied {
+		return resp
 	}
 	// The patch is the difference between the typed pod before and after the mutators.
 	original, err := json.Marshal(pod)
@@ -77,22 +75,20 @@ func (h *EnginePodDefaulter) Handle(ctx context.Context, req admission.Request) 
 	}
 	changed := mutators.MutateEnginePod(pod, eng)
 
-	var warnings []string
+	var egressWarnings []string
 	if h.egress != nil && (req.DryRun == nil || !*req.DryRun) {
-		if warnings, err = h.egress.Ensure(ctx, req.Namespace, eng, pol); err != nil {
-			h.metrics.count("pods", ruleEgress, decisionDenied)
+		if egressWarnings, err = h.egress.Ensure(ctx, req.Namespace, eng, pol); err != nil {
+			h.metrics.count(pol, "pods", policy.RuleEgressWrite, decisionDenied)
 			logf.FromContext(ctx).Error(err, "writing egress policies failed; denying the engine pod")
 			return admission.Denied(fmt.Sprintf("iss-webhook could not write the egress policies of this engine (%v); "+
 				"the pod is denied so that it never runs with open egress: retry, and if it persists ask the platform team", err))
 		}
 	}
 	if len(changed) == 0 {
-		h.metrics.count("pods", ruleEnginePods, decisionAllowed)
-		return admission.Allowed("engine pod already conforms").WithWarnings(warnings...)
+		return v.allow(admission.Allowed("engine pod already conforms"), policy.RuleEnginePods, decisionAllowed).WithWarnings(egressWarnings...)
 	}
 	logf.FromContext(ctx).V(1).Info("mutated engine pod", "mutators", changed, "profile", eng.ProfileName, "egressPolicy", eng.EgressHash)
-	h.metrics.count("pods", ruleEnginePods, decisionMutated)
-	return patchFrom(original, pod).WithWarnings(warnings...)
+	return v.allow(patchFrom(original, pod), policy.RuleEnginePods, decisionMutated).WithWarnings(egressWarnings...)
 }
 
 // EnginePodValidator is the validating handler for pods. It checks engine pods on create and on
@@ -113,7 +109,11 @@ func NewEnginePodValidator(policies policy.Provider, decoder admission.Decoder, 
 // Handle implements admission.Handler.
 func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, "pods", policy.RuleEnginePods)
+	}
 	pod := &corev1.Pod{}
+	v := newVerdict(ctx, pol, h.metrics, "pods")
 	switch {
 	case req.Operation == admissionv1.Create && req.SubResource == "",
 		req.Operation == admissionv1.Update && req.SubResource == "resize":
@@ -122,27 +122,30 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		}
 		eng, isEngine, errs := pol.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
 		if req.SubResource == "" {
-			errs = append(errs, policy.ValidateEgressLabel(&pod.ObjectMeta, eng, isEngine)...)
+			v.add(policy.RuleIntegrity, policy.ValidateEgressLabel(&pod.ObjectMeta, eng, isEngine))
+			// On create the mutating webhook has already warned about or audited the same
+			// violations; here they only need to deny.
+			if pol.Mode(policy.RuleEnginePods) != v1alpha1.Enforce {
+				errs = nil
+			}
 		}
-		if !isEngine && len(errs) == 0 {
+		v.add(policy.RuleEnginePods, errs)
+		if !isEngine && len(v.deny) == 0 {
 			return admission.Allowed("not a Dagger engine pod")
 		}
-		if len(errs) > 0 {
-			logf.FromContext(ctx).Info("denied engine pod", "violations", len(errs), "error", errs.ToAggregate().Error())
-			h.metrics.count("pods", ruleEnginePods, decisionDenied)
-			return denyInvalid(podKind, &pod.ObjectMeta, errs)
+		if resp, denied := v.denied(podKind, &pod.ObjectMeta); denied {
+			return resp
 		}
-		h.metrics.count("pods", ruleEnginePods, decisionAllowed)
-		return admission.Allowed("")
+		return v.allow(admission.Allowed(""), policy.RuleEnginePods, decisionAllowed)
 	case req.Operation == admissionv1.Update && req.SubResource == "ephemeralcontainers":
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
 		}
-		if errs := pol.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec); len(errs) > 0 {
-			h.metrics.count("pods", ruleEnginePods, decisionDenied)
-			return denyInvalid(podKind, &pod.ObjectMeta, errs)
+		v.add(policy.RuleEnginePods, pol.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec))
+		if resp, denied := v.denied(podKind, &pod.ObjectMeta); denied {
+			return resp
 		}
-		return admission.Allowed("")
+		return admission.Allowed("").WithWarnings(v.warnings...)
 	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == "status"):
 		old := &corev1.Pod{}
 		if err := h.decoder.Decode(req, pod); err != nil {
@@ -160,9 +163,9 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if req.SubResource == "" {
 			errs = pol.ReviewPodUpdate(old, pod)
 		}
-		if len(errs) > 0 {
-			h.metrics.count("pods", ruleTamper, decisionDenied)
-			return denyInvalid(podKind, &old.ObjectMeta, errs)
+		v.add(policy.RuleIntegrity, errs)
+		if resp, denied := v.denied(podKind, &old.ObjectMeta); denied {
+			return resp
 		}
 		return admission.Allowed("")
 	default:

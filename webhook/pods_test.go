@@ -222,7 +222,7 @@ func TestDecisionsAreCounted(t *testing.T) {
 	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
 	hs[ValidateEnginePodsPath].Handle(ctx, podRequest(t, admissionv1.Create, "", off))
 	for decision, want := range map[string]float64{decisionMutated: 1, decisionDenied: 2, decisionAllowed: 0} {
-		got := testutil.ToFloat64(m.decisions.WithLabelValues("pods", ruleEnginePods, "Enforce", decision))
+		got := testutil.ToFloat64(m.decisions.WithLabelValues("pods", string(policy.RuleEnginePods), "Enforce", decision))
 		if got != want {
 			t.Errorf("%s = %v, want %v", decision, got, want)
 		}

@@ -12,9 +12,6 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
-// ruleProvisioning names the provisioning rules (ISS-001 section 3) in metrics.
-const ruleProvisioning = "provisioning"
-
 // ProvisioningValidator is the validating handler for Pulumi Stacks and tofu-controller
 // Terraforms.
 type ProvisioningValidator struct {
@@ -28,7 +25,7 @@ func NewProvisioningValidator(policies policy.Provider, metrics *Metrics) *Provi
 }
 
 // Handle implements admission.Handler.
-func (h *ProvisioningValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+func (h *ProvisioningValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.SubResource != "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return admission.Allowed("")
 	}
@@ -39,7 +36,11 @@ func (h *ProvisioningValidator) Handle(_ context.Context, req admission.Request)
 	if obj.GetDeletionTimestamp() != nil {
 		return admission.Allowed("being deleted")
 	}
-	p := &h.policies.Current().Provisioning
+	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, req.Resource.Resource, policy.RuleProvisioning)
+	}
+	p := &pol.Provisioning
 	var errs field.ErrorList
 	switch req.Kind.Kind {
 	case "Stack":
@@ -47,9 +48,10 @@ func (h *ProvisioningValidator) Handle(_ context.Context, req admission.Request)
 	case "Terraform":
 		errs = p.ValidateTerraform(obj)
 	}
-	if len(errs) > 0 {
-		h.metrics.count(req.Resource.Resource, ruleProvisioning, decisionDenied)
-		return denyInvalid(schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}, errs)
+	v := newVerdict(ctx, pol, h.metrics, req.Resource.Resource)
+	v.add(policy.RuleProvisioning, errs)
+	if resp, denied := v.denied(schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}); denied {
+		return resp
 	}
-	return admission.Allowed("")
+	return v.allow(admission.Allowed(""), policy.RuleProvisioning, decisionAllowed)
 }

@@ -1,16 +1,24 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+
+	"github.com/go-logr/logr"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
 
 // denyInvalid turns a list of violations into a 422 Invalid denial with one cause per field, the
@@ -39,4 +47,81 @@ func patchFrom(before []byte, after any) admission.Response {
 // the API server shows the message to the user.
 func badRequest(what string, err error) admission.Response {
 	return admission.Errored(http.StatusBadRequest, fmt.Errorf("iss-webhook cannot decode the %s: %w", what, err))
+}
+
+// verdict gathers the violations of one review by rule group and applies each group's
+// enforcement mode: Enforce denies, Warn admits with one admission warning per violation
+// (kubectl prints them), Audit admits and only logs and counts. Every handler judges through
+// it, so that a mode means the same everywhere.
+type verdict struct {
+	pol      *policy.Policy
+	metrics  *Metrics
+	resource string
+	log      logr.Logger
+
+	// deny are the violations of enforced groups.
+	deny field.ErrorList
+	// denyGroups are the groups of deny, to count the denial under each.
+	denyGroups []policy.RuleGroup
+	// warnings are the admission warnings of groups in Warn mode.
+	warnings []string
+	// admitted are the groups whose violations were admitted (Warn or Audit).
+	admitted []policy.RuleGroup
+}
+
+// newVerdict starts the verdict of a review of resource under pol.
+func newVerdict(ctx context.Context, pol *policy.Policy, metrics *Metrics, resource string) *verdict {
+	return &verdict{pol: pol, metrics: metrics, resource: resource, log: logf.FromContext(ctx)}
+}
+
+// add records the violations of one rule group.
+func (v *verdict) add(group policy.RuleGroup, errs field.ErrorList) {
+	if len(errs) == 0 {
+		return
+	}
+	switch mode := v.pol.Mode(group); mode {
+	case v1alpha1.Warn:
+		for _, err := range errs {
+			v.warnings = append(v.warnings, fmt.Sprintf("iss-webhook (%s: Warn): %s", group, err.Error()))
+		}
+		v.log.Info("admitted a violation in Warn mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
+		v.metrics.count(v.pol, v.resource, group, decisionWarned)
+		v.admitted = append(v.admitted, group)
+	case v1alpha1.Audit:
+		v.log.Info("admitted a violation in Audit mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
+		v.metrics.count(v.pol, v.resource, group, decisionAudited)
+		v.admitted = append(v.admitted, group)
+	default:
+		v.deny = append(v.deny, errs...)
+		if !slices.Contains(v.denyGroups, group) {
+			v.denyGroups = append(v.denyGroups, group)
+		}
+	}
+}
+
+// denied returns the 422 denial when an enforced group found violations, counting it.
+func (v *verdict) denied(gk schema.GroupKind, meta *metav1.ObjectMeta) (admission.Response, bool) {
+	if len(v.deny) == 0 {
+		return admission.Response{}, false
+	}
+	for _, g := range v.denyGroups {
+		v.metrics.count(v.pol, v.resource, g, decisionDenied)
+	}
+	v.log.Info("denied", "violations", len(v.deny), "error", v.deny.ToAggregate().Error())
+	return denyInvalid(gk, meta, v.deny), true
+}
+
+// allow returns resp with the verdict's warnings, counting the decision under group unless the
+// review already counted an admitted violation of it.
+func (v *verdict) allow(resp admission.Response, group policy.RuleGroup, decision string) admission.Response {
+	if !slices.Contains(v.admitted, group) {
+		v.metrics.count(v.pol, v.resource, group, decision)
+	}
+	return resp.WithWarnings(v.warnings...)
+}
+
+// exempt answers a review in a namespace the policy exempts.
+func exempt(pol *policy.Policy, metrics *Metrics, resource string, group policy.RuleGroup) admission.Response {
+	metrics.count(pol, resource, group, decisionExempt)
+	return admission.Allowed("namespace exempt by the ISSPolicy")
 }

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -52,7 +51,7 @@ func newWorkload(gk schema.GroupKind) client.Object {
 }
 
 // Handle implements admission.Handler.
-func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+func (h *WorkloadValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.SubResource != "" {
 		return admission.Allowed("") // scale and status leave the template as it was
 	}
@@ -65,6 +64,9 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 		return badRequest(req.Kind.Kind, err)
 	}
 	pol := h.policies.Current()
+	if pol.Exempt(req.Namespace) {
+		return exempt(pol, h.metrics, req.Resource.Resource, policy.RuleEnginePods)
+	}
 	var old client.Object
 	if req.Operation == admissionv1.Update {
 		old = newWorkload(gk)
@@ -75,19 +77,18 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 			return admission.Allowed("being deleted")
 		}
 	}
-	var errs field.ErrorList
+	v := newVerdict(ctx, pol, h.metrics, req.Resource.Resource)
 	// An update that leaves the pod template as it was (scaling an old ReplicaSet down, a
 	// finalizer, suspending a CronJob) creates no pod the rules have not seen.
 	if old == nil || !equality.Semantic.DeepEqual(policy.WorkloadTemplate(old), policy.WorkloadTemplate(obj)) {
-		errs = pol.ValidateWorkload(obj)
+		v.add(policy.RuleEnginePods, pol.ValidateWorkload(obj))
 	}
 	if cur, ok := obj.(*appsv1.Deployment); ok {
 		prev, _ := old.(*appsv1.Deployment)
-		errs = append(errs, policy.ValidateTemporalWorker(prev, cur)...)
+		v.add(policy.RuleTemporalWorkers, pol.TemporalWorkers.ValidateTemporalWorker(prev, cur))
 	}
-	if len(errs) > 0 {
-		h.metrics.count(req.Resource.Resource, ruleEnginePods, decisionDenied)
-		return denyInvalid(gk, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}, errs)
+	if resp, denied := v.denied(gk, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}); denied {
+		return resp
 	}
-	return admission.Allowed("")
+	return admission.Allowed("").WithWarnings(v.warnings...)
 }

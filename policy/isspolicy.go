@@ -1,0 +1,488 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	posixpath "path"
+	"slices"
+	"strings"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+)
+
+// FromISSPolicy returns the policy that an ISSPolicy spec describes: the built-in default,
+// overridden field by field by what the spec sets. A section or field left out keeps its
+// default; a list that is set replaces the default list. The errors name every invalid field
+// with its path under spec, all at once; the policy is nil when there are any.
+//
+// The API server fills in the CRD's defaults, which equal Default(), before the webhook reads
+// an object; the merge here gives the same result for objects it never saw (issctl --policy).
+func FromISSPolicy(spec *v1alpha1.ISSPolicySpec) (*Policy, field.ErrorList) {
+	p := Default()
+	root := field.NewPath("spec")
+	var errs field.ErrorList
+	if spec == nil {
+		return p, nil
+	}
+	if e := spec.Enforcement; e != nil {
+		path := root.Child("enforcement")
+		modes := map[RuleGroup]v1alpha1.EnforcementMode{
+			RuleEnginePods: e.EnginePods, RuleSecrets: e.Secrets, RuleAutoscaling: e.Autoscaling,
+			RuleTemporalWorkers: e.TemporalWorkers, RuleProvisioning: e.Provisioning,
+		}
+		for _, group := range ConfigurableRuleGroups() {
+			switch mode := modes[group]; mode {
+			case "":
+			case v1alpha1.Enforce, v1alpha1.Warn, v1alpha1.Audit:
+				p.Enforcement[group] = mode
+			default:
+				errs = append(errs, field.NotSupported(path.Child(string(group)), mode, []string{string(v1alpha1.Enforce), string(v1alpha1.Warn), string(v1alpha1.Audit)}))
+			}
+		}
+	}
+	if spec.ExemptNamespaces != nil {
+		p.ExemptNamespaces = slices.Clone(spec.ExemptNamespaces)
+		for i, ns := range spec.ExemptNamespaces {
+			for _, msg := range validation.IsDNS1123Label(ns) {
+				errs = append(errs, field.Invalid(root.Child("exemptNamespaces").Index(i), ns, msg))
+			}
+		}
+	}
+	if t := spec.TrustedIdentities; t != nil {
+		path := root.Child("trustedIdentities")
+		setList(&p.TrustedIdentities.Users, t.Users)
+		setList(&p.TrustedIdentities.Groups, t.Groups)
+		setList(&p.TrustedIdentities.ServiceAccounts, t.ServiceAccounts)
+		for i, sa := range p.TrustedIdentities.ServiceAccounts {
+			ns, name, ok := strings.Cut(sa, "/")
+			if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+				errs = append(errs, field.Invalid(path.Child("serviceAccounts").Index(i), sa, "must be namespace/name, such as kube-system/namespace-controller"))
+			}
+		}
+	}
+	errs = append(errs, mergeEngines(&p.Engines, spec.Engines, root.Child("engines"))...)
+	errs = append(errs, mergeSecrets(&p.Secrets, spec.Secrets, root.Child("secrets"))...)
+	errs = append(errs, mergeOpenBao(&p.OpenBao, spec.OpenBao, root.Child("openbao"))...)
+	errs = append(errs, mergeNetwork(&p.Network, spec.Network, root.Child("network"))...)
+	errs = append(errs, mergeAutoscaling(&p.Autoscaling, spec.Autoscaling, root.Child("autoscaling"))...)
+	if t := spec.TemporalWorkers; t != nil && t.Selector != nil {
+		sel, err := NewTemporalPolicy(t.Selector)
+		if err != nil {
+			errs = append(errs, field.Invalid(root.Child("temporalWorkers", "selector"), t.Selector, err.Error()))
+		}
+		p.TemporalWorkers = sel
+	}
+	if pr := spec.Provisioning; pr != nil && pr.ApprovedBackends != nil {
+		p.Provisioning.ApprovedBackends = slices.Clone(pr.ApprovedBackends)
+		for i, b := range pr.ApprovedBackends {
+			u, err := url.Parse(b)
+			if err != nil || !slices.Contains([]string{"s3", "gs", "azblob"}, u.Scheme) || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+				errs = append(errs, field.Invalid(root.Child("provisioning", "approvedBackends").Index(i), b, "must be scheme://bucket with scheme s3, gs or azblob, such as s3://acme-tf-state"))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// setList replaces *dst with a copy of src when src is set (an empty list too).
+func setList[T any](dst *[]T, src []T) {
+	if src != nil {
+		*dst = slices.Clone(src)
+	}
+}
+
+// setString replaces *dst with src when src is set.
+func setString[T ~string](dst *T, src T) {
+	if src != "" {
+		*dst = src
+	}
+}
+
+// setDuration replaces *dst with src when src is set.
+func setDuration(dst *time.Duration, src *metav1.Duration) {
+	if src != nil {
+		*dst = src.Duration
+	}
+}
+
+// The resources a quota profile sets, each as a request and a limit.
+var profileResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+
+func mergeEngines(e *EnginePolicy, s *v1alpha1.Engines, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if s.Labels != nil {
+		e.Labels = maps.Clone(s.Labels)
+		errs = append(errs, validateLabels(s.Labels, path.Child("labels"))...)
+	}
+	if s.Images != nil {
+		e.Images = make([]string, len(s.Images))
+		for i, img := range s.Images {
+			e.Images[i] = ImageRepository(img)
+			if img == "" || e.Images[i] != img || strings.ContainsAny(img, " \t") {
+				errs = append(errs, field.Invalid(path.Child("images").Index(i), img, "must be an image repository without tag or digest, such as registry.dagger.io/engine"))
+			}
+		}
+	}
+	setString(&e.ContainerName, s.ContainerName)
+	for _, msg := range validation.IsDNS1123Label(e.ContainerName) {
+		errs = append(errs, field.Invalid(path.Child("containerName"), e.ContainerName, msg))
+	}
+	if s.Profiles != nil {
+		e.Profiles = nil
+		seen := map[string]bool{}
+		for i, sp := range s.Profiles {
+			pp := path.Child("profiles").Index(i)
+			if seen[sp.Name] {
+				errs = append(errs, field.Duplicate(pp.Child("name"), sp.Name))
+			}
+			seen[sp.Name] = true
+			for _, msg := range validation.IsDNS1123Label(sp.Name) {
+				errs = append(errs, field.Invalid(pp.Child("name"), sp.Name, msg))
+			}
+			errs = append(errs, validateProfileResources(sp, pp)...)
+			e.Profiles = append(e.Profiles, Profile{Name: sp.Name, Requests: sp.Requests.DeepCopy(), Limits: sp.Limits.DeepCopy()})
+		}
+		if len(s.Profiles) == 0 {
+			errs = append(errs, field.Required(path.Child("profiles"), "list at least one quota profile"))
+		}
+	}
+	setString(&e.DefaultProfile, s.DefaultProfile)
+	if e.Profile(e.DefaultProfile) == nil {
+		errs = append(errs, field.NotSupported(path.Child("defaultProfile"), e.DefaultProfile, e.ProfileNames()))
+	}
+	setString(&e.SecretsMountPath, s.SecretMountPath)
+	if !posixpath.IsAbs(e.SecretsMountPath) || posixpath.Clean(e.SecretsMountPath) != e.SecretsMountPath {
+		errs = append(errs, field.Invalid(path.Child("secretMountPath"), e.SecretsMountPath, "must be a clean absolute path, such as /var/run/secrets/iss"))
+	}
+	return errs
+}
+
+// validateProfileResources checks that a profile sets a request and a limit of cpu, memory and
+// ephemeral-storage, and no request above its limit.
+func validateProfileResources(sp v1alpha1.Profile, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, list := range []struct {
+		name string
+		l    corev1.ResourceList
+	}{{"requests", sp.Requests}, {"limits", sp.Limits}} {
+		for _, r := range sortedResourceNames(list.l) {
+			if !slices.Contains(profileResources, r) {
+				errs = append(errs, field.NotSupported(path.Child(list.name).Key(string(r)), r, []string{"cpu", "memory", "ephemeral-storage"}))
+			}
+		}
+		for _, r := range profileResources {
+			q, ok := list.l[r]
+			switch {
+			case !ok:
+				errs = append(errs, field.Required(path.Child(list.name).Key(string(r)), "a profile sets a request and a limit of cpu, memory and ephemeral-storage"))
+			case q.Sign() <= 0:
+				errs = append(errs, field.Invalid(path.Child(list.name).Key(string(r)), q.String(), "must be above zero"))
+			}
+		}
+	}
+	for _, r := range profileResources {
+		req, hasReq := sp.Requests[r]
+		lim, hasLim := sp.Limits[r]
+		if hasReq && hasLim && req.Cmp(lim) > 0 {
+			errs = append(errs, field.Invalid(path.Child("requests").Key(string(r)), req.String(), fmt.Sprintf("is above the limit %s: a request may not exceed its limit", lim.String())))
+		}
+	}
+	return errs
+}
+
+// validateLabels checks label keys and values.
+func validateLabels(labels map[string]string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs = append(errs, field.Invalid(path.Key(k), k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(labels[k]) {
+			errs = append(errs, field.Invalid(path.Key(k), labels[k], msg))
+		}
+	}
+	return errs
+}
+
+func mergeSecrets(sp *SecretsPolicy, s *v1alpha1.Secrets, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	setString(&sp.PathRoot, s.PathRoot)
+	if reason := checkPathSegment(sp.PathRoot, false); reason != "" {
+		errs = append(errs, field.Invalid(path.Child("pathRoot"), sp.PathRoot, reason))
+	}
+	if s.Environments != nil {
+		sp.Environments = map[string]SecretEnvironment{}
+		for i, env := range s.Environments {
+			ep := path.Child("environments").Index(i)
+			if _, dup := sp.Environments[env.Name]; dup {
+				errs = append(errs, field.Duplicate(ep.Child("name"), env.Name))
+			}
+			for _, msg := range validation.IsDNS1123Label(env.Name) {
+				errs = append(errs, field.Invalid(ep.Child("name"), env.Name, msg))
+			}
+			kind := env.Store.Kind
+			if kind == "" {
+				kind = "ClusterSecretStore"
+			}
+			if kind != "ClusterSecretStore" && kind != "SecretStore" {
+				errs = append(errs, field.NotSupported(ep.Child("store", "kind"), kind, []string{"ClusterSecretStore", "SecretStore"}))
+			}
+			if env.Store.Name == "" {
+				errs = append(errs, field.Required(ep.Child("store", "name"), "name the environment's store, such as openbao-"+env.Name))
+			}
+			if env.Mount == "" {
+				errs = append(errs, field.Required(ep.Child("mount"), "name the environment's OpenBao KV v2 mount, such as kv-"+env.Name))
+			}
+			sp.Environments[env.Name] = SecretEnvironment{Store: StoreRef{Kind: kind, Name: env.Store.Name}, Mount: env.Mount}
+		}
+	}
+	return errs
+}
+
+func mergeOpenBao(o *OpenBaoPolicy, s *v1alpha1.OpenBao, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	o.Verify = s.Verify
+	setString(&o.Address, s.Address)
+	if a := s.Auth; a != nil {
+		setString(&o.AuthMethod, a.Method)
+		setString(&o.KubernetesMount, a.KubernetesMount)
+		setString(&o.KubernetesRole, a.Role)
+		setString(&o.ServiceAccountTokenFile, a.ServiceAccountTokenFile)
+		setString(&o.TokenFile, a.TokenFile)
+	}
+	setDuration(&o.Timeout, s.Timeout)
+	if c := s.CacheTTL; c != nil {
+		setDuration(&o.HitTTL, c.Hit)
+		setDuration(&o.MissTTL, c.Miss)
+	}
+	setString(&o.OnUnavailable, OnUnavailable(s.OnUnavailable))
+
+	if o.Address != "" {
+		if u, err := url.Parse(o.Address); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, field.Invalid(path.Child("address"), o.Address, "must be an http or https URL, such as https://openbao.openbao.svc:8200"))
+		}
+	} else if o.Verify {
+		errs = append(errs, field.Required(path.Child("address"), "verify needs the address of OpenBao, such as https://openbao.openbao.svc:8200"))
+	}
+	switch o.AuthMethod {
+	case AuthKubernetes:
+	case AuthToken:
+		if o.TokenFile == "" {
+			errs = append(errs, field.Required(path.Child("auth", "tokenFile"), "the token method reads its token from this file"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(path.Child("auth", "method"), o.AuthMethod, []string{AuthKubernetes, AuthToken}))
+	}
+	if o.Timeout <= 0 || o.Timeout > 4*time.Second {
+		errs = append(errs, field.Invalid(path.Child("timeout"), o.Timeout.String(), "must be above 0s and at most 4s, within the API server's 5s webhook timeout"))
+	}
+	if o.HitTTL < 0 {
+		errs = append(errs, field.Invalid(path.Child("cacheTTL", "hit"), o.HitTTL.String(), "must not be negative"))
+	}
+	if o.MissTTL < 0 {
+		errs = append(errs, field.Invalid(path.Child("cacheTTL", "miss"), o.MissTTL.String(), "must not be negative"))
+	}
+	if o.OnUnavailable != UnavailableDeny && o.OnUnavailable != UnavailableWarn {
+		errs = append(errs, field.NotSupported(path.Child("onUnavailable"), o.OnUnavailable, []string{string(UnavailableDeny), string(UnavailableWarn)}))
+	}
+	return errs
+}
+
+func mergeNetwork(n *NetworkPolicy, s *v1alpha1.Network, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	setString(&n.FQDNBackend, FQDNBackend(s.FQDNBackend))
+	switch n.FQDNBackend {
+	case BackendAuto, BackendCilium, BackendClusterNetworkPolicy, BackendNone:
+	default:
+		errs = append(errs, field.NotSupported(path.Child("fqdnBackend"), n.FQDNBackend,
+			[]string{string(BackendAuto), string(BackendCilium), string(BackendClusterNetworkPolicy), string(BackendNone)}))
+	}
+	if d := s.DNS; d != nil {
+		setString(&n.DNSNamespace, d.Namespace)
+		for _, msg := range validation.IsDNS1123Label(n.DNSNamespace) {
+			errs = append(errs, field.Invalid(path.Child("dns", "namespace"), n.DNSNamespace, msg))
+		}
+		if d.PodSelector != nil {
+			n.DNSPodLabels = maps.Clone(d.PodSelector)
+			errs = append(errs, validateLabels(d.PodSelector, path.Child("dns", "podSelector"))...)
+			if len(d.PodSelector) == 0 {
+				errs = append(errs, field.Required(path.Child("dns", "podSelector"), "select the DNS pods, such as k8s-app: kube-dns"))
+			}
+		}
+		if d.Ports != nil {
+			n.DNSPorts = slices.Clone(d.Ports)
+			for i, port := range d.Ports {
+				if port < 1 || port > 65535 {
+					errs = append(errs, field.Invalid(path.Child("dns", "ports").Index(i), port, "must be a port from 1 to 65535"))
+				}
+			}
+			if len(d.Ports) == 0 {
+				errs = append(errs, field.Required(path.Child("dns", "ports"), "list the DNS ports, such as 53"))
+			}
+		}
+	}
+	if s.ClusterNetworkPolicyPriority != nil {
+		n.ClusterNetworkPolicyPriority = *s.ClusterNetworkPolicyPriority
+		if n.ClusterNetworkPolicyPriority < 0 || n.ClusterNetworkPolicyPriority > 1000 {
+			errs = append(errs, field.Invalid(path.Child("clusterNetworkPolicyPriority"), n.ClusterNetworkPolicyPriority, "must be from 0 to 1000"))
+		}
+	}
+	setDuration(&n.GCGracePeriod, s.GCGracePeriod)
+	if n.GCGracePeriod < 10*time.Second {
+		errs = append(errs, field.Invalid(path.Child("gcGracePeriod"), n.GCGracePeriod.String(), "must be at least 10s, the time between admission and the pod's creation"))
+	}
+	return errs
+}
+
+func mergeAutoscaling(a *AutoscalingPolicy, s *v1alpha1.Autoscaling, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if m := s.Metric; m != nil {
+		mp := path.Child("metric")
+		setString(&a.MetricType, m.Type)
+		if a.MetricType != autoscalingv2.ExternalMetricSourceType && a.MetricType != autoscalingv2.PodsMetricSourceType {
+			errs = append(errs, field.NotSupported(mp.Child("type"), a.MetricType, []string{string(autoscalingv2.ExternalMetricSourceType), string(autoscalingv2.PodsMetricSourceType)}))
+		}
+		setString(&a.MetricName, m.Name)
+		setString(&a.SelectorLabel, m.SelectorLabel)
+		for _, msg := range validation.IsQualifiedName(a.SelectorLabel) {
+			errs = append(errs, field.Invalid(mp.Child("selectorLabel"), a.SelectorLabel, msg))
+		}
+		if m.Target != nil {
+			a.Target = m.Target.DeepCopy()
+			if a.Target.Sign() <= 0 {
+				errs = append(errs, field.Invalid(mp.Child("target"), a.Target.String(), "must be above zero"))
+			}
+		}
+	}
+	if s.Behavior != nil {
+		a.Behavior = *s.Behavior.DeepCopy()
+		bp := path.Child("behavior")
+		for name, rules := range map[string]*autoscalingv2.HPAScalingRules{"scaleUp": a.Behavior.ScaleUp, "scaleDown": a.Behavior.ScaleDown} {
+			if rules == nil {
+				continue
+			}
+			if w := rules.StabilizationWindowSeconds; w != nil && (*w < 0 || *w > 3600) {
+				errs = append(errs, field.Invalid(bp.Child(name, "stabilizationWindowSeconds"), *w, "must be from 0 to 3600"))
+			}
+			for i, pol := range rules.Policies {
+				if pol.Value <= 0 {
+					errs = append(errs, field.Invalid(bp.Child(name, "policies").Index(i).Child("value"), pol.Value, "must be above zero"))
+				}
+				if pol.PeriodSeconds <= 0 || pol.PeriodSeconds > 1800 {
+					errs = append(errs, field.Invalid(bp.Child(name, "policies").Index(i).Child("periodSeconds"), pol.PeriodSeconds, "must be from 1 to 1800"))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// ToISSPolicy returns p as the ISSPolicy "default" with every field set: `issctl policy
+// default` prints the built-in default with it, and FromISSPolicy turns the result back into p.
+func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
+	profiles := make([]v1alpha1.Profile, len(p.Engines.Profiles))
+	for i, pr := range p.Engines.Profiles {
+		profiles[i] = v1alpha1.Profile{Name: pr.Name, Requests: pr.Requests.DeepCopy(), Limits: pr.Limits.DeepCopy()}
+	}
+	envNames := make([]string, 0, len(p.Secrets.Environments))
+	for name := range p.Secrets.Environments {
+		envNames = append(envNames, name)
+	}
+	// dev, staging, prod first, in that order, then any others by name.
+	order := func(n string) int {
+		if i := slices.Index([]string{"dev", "staging", "prod"}, n); i >= 0 {
+			return i
+		}
+		return 3
+	}
+	slices.SortFunc(envNames, func(a, b string) int {
+		if oa, ob := order(a), order(b); oa != ob {
+			return oa - ob
+		}
+		return strings.Compare(a, b)
+	})
+	envs := make([]v1alpha1.SecretEnvironment, len(envNames))
+	for i, name := range envNames {
+		e := p.Secrets.Environments[name]
+		envs[i] = v1alpha1.SecretEnvironment{Name: name, Store: v1alpha1.StoreRef{Kind: e.Store.kind(), Name: e.Store.Name}, Mount: e.Mount}
+	}
+	target := p.Autoscaling.Target.DeepCopy()
+	return &v1alpha1.ISSPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ISSPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.PolicyName},
+		Spec: v1alpha1.ISSPolicySpec{
+			Enforcement: &v1alpha1.Enforcement{
+				EnginePods: p.Mode(RuleEnginePods), Secrets: p.Mode(RuleSecrets), Autoscaling: p.Mode(RuleAutoscaling),
+				TemporalWorkers: p.Mode(RuleTemporalWorkers), Provisioning: p.Mode(RuleProvisioning),
+			},
+			ExemptNamespaces: slices.Clone(p.ExemptNamespaces),
+			TrustedIdentities: &v1alpha1.TrustedIdentities{
+				Users: slices.Clone(p.TrustedIdentities.Users), Groups: slices.Clone(p.TrustedIdentities.Groups),
+				ServiceAccounts: slices.Clone(p.TrustedIdentities.ServiceAccounts),
+			},
+			Engines: &v1alpha1.Engines{
+				Labels: maps.Clone(p.Engines.Labels), Images: slices.Clone(p.Engines.Images), ContainerName: p.Engines.ContainerName,
+				Profiles: profiles, DefaultProfile: p.Engines.DefaultProfile, SecretMountPath: p.Engines.SecretsMountPath,
+			},
+			Secrets: &v1alpha1.Secrets{PathRoot: p.Secrets.PathRoot, Environments: envs},
+			OpenBao: &v1alpha1.OpenBao{
+				Verify: p.OpenBao.Verify, Address: p.OpenBao.Address,
+				Auth: &v1alpha1.OpenBaoAuth{
+					Method: p.OpenBao.AuthMethod, KubernetesMount: p.OpenBao.KubernetesMount, Role: p.OpenBao.KubernetesRole,
+					ServiceAccountTokenFile: p.OpenBao.ServiceAccountTokenFile, TokenFile: p.OpenBao.TokenFile,
+				},
+				Timeout:       &metav1.Duration{Duration: p.OpenBao.Timeout},
+				CacheTTL:      &v1alpha1.OpenBaoCacheTTL{Hit: &metav1.Duration{Duration: p.OpenBao.HitTTL}, Miss: &metav1.Duration{Duration: p.OpenBao.MissTTL}},
+				OnUnavailable: v1alpha1.OnUnavailable(p.OpenBao.OnUnavailable),
+			},
+			Network: &v1alpha1.Network{
+				FQDNBackend: v1alpha1.FQDNBackend(p.Network.FQDNBackend),
+				DNS: &v1alpha1.DNS{
+					Namespace: p.Network.DNSNamespace, PodSelector: maps.Clone(p.Network.DNSPodLabels), Ports: slices.Clone(p.Network.DNSPorts),
+				},
+				ClusterNetworkPolicyPriority: ptr.To(p.Network.ClusterNetworkPolicyPriority),
+				GCGracePeriod:                &metav1.Duration{Duration: p.Network.GCGracePeriod},
+			},
+			Autoscaling: &v1alpha1.Autoscaling{
+				Metric: &v1alpha1.SaturationMetric{
+					Type: p.Autoscaling.MetricType, Name: p.Autoscaling.MetricName, SelectorLabel: p.Autoscaling.SelectorLabel, Target: &target,
+				},
+				Behavior: p.Autoscaling.Behavior.DeepCopy(),
+			},
+			TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: p.TemporalWorkers.Selector.DeepCopy()},
+			Provisioning:    &v1alpha1.Provisioning{ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends)},
+		},
+	}
+}

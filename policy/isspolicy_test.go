@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+)
+
+// samePolicy compares policies through their ISSPolicy form, which holds every field.
+func samePolicy(t *testing.T, got, want *Policy) {
+	t.Helper()
+	gotYAML, err := yaml.Marshal(ToISSPolicy(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantYAML, err := yaml.Marshal(ToISSPolicy(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(gotYAML) != string(wantYAML) {
+		t.Errorf("policies differ:\ngot:\n%s\nwant:\n%s", gotYAML, wantYAML)
+	}
+}
+
+func TestEmptyISSPolicyIsTheDefault(t *testing.T) {
+	for name, spec := range map[string]*v1alpha1.ISSPolicySpec{"nil": nil, "empty": {}, "empty sections": {
+		Enforcement: &v1alpha1.Enforcement{}, TrustedIdentities: &v1alpha1.TrustedIdentities{}, Engines: &v1alpha1.Engines{},
+		Secrets: &v1alpha1.Secrets{}, OpenBao: &v1alpha1.OpenBao{}, Network: &v1alpha1.Network{}, Autoscaling: &v1alpha1.Autoscaling{},
+		TemporalWorkers: &v1alpha1.TemporalWorkers{}, Provisioning: &v1alpha1.Provisioning{},
+	}} {
+		t.Run(name, func(t *testing.T) {
+			got, errs := FromISSPolicy(spec)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			samePolicy(t, got, Default())
+		})
+	}
+}
+
+func TestDefaultRoundTrips(t *testing.T) {
+	obj := ToISSPolicy(Default())
+	// Through YAML, as issctl policy default prints it and kubectl applies it.
+	data, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &v1alpha1.ISSPolicy{}
+	if err := yaml.UnmarshalStrict(data, back); err != nil {
+		t.Fatal(err)
+	}
+	got, errs := FromISSPolicy(&back.Spec)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	samePolicy(t, got, Default())
+}
+
+func TestISSPolicyOverridesFieldByField(t *testing.T) {
+	spec := &v1alpha1.ISSPolicySpec{
+		Enforcement:      &v1alpha1.Enforcement{EnginePods: v1alpha1.Warn},
+		ExemptNamespaces: []string{"legacy"},
+		Engines:          &v1alpha1.Engines{Images: []string{"registry.dagger.io/engine", "ghcr.io/acme/engine"}},
+		Secrets:          &v1alpha1.Secrets{PathRoot: "kv"},
+		OpenBao:          &v1alpha1.OpenBao{Verify: true, Address: "https://openbao:8200", CacheTTL: &v1alpha1.OpenBaoCacheTTL{Miss: &metav1.Duration{Duration: time.Second}}},
+		Network:          &v1alpha1.Network{FQDNBackend: "none", GCGracePeriod: &metav1.Duration{Duration: time.Minute}},
+		TemporalWorkers:  &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/component": "worker"}}},
+	}
+	got, errs := FromISSPolicy(spec)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := Default()
+	want.Enforcement[RuleEnginePods] = v1alpha1.Warn
+	want.ExemptNamespaces = []string{"legacy"}
+	want.Engines.Images = []string{"registry.dagger.io/engine", "ghcr.io/acme/engine"}
+	want.Secrets.PathRoot = "kv"
+	want.OpenBao.Verify, want.OpenBao.Address, want.OpenBao.MissTTL = true, "https://openbao:8200", time.Second
+	want.Network.FQDNBackend, want.Network.GCGracePeriod = BackendNone, time.Minute
+	want.TemporalWorkers, _ = NewTemporalPolicy(spec.TemporalWorkers.Selector)
+	samePolicy(t, got, want)
+	if got.Mode(RuleSecrets) != v1alpha1.Enforce || got.Mode(RuleIntegrity) != v1alpha1.Enforce || !got.Exempt("legacy") || got.Exempt("team-a") {
+		t.Error("modes and exemptions are not as set")
+	}
+}
+
+func TestInvalidISSPolicy(t *testing.T) {
+	q := resource.MustParse
+	for _, tc := range []struct {
+		name string
+		spec v1alpha1.ISSPolicySpec
+		want []wantErr
+	}{
+		{"unknown mode", v1alpha1.ISSPolicySpec{Enforcement: &v1alpha1.Enforcement{Secrets: "Block"}}, []wantErr{{"spec.enforcement.secrets", `"Block"`}}},
+		{"exempt namespace", v1alpha1.ISSPolicySpec{ExemptNamespaces: []string{"Team_A"}}, []wantErr{{"spec.exemptNamespaces[0]", "RFC 1123"}}},
+		{"service account", v1alpha1.ISSPolicySpec{TrustedIdentities: &v1alpha1.TrustedIdentities{ServiceAccounts: []string{"ci"}}}, []wantErr{{"spec.trustedIdentities.serviceAccounts[0]", "namespace/name"}}},
+		{"profiles", v1alpha1.ISSPolicySpec{Engines: &v1alpha1.Engines{Profiles: []v1alpha1.Profile{
+			{Name: "small", Requests: corev1.ResourceList{"cpu": q("2"), "memory": q("1Gi"), "ephemeral-storage": q("1Gi")}, Limits: corev1.ResourceList{"cpu": q("1"), "memory": q("1Gi"), "ephemeral-storage": q("1Gi"), "nvidia.com/gpu": q("1")}},
+			{Name: "small", Requests: corev1.ResourceList{"cpu": q("1")}},
+		}}}, []wantErr{
+			{"spec.engines.profiles[0].limits[nvidia.com/gpu]", "supported values"},
+			{"spec.engines.profiles[0].requests[cpu]", "above the limit 1"},
+			{"spec.engines.profiles[1].name", "Duplicate"},
+			{"spec.engines.profiles[1].requests[memory]", "a profile sets a request and a limit"},
+			{"spec.engines.profiles[1].requests[ephemeral-storage]", "Required"},
+			{"spec.engines.profiles[1].limits[cpu]", "Required"},
+			{"spec.engines.profiles[1].limits[memory]", "Required"},
+			{"spec.engines.profiles[1].limits[ephemeral-storage]", "Required"},
+			{"spec.engines.defaultProfile", `"standard"`},
+		}},
+		{"engine image with a tag", v1alpha1.ISSPolicySpec{Engines: &v1alpha1.Engines{Images: []string{"registry.dagger.io/engine:v0.18"}}}, []wantErr{{"spec.engines.images[0]", "without tag or digest"}}},
+		{"secrets", v1alpha1.ISSPolicySpec{Secrets: &v1alpha1.Secrets{PathRoot: "a/b", Environments: []v1alpha1.SecretEnvironment{{Name: "dev"}, {Name: "dev", Store: v1alpha1.StoreRef{Name: "x", Kind: "Vault"}, Mount: "kv"}}}}, []wantErr{
+			{"spec.secrets.pathRoot", "contains"},
+			{"spec.secrets.environments[0].store.name", "Required"},
+			{"spec.secrets.environments[0].mount", "Required"},
+			{"spec.secrets.environments[1].name", "Duplicate"},
+			{"spec.secrets.environments[1].store.kind", "supported values"},
+		}},
+		{"openbao", v1alpha1.ISSPolicySpec{OpenBao: &v1alpha1.OpenBao{Verify: true, Auth: &v1alpha1.OpenBaoAuth{Method: "token"}, Timeout: &metav1.Duration{Duration: 5 * time.Second}, OnUnavailable: "Allow"}}, []wantErr{
+			{"spec.openbao.address", "needs the address"},
+			{"spec.openbao.auth.tokenFile", "Required"},
+			{"spec.openbao.timeout", "at most 4s"},
+			{"spec.openbao.onUnavailable", "supported values"},
+		}},
+		{"network", v1alpha1.ISSPolicySpec{Network: &v1alpha1.Network{FQDNBackend: "calico", DNS: &v1alpha1.DNS{Ports: []int32{0}}, ClusterNetworkPolicyPriority: ptr.To[int32](1001), GCGracePeriod: &metav1.Duration{Duration: time.Second}}}, []wantErr{
+			{"spec.network.fqdnBackend", "supported values"},
+			{"spec.network.dns.ports[0]", "1 to 65535"},
+			{"spec.network.clusterNetworkPolicyPriority", "0 to 1000"},
+			{"spec.network.gcGracePeriod", "at least 10s"},
+		}},
+		{"autoscaling", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Metric: &v1alpha1.SaturationMetric{Type: "Resource", Target: ptr.To(q("0"))}}}, []wantErr{
+			{"spec.autoscaling.metric.type", "supported values"},
+			{"spec.autoscaling.metric.target", "above zero"},
+		}},
+		{"temporal selector selects everything", v1alpha1.ISSPolicySpec{TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{}}}, []wantErr{{"spec.temporalWorkers.selector", "every Deployment"}}},
+		{"backend with a path", v1alpha1.ISSPolicySpec{Provisioning: &v1alpha1.Provisioning{ApprovedBackends: []string{"s3://bucket/prefix", "http://bucket"}}}, []wantErr{
+			{"spec.provisioning.approvedBackends[0]", "scheme://bucket"},
+			{"spec.provisioning.approvedBackends[1]", "scheme://bucket"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, errs := FromISSPolicy(&tc.spec)
+			if p != nil {
+				t.Error("an invalid spec returned a policy")
+			}
+			checkErrs(t, errs, tc.want)
+		})
+	}
+}
+
+func TestModesOnlyForConfigurableGroups(t *testing.T) {
+	p := Default()
+	p.Enforcement[RuleIntegrity] = v1alpha1.Audit
+	if p.Mode(RuleIntegrity) != v1alpha1.Enforce {
+		t.Error("the integrity rules took a mode")
+	}
+	if !strings.Contains(string(RuleEnginePods), "engine") {
+		t.Error("unexpected group name")
+	}
+}

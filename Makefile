@@ -5,6 +5,9 @@ BIN := $(CURDIR)/bin
 GO ?= go
 # Packages with unit tests: everything but the end-to-end suite, which needs the control plane.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e$$')
+# controller-gen, pinned; go run fetches and builds it on first use.
+CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+GENERATED = policy/v1alpha1/zz_generated.deepcopy.go manifests/crds/iss.platform_isspolicies.yaml
 
 .PHONY: help
 help: ## list the targets
@@ -24,11 +27,18 @@ controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (
 run: build controlplane ## local control plane with the webhook registered; stays in the foreground
 	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev
 
+.PHONY: generate
+generate: ## regenerate the ISSPolicy deepcopy code and CRD from policy/v1alpha1 (controller-gen)
+	$(CONTROLLER_GEN) object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crds
+
 .PHONY: test
 test: check unit e2e ## formatting, vet, tidiness, unit tests and the end-to-end suite
 
 .PHONY: check
-check: ## gofmt, go vet and go mod tidy are clean
+check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code and CRD are current
+	@before=$$(cat $(GENERATED) | sha256sum); $(MAKE) -s generate; \
+	if [[ "$$(cat $(GENERATED) | sha256sum)" != "$$before" ]]; then \
+		echo "the generated files were stale and make generate has rewritten them: $(GENERATED)"; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...

@@ -89,7 +89,7 @@ func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admis
 // PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
 // not answer.
 type PathVerifier interface {
-	Exists(ctx context.Context, mount, path string) (bool, error)
+	Exists(ctx context.Context, cfg policy.OpenBaoPolicy, mount, path string) (bool, error)
 }
 
 // SecretsValidator is the validating handler for ExternalSecrets, PushSecrets and SecretStores.
@@ -232,7 +232,7 @@ func (h *SecretsValidator) verifyPaths(ctx context.Context, pol *policy.Policy, 
 	var wg sync.WaitGroup
 	for i, p := range paths {
 		wg.Go(func() {
-			exists, err := h.verifier.Exists(ctx, mount, p.Key)
+			exists, err := h.verifier.Exists(ctx, pol.OpenBao, mount, p.Key)
 			results[i] = result{exists, err}
 		})
 	}

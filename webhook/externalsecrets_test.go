@@ -56,7 +56,7 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 	}
 	pol := policy.Default()
 	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod, pol.OpenBao.TokenFile = true, double.Server.URL, policy.AuthToken, file
-	verifier, err := openbao.New(pol.OpenBao, prometheus.NewRegistry())
+	verifier, err := openbao.NewPool(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +71,14 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 	}
 
 	double.Seed("kv-dev", "artifacts/team-a/users/alice/secrets/db")
-	fresh, _ := openbao.New(pol.OpenBao, prometheus.NewRegistry()) // the first one cached the miss
+	fresh, _ := openbao.NewPool(prometheus.NewRegistry()) // the first one cached the miss
 	validator = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), fresh)
 	if resp := validator.Handle(ctx, esRequest(tokensES)); !resp.Allowed {
 		t.Fatalf("found paths denied: %+v", resp.Result)
 	}
 
 	double.Server.Close()
-	down, _ := openbao.New(pol.OpenBao, prometheus.NewRegistry())
+	down, _ := openbao.NewPool(prometheus.NewRegistry())
 	resp = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
 	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao was unreachable") || !strings.Contains(resp.Result.Message, "onUnavailable: Deny") {
 		t.Fatalf("down, Deny: %+v", resp.Result)

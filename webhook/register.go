@@ -29,6 +29,8 @@ const (
 	ValidateHPAsPath = "/validate-hpas"
 	// ValidateProvisioningPath serves the validating webhook for Pulumi Stacks and Terraforms.
 	ValidateProvisioningPath = "/validate-provisioning"
+	// ValidateISSPoliciesPath serves the validating webhook for ISSPolicies.
+	ValidateISSPoliciesPath = "/validate-isspolicies"
 )
 
 // Options are what the handlers need.
@@ -63,6 +65,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		MutateHPAsPath:              {Handler: NewHPADefaulter(o.Policies, decoder, o.Metrics)},
 		ValidateHPAsPath:            {Handler: NewHPAValidator(o.Policies, decoder, o.Metrics)},
 		ValidateProvisioningPath:    {Handler: NewProvisioningValidator(o.Policies, o.Metrics)},
+		ValidateISSPoliciesPath:     {Handler: NewISSPolicyValidator(decoder)},
 	}
 }
 

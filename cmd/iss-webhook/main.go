@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -38,9 +40,11 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook"
 	"github.com/iss-platform/iss-webhook/webhook/egress"
 	"github.com/iss-platform/iss-webhook/webhook/openbao"
+	"github.com/iss-platform/iss-webhook/webhook/reload"
 )
 
 func main() {
@@ -72,8 +76,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
 	}
-	pol := opts.policy()
-	// Both questions go to the API server once, at start-up, never during a review.
+	// These questions go to the API server once, at start-up, never during a review.
 	self, err := whoAmI(ctx, restConfig)
 	if err != nil {
 		return err
@@ -82,7 +85,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	backend, err := egress.ResolveBackend(dc, pol.Network.FQDNBackend)
+	if err := requireISSPolicyCRD(dc); err != nil {
+		return err
+	}
+	served, err := egress.DiscoverServed(dc)
 	if err != nil {
 		return err
 	}
@@ -95,7 +101,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			CertDir: opts.CertDir,
 			TLSOpts: opts.tlsOptions(),
 		}),
-		Cache:                   cacheOptions(backend),
+		Cache:                   cacheOptions(served),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.ShutdownTimeout,
@@ -108,29 +114,29 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	webhookServer := mgr.GetWebhookServer()
-	policies := policy.NewHolder(pol)
+	// The built-in default until the ISSPolicy is loaded; the webhook is not ready before.
+	policies := policy.NewHolder(policy.Default())
+	loader := reload.New(mgr.GetClient(), policies)
+	if err := loader.SetupWithManager(mgr); err != nil {
+		return err
+	}
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
-	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), backend)
-	// A nil interface, not a nil *Verifier, when the check is off.
-	var verifier webhook.PathVerifier
-	if pol.OpenBao.Verify {
-		v, err := openbao.New(pol.OpenBao, ctrlmetrics.Registry)
-		if err != nil {
-			return err
-		}
-		verifier = v
+	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), served)
+	verifiers, err := openbao.NewPool(ctrlmetrics.Registry)
+	if err != nil {
+		return err
 	}
 	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
-		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifier, Engines: webhook.NewCachedEngines(mgr.GetCache())})
-	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies, collectInterval(pol.Network.GCGracePeriod))); err != nil {
+		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache())})
+	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies)); err != nil {
 		return err
 	}
 	// Create the informers now, so that the first review finds them synced rather than
 	// starting them, and report ready only once they are.
-	for _, obj := range cachedObjects(backend) {
+	for _, obj := range cachedObjects(served) {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			return fmt.Errorf("creating the informer for %T: %w", obj, err)
 		}
@@ -139,6 +145,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("policy", func(*http.Request) error {
+		if !loader.Loaded() {
+			return errors.New("the ISSPolicy is not loaded yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
@@ -184,7 +198,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
 		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", self,
-		"fqdnBackend", backend, "gcGracePeriod", pol.Network.GCGracePeriod.String(), "openbaoVerify", pol.OpenBao.Verify)
+		"ciliumNetworkPolicies", served.Cilium, "clusterNetworkPolicies", served.ClusterNetworkPolicy)
 	if err := mgr.Start(serveCtx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
@@ -193,10 +207,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // cachedObjects are the kinds the webhook keeps informers for: engine pods, namespaces' metadata
-// (for their ISS labels), and the generated objects of the backend.
-func cachedObjects(backend policy.FQDNBackend) []client.Object {
-	objs := []client.Object{&corev1.Pod{}, webhook.NamespaceMetadata()}
-	for _, gvk := range egress.GVKs(backend) {
+// (for their ISS labels), the ISSPolicy, and the generated objects of every served kind.
+func cachedObjects(served egress.Served) []client.Object {
+	objs := []client.Object{&corev1.Pod{}, webhook.NamespaceMetadata(), &v1alpha1.ISSPolicy{}}
+	for _, gvk := range served.GVKs() {
 		objs = append(objs, egress.NewObject(gvk))
 	}
 	return objs
@@ -205,7 +219,7 @@ func cachedObjects(backend policy.FQDNBackend) []client.Object {
 // cacheOptions restrict the informers to what the webhook needs: pods that carry the egress
 // label (engines), namespaces' metadata, and objects that the webhook generated. Nothing else is
 // held in memory.
-func cacheOptions(backend policy.FQDNBackend) cache.Options {
+func cacheOptions(served egress.Served) cache.Options {
 	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant, valid label key
@@ -213,16 +227,23 @@ func cacheOptions(backend policy.FQDNBackend) cache.Options {
 	byObject := map[client.Object]cache.ByObject{
 		&corev1.Pod{}: {Label: labels.NewSelector().Add(*hasEgressLabel)},
 	}
-	for _, gvk := range egress.GVKs(backend) {
+	for _, gvk := range served.GVKs() {
 		byObject[egress.NewObject(gvk)] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})}
 	}
 	return cache.Options{ByObject: byObject}
 }
 
-// collectInterval is how often the collector looks for unselected policies: a fifth of the
-// grace period, at least every second and at most every minute.
-func collectInterval(grace time.Duration) time.Duration {
-	return min(max(grace/5, time.Second), time.Minute)
+// requireISSPolicyCRD fails with a clear message when the cluster does not serve the ISSPolicy
+// CRD, which the webhook reads its policy from.
+func requireISSPolicyCRD(dc discovery.DiscoveryInterface) error {
+	list, err := dc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
+	if err == nil && slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "isspolicies" }) {
+		return nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("asking the API server for %s: %w", v1alpha1.GroupVersion, err)
+	}
+	return errors.New("the cluster does not serve the ISSPolicy CRD (isspolicies.iss.platform): install it with kubectl apply -k manifests/crds, or issctl install")
 }
 
 // whoAmI returns the user name the webhook authenticates as, so that it recognises its own

@@ -1,26 +1,13 @@
 // Command issctl evaluates manifests against the Infrastructure & Secrets Standard offline, with
-// the very rules and mutators the iss-webhook runs.
+// the very rules and mutators the iss-webhook runs, audits a live cluster against the policy in
+// force, and prints the built-in default policy.
 package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-
-	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/webhook"
 )
 
 // Exit codes: everything conforms, something violates the standard, the command could not run.
@@ -39,7 +26,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, `Usage: issctl COMMAND [flags]
 
 Commands:
-  check    evaluate manifests offline with the rules and mutators of iss-webhook
+  check            evaluate manifests offline with the rules and mutators of iss-webhook
+  audit            list the objects of a live cluster that violate the policy in force
+  policy default   print the built-in default policy as an ISSPolicy
 
 Run "issctl COMMAND --help" for the flags of a command.
 `)
@@ -51,244 +40,13 @@ Run "issctl COMMAND --help" for the flags of a command.
 	switch args[0] {
 	case "check":
 		return check(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		return audit(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return policyCommand(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "issctl: unknown command %q; see issctl --help\n", args[0])
 		return exitUsage
 	}
 }
 
-// checkOptions are the flags of issctl check.
-type checkOptions struct {
-	files           []string
-	namespace       string
-	namespaceLabels map[string]string
-	user            string
-	output          string
-	showPatch       bool
-}
-
-func check(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	o := checkOptions{}
-	fs := flag.NewFlagSet("issctl check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: issctl check -f FILE|DIR|- [flags]
-
-Runs each object of the manifests (multi-document YAML or JSON, and Lists) through the admission
-webhooks of iss-webhook, as the API server would on create: mutations first, then validations.
-Prints each object's outcome. Exit code 0 when all conform, 1 on violations, 2 on usage or parse
-errors.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	fs.Func("f", "a manifest file, a directory of them (*.yaml, *.yml, *.json), or - for standard input; repeatable", func(v string) error {
-		o.files = append(o.files, v)
-		return nil
-	})
-	fs.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
-	labelsFlag := fs.String("namespace-labels", "", "labels of the objects' namespace, as k=v,k=v (for example iss.platform/app-id=team-a,iss.platform/environment=dev)")
-	fs.StringVar(&o.user, "user", "issctl", "the requesting user, as the webhook would see it")
-	fs.StringVar(&o.output, "o", "text", "output format: text or json")
-	fs.BoolVar(&o.showPatch, "show-patch", false, "also print the JSON patch the mutating webhooks would apply")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitConform
-		}
-		return exitUsage
-	}
-	if len(o.files) == 0 || fs.NArg() > 0 || (o.output != "text" && o.output != "json") {
-		fmt.Fprintln(stderr, "issctl check: give manifests with -f, and -o text or json; see --help")
-		return exitUsage
-	}
-	var err error
-	if o.namespaceLabels, err = parseLabels(*labelsFlag); err != nil {
-		fmt.Fprintln(stderr, "issctl check: --namespace-labels:", err)
-		return exitUsage
-	}
-	objects, err := readObjects(o.files, stdin)
-	if err != nil {
-		fmt.Fprintln(stderr, "issctl check:", err)
-		return exitUsage
-	}
-
-	metrics, err := webhook.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		fmt.Fprintln(stderr, "issctl check:", err)
-		return exitUsage
-	}
-	pol := policy.Default()
-	ns := policy.NamespaceFromLabels(o.namespace, o.namespaceLabels)
-	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{
-		Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: fixedNamespace{ns: ns, labels: o.namespaceLabels},
-	})
-	r, err := newReviewer(handlers, o.namespaceLabels, authenticationv1.UserInfo{Username: o.user, Groups: []string{"system:authenticated"}})
-	if err != nil {
-		fmt.Fprintln(stderr, "issctl check:", err)
-		return exitUsage
-	}
-
-	type result struct {
-		File      string `json:"file"`
-		Kind      string `json:"kind"`
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-		outcome
-	}
-	var results []result
-	code := exitConform
-	for _, obj := range objects {
-		namespace := obj.GetNamespace()
-		if namespace == "" {
-			namespace = o.namespace
-		}
-		out, err := r.review(ctx, obj.Unstructured, namespace)
-		if err != nil {
-			fmt.Fprintf(stderr, "issctl check: %s: %s %s: %v\n", obj.file, obj.GetKind(), obj.GetName(), err)
-			return exitUsage
-		}
-		if !out.Allowed {
-			code = exitViolation
-		}
-		if !o.showPatch {
-			out.Patch = nil
-		}
-		results = append(results, result{File: obj.file, Kind: obj.GetKind(), Name: obj.GetName(), Namespace: namespace, outcome: out})
-	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(results)
-		return code
-	}
-	for _, res := range results {
-		status := "conforms"
-		if !res.Allowed {
-			status = "denied"
-		}
-		fmt.Fprintf(stdout, "%s/%s (namespace %s, %s): %s\n", strings.ToLower(res.Kind), res.Name, res.Namespace, res.File, status)
-		for _, w := range res.Warnings {
-			fmt.Fprintf(stdout, "  Warning: %s\n", w)
-		}
-		switch {
-		case len(res.Violations) > 0:
-			for _, v := range res.Violations {
-				fmt.Fprintf(stdout, "  * %s: %s\n", v.Field, v.Message)
-			}
-		case !res.Allowed:
-			fmt.Fprintf(stdout, "  %s\n", res.Message)
-		}
-		if len(res.Patch) > 0 {
-			patch, _ := json.Marshal(res.Patch)
-			fmt.Fprintf(stdout, "  patch: %s\n", patch)
-		}
-	}
-	return code
-}
-
-// fixedNamespace answers every namespace lookup with the namespace given on the command line.
-type fixedNamespace struct {
-	ns     policy.Namespace
-	labels map[string]string
-}
-
-func (f fixedNamespace) Namespace(_ context.Context, name string) (policy.Namespace, error) {
-	return policy.NamespaceFromLabels(name, f.labels), nil
-}
-
-func parseLabels(s string) (map[string]string, error) {
-	out := map[string]string{}
-	if s == "" {
-		return out, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%q is not key=value", kv)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-// sourcedObject is an object and the file it came from.
-type sourcedObject struct {
-	*unstructured.Unstructured
-	file string
-}
-
-// readObjects reads every object of the files, directories and standard input, unfolding Lists.
-func readObjects(paths []string, stdin io.Reader) ([]sourcedObject, error) {
-	var files []string
-	for _, p := range paths {
-		if p == "-" {
-			files = append(files, p)
-			continue
-		}
-		info, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !info.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		var found []string
-		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if ext := filepath.Ext(path); !d.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-				found = append(found, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	var objects []sourcedObject
-	for _, f := range files {
-		var r io.Reader = stdin
-		name := "stdin"
-		if f != "-" {
-			file, err := os.Open(f)
-			if err != nil {
-				return nil, err
-			}
-			defer file.Close()
-			r, name = file, f
-		}
-		decoder := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
-		for doc := 1; ; doc++ {
-			obj := &unstructured.Unstructured{}
-			if err := decoder.Decode(&obj.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s, document %d: %w", name, doc, err)
-			}
-			if len(obj.Object) == 0 {
-				continue
-			}
-			if obj.GetKind() == "" || obj.GetAPIVersion() == "" {
-				return nil, fmt.Errorf("%s, document %d: no apiVersion or kind", name, doc)
-			}
-			if obj.IsList() {
-				list, err := obj.ToList()
-				if err != nil {
-					return nil, fmt.Errorf("%s, document %d: %w", name, doc, err)
-				}
-				for i := range list.Items {
-					objects = append(objects, sourcedObject{Unstructured: &list.Items[i], file: name})
-				}
-				continue
-			}
-			objects = append(objects, sourcedObject{Unstructured: obj, file: name})
-		}
-	}
-	return objects, nil
-}

@@ -73,7 +73,9 @@ func newReviewer(handlers map[string]*admission.Webhook, nsLabels map[string]str
 
 // outcome is what the webhook answers about one object.
 type outcome struct {
-	Allowed    bool        `json:"allowed"`
+	Allowed bool `json:"allowed"`
+	// DeniedBy is the webhook that denied the object.
+	DeniedBy   string      `json:"deniedBy,omitempty"`
 	Violations []violation `json:"violations,omitempty"`
 	Message    string      `json:"message,omitempty"`
 	Warnings   []string    `json:"warnings,omitempty"`
@@ -109,7 +111,7 @@ func (r *reviewer) review(ctx context.Context, obj *unstructured.Unstructured, n
 			resp := rt.handler.Handle(ctx, req)
 			out.Warnings = append(out.Warnings, resp.Warnings...)
 			if !resp.Allowed {
-				out.Allowed = false
+				out.Allowed, out.DeniedBy = false, rt.name
 				if resp.Result != nil {
 					out.Message = resp.Result.Message
 					if resp.Result.Details != nil {

@@ -181,7 +181,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.ProvisioningCRDs = len(shared) > 0; !e.ProvisioningCRDs {
 		e.progress("WARNING: no shared/crds folder beside the checkout: the Pulumi and tofu-controller CRDs are not installed")
 	}
-	crds = append(crds, shared...)
+	crds = append(append(crds, OwnCRDs(o.RepoRoot)...), shared...)
 	e.progress("starting etcd and kube-apiserver, installing %d CRDs", len(crds))
 	if e.cp, err = StartControlPlane(o.RepoRoot, crds, []string{filepath.Join(o.RepoRoot, "manifests", "webhook", "webhooks.yaml")}); err != nil {
 		return nil, err

@@ -328,7 +328,7 @@ type Network struct {
 	// +default=500
 	ClusterNetworkPolicyPriority *int32 `json:"clusterNetworkPolicyPriority,omitempty"`
 	// GCGracePeriod is how long a generated policy may select no pod before it is deleted.
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="must be at least 10s, the time between admission and the pod's creation"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="must be at least 1s; keep it well above the time between admission and the pod's creation, such as the default 5m"
 	// +default="5m"
 	GCGracePeriod *metav1.Duration `json:"gcGracePeriod,omitempty"`
 }

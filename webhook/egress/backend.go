@@ -24,45 +24,69 @@ var (
 	ClusterNetworkPolicyGVK = schema.GroupVersionKind{Group: "policy.networking.k8s.io", Version: "v1beta1", Kind: "ClusterNetworkPolicy"}
 )
 
-// ResolveBackend turns BackendAuto into the first backend whose CRD the cluster serves (Cilium,
-// then ClusterNetworkPolicy), else BackendNone. Other backends are returned as they are.
-// It asks the API server, so it runs at start-up, never during a review.
-func ResolveBackend(dc discovery.DiscoveryInterface, configured policy.FQDNBackend) (policy.FQDNBackend, error) {
-	if configured != policy.BackendAuto {
-		return configured, nil
-	}
+// Served says which FQDN policy kinds the cluster serves. The webhook asks once, at start-up,
+// never during a review; a CRD installed later takes a restart.
+type Served struct {
+	// Cilium: the cluster serves cilium.io/v2 CiliumNetworkPolicy.
+	Cilium bool
+	// ClusterNetworkPolicy: the cluster serves policy.networking.k8s.io/v1beta1 ClusterNetworkPolicy.
+	ClusterNetworkPolicy bool
+}
+
+// DiscoverServed asks the API server which FQDN policy kinds it serves.
+func DiscoverServed(dc discovery.DiscoveryInterface) (Served, error) {
+	var s Served
 	for _, c := range []struct {
-		backend  policy.FQDNBackend
+		served   *bool
 		gvk      schema.GroupVersionKind
 		resource string
 	}{
-		{policy.BackendCilium, CiliumNetworkPolicyGVK, "ciliumnetworkpolicies"},
-		{policy.BackendClusterNetworkPolicy, ClusterNetworkPolicyGVK, "clusternetworkpolicies"},
+		{&s.Cilium, CiliumNetworkPolicyGVK, "ciliumnetworkpolicies"},
+		{&s.ClusterNetworkPolicy, ClusterNetworkPolicyGVK, "clusternetworkpolicies"},
 	} {
 		list, err := dc.ServerResourcesForGroupVersion(c.gvk.GroupVersion().String())
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("asking the API server for %s: %w", c.gvk.GroupVersion(), err)
+			return Served{}, fmt.Errorf("asking the API server for %s: %w", c.gvk.GroupVersion(), err)
 		}
-		if slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == c.resource }) {
-			return c.backend, nil
-		}
+		*c.served = slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == c.resource })
 	}
-	return policy.BackendNone, nil
+	return s, nil
 }
 
-// GVKs returns the kinds of the objects generated with the backend.
-func GVKs(backend policy.FQDNBackend) []schema.GroupVersionKind {
-	switch backend {
-	case policy.BackendCilium:
-		return []schema.GroupVersionKind{NetworkPolicyGVK, CiliumNetworkPolicyGVK}
-	case policy.BackendClusterNetworkPolicy:
-		return []schema.GroupVersionKind{NetworkPolicyGVK, ClusterNetworkPolicyGVK}
-	default:
-		return []schema.GroupVersionKind{NetworkPolicyGVK}
+// Resolve returns the backend the policy's fqdnBackend means on this cluster: auto is the first
+// served of cilium and clusternetworkpolicy, else none. A backend the cluster does not serve is
+// an error, which denies engines rather than letting them run without their FQDN policy.
+func (s Served) Resolve(want policy.FQDNBackend) (policy.FQDNBackend, error) {
+	switch {
+	case want == policy.BackendAuto && s.Cilium:
+		return policy.BackendCilium, nil
+	case want == policy.BackendAuto && s.ClusterNetworkPolicy:
+		return policy.BackendClusterNetworkPolicy, nil
+	case want == policy.BackendAuto:
+		return policy.BackendNone, nil
+	case want == policy.BackendCilium && !s.Cilium:
+		return "", fmt.Errorf("the policy's network.fqdnBackend is cilium, but the cluster served no CiliumNetworkPolicy when iss-webhook started: install Cilium's CRDs and restart iss-webhook, or choose another backend")
+	case want == policy.BackendClusterNetworkPolicy && !s.ClusterNetworkPolicy:
+		return "", fmt.Errorf("the policy's network.fqdnBackend is clusternetworkpolicy, but the cluster served no ClusterNetworkPolicy when iss-webhook started: install the network-policy-api CRDs and restart iss-webhook, or choose another backend")
 	}
+	return want, nil
+}
+
+// GVKs returns the kinds of generated objects the cluster serves: NetworkPolicy, and each
+// served FQDN kind. The webhook keeps informers for all of them, so that switching the backend
+// in the policy needs no restart and the old backend's objects are still collected.
+func (s Served) GVKs() []schema.GroupVersionKind {
+	gvks := []schema.GroupVersionKind{NetworkPolicyGVK}
+	if s.Cilium {
+		gvks = append(gvks, CiliumNetworkPolicyGVK)
+	}
+	if s.ClusterNetworkPolicy {
+		gvks = append(gvks, ClusterNetworkPolicyGVK)
+	}
+	return gvks
 }
 
 // NewObject returns an empty object of the kind, for the cache and the client.

@@ -25,7 +25,6 @@ type Collector struct {
 	cache     client.Reader
 	writer    *Writer
 	policies  policy.Provider
-	interval  time.Duration
 	now       func() time.Time
 
 	// unselectedSince remembers when each object was first seen selecting no pod. It is lost on
@@ -35,20 +34,25 @@ type Collector struct {
 
 // NewCollector returns a collector that reads pods and generated objects from cache, checks
 // pods once more through apiReader (uncached) before deleting, and deletes and writes with c and
-// writer, every interval.
-func NewCollector(c client.Client, apiReader, cache client.Reader, writer *Writer, policies policy.Provider, interval time.Duration) *Collector {
+// writer, as often as the policy's grace period asks (see CollectInterval).
+func NewCollector(c client.Client, apiReader, cache client.Reader, writer *Writer, policies policy.Provider) *Collector {
 	return &Collector{client: c, apiReader: apiReader, cache: cache, writer: writer, policies: policies,
-		interval: interval, now: time.Now, unselectedSince: map[string]time.Time{}}
+		now: time.Now, unselectedSince: map[string]time.Time{}}
+}
+
+// CollectInterval is how often the collector looks for unselected policies: a fifth of the
+// grace period, at least every second and at most every minute.
+func CollectInterval(grace time.Duration) time.Duration {
+	return min(max(grace/5, time.Second), time.Minute)
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: one replica collects.
 func (c *Collector) NeedLeaderElection() bool { return true }
 
-// Start implements manager.Runnable: it collects every interval until ctx ends.
+// Start implements manager.Runnable: it collects until ctx ends, at the interval of the policy
+// in force at each pass.
 func (c *Collector) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("egress-collector")
-	ticker := time.NewTicker(c.interval)
-	defer ticker.Stop()
 	for {
 		if err := c.Collect(ctx); err != nil {
 			log.Error(err, "collecting generated egress policies")
@@ -56,7 +60,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-time.After(CollectInterval(c.policies.Current().Network.GCGracePeriod)):
 		}
 	}
 }
@@ -86,7 +90,7 @@ func (c *Collector) Collect(ctx context.Context) error {
 
 	now := c.now()
 	seen := map[string]bool{}
-	for _, gvk := range GVKs(c.writer.Backend()) {
+	for _, gvk := range c.writer.Served().GVKs() {
 		list := NewList(gvk)
 		if err := c.cache.List(ctx, list, client.MatchingLabels{policy.LabelManagedBy: policy.ManagedByValue}); err != nil {
 			return fmt.Errorf("listing generated %s: %w", gvk.Kind, err)

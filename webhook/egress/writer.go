@@ -20,28 +20,32 @@ const FieldOwner = "iss-webhook"
 
 // Writer writes the generated egress objects of engines by server-side apply.
 type Writer struct {
-	writer  client.Client
-	cache   client.Reader
-	backend policy.FQDNBackend
-	now     func() time.Time
+	writer client.Client
+	cache  client.Reader
+	served Served
+	now    func() time.Time
 }
 
 // NewWriter returns a writer that applies with c and first reads from cache, an informer cache
 // that holds the generated objects (labelled app.kubernetes.io/managed-by: iss-webhook) of the
-// backend's kinds. backend must be resolved (see ResolveBackend).
-func NewWriter(c client.Client, cache client.Reader, backend policy.FQDNBackend) *Writer {
-	return &Writer{writer: c, cache: cache, backend: backend, now: time.Now}
+// served kinds. The policy of each call chooses the FQDN backend among those served.
+func NewWriter(c client.Client, cache client.Reader, served Served) *Writer {
+	return &Writer{writer: c, cache: cache, served: served, now: time.Now}
 }
 
-// Backend returns the FQDN backend the writer writes for.
-func (w *Writer) Backend() policy.FQDNBackend { return w.backend }
+// Served returns the FQDN policy kinds the cluster serves.
+func (w *Writer) Served() Served { return w.served }
 
 // Ensure makes the engine's egress objects exist in the namespace as the policy wants them, and
 // marks them used now. Objects the cache already holds as wanted, marked used within half the
 // grace period, are not written again, so that an allowlist costs an API call only for its
 // first engine and then once per half grace period. It implements webhook.EgressWriter.
 func (w *Writer) Ensure(ctx context.Context, namespace string, eng policy.Engine, pol *policy.Policy) ([]string, error) {
-	objs, err := pol.Network.EgressObjects(namespace, eng, w.backend)
+	backend, err := w.served.Resolve(pol.Network.FQDNBackend)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := pol.Network.EgressObjects(namespace, eng, backend)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +62,7 @@ func (w *Writer) Ensure(ctx context.Context, namespace string, eng policy.Engine
 			return nil, fmt.Errorf("%s %s: %w", obj.GetKind(), client.ObjectKeyFromObject(obj), err)
 		}
 	}
-	if w.backend == policy.BackendNone && len(eng.Egress) > 0 {
+	if backend == policy.BackendNone && len(eng.Egress) > 0 {
 		hosts := make([]string, len(eng.Egress))
 		for i, r := range eng.Egress {
 			hosts[i] = r.Host

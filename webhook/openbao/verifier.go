@@ -47,6 +47,14 @@ type cached struct {
 
 // New returns a verifier for the policy's OpenBao, registering its metrics with reg.
 func New(cfg policy.OpenBaoPolicy, reg prometheus.Registerer) (*Verifier, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return newVerifier(cfg, m)
+}
+
+func newVerifier(cfg policy.OpenBaoPolicy, m *metrics) (*Verifier, error) {
 	conf := api.DefaultConfig()
 	if conf.Error != nil {
 		return nil, conf.Error
@@ -60,11 +68,44 @@ func New(cfg policy.OpenBaoPolicy, reg prometheus.Registerer) (*Verifier, error)
 		return nil, fmt.Errorf("creating the OpenBao client for %s: %w", cfg.Address, err)
 	}
 	client.ClearToken()
+	return &Verifier{client: client, cfg: cfg, metrics: m, now: time.Now, cache: map[string]cached{}}, nil
+}
+
+// Pool answers with the verifier of the OpenBao settings in force: the same one while the
+// policy keeps them, and a new one, with an empty cache and a new login, once the policy changes
+// them. It implements webhook.PathVerifier.
+type Pool struct {
+	metrics *metrics
+
+	mu      sync.Mutex
+	cfg     policy.OpenBaoPolicy
+	current *Verifier
+}
+
+// NewPool returns an empty pool, registering the verifiers' metrics with reg.
+func NewPool(reg prometheus.Registerer) (*Pool, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{client: client, cfg: cfg, metrics: m, now: time.Now, cache: map[string]cached{}}, nil
+	return &Pool{metrics: m}, nil
+}
+
+// Exists tells whether path exists in the KV v2 mount of the OpenBao that cfg describes (see
+// Verifier.Exists).
+func (p *Pool) Exists(ctx context.Context, cfg policy.OpenBaoPolicy, mount, path string) (bool, error) {
+	p.mu.Lock()
+	if p.current == nil || p.cfg != cfg {
+		v, err := newVerifier(cfg, p.metrics)
+		if err != nil {
+			p.mu.Unlock()
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		p.cfg, p.current = cfg, v
+	}
+	v := p.current
+	p.mu.Unlock()
+	return v.Exists(ctx, mount, path)
 }
 
 // ErrUnavailable wraps every failure to get an answer from OpenBao: unreachable, too slow,

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+	"github.com/iss-platform/iss-webhook/webhook"
+)
+
+// ReportName is the name of the OpenReports Report that issctl audit writes in each namespace.
+const ReportName = "iss-webhook-audit"
+
+// auditedKinds are the kinds issctl audit lists: every kind the webhook governs on create.
+func auditedKinds() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{
+		{Version: "v1", Kind: "Pod"},
+		{Group: "apps", Version: "v1", Kind: "Deployment"},
+		{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+		{Group: "apps", Version: "v1", Kind: "DaemonSet"},
+		{Group: "apps", Version: "v1", Kind: "ReplicaSet"},
+		{Group: "batch", Version: "v1", Kind: "Job"},
+		{Group: "batch", Version: "v1", Kind: "CronJob"},
+		{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicy"},
+		{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"},
+		{Group: "external-secrets.io", Version: "v1alpha1", Kind: "PushSecret"},
+		{Group: "external-secrets.io", Version: "v1", Kind: "SecretStore"},
+		{Group: "pulumi.com", Version: "v1", Kind: "Stack"},
+		{Group: "infra.contrib.fluxcd.io", Version: "v1alpha2", Kind: "Terraform"},
+	}
+}
+
+// auditOptions are the flags of issctl audit.
+type auditOptions struct {
+	kubeconfig   string
+	output       string
+	writeReports bool
+}
+
+func audit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o := auditOptions{}
+	fs := flag.NewFlagSet("issctl audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: issctl audit [flags]
+
+Lists the objects of a live cluster that violate the policy in force (the ISSPolicy "default",
+else the built-in default): objects admitted before the policy tightened, in Warn or Audit mode,
+or while the webhook was not installed. Every rule group is judged as if enforced. With
+--write-reports, writes an OpenReports Report (openreports.io/v1alpha1) named iss-webhook-audit
+into each audited namespace, which policy-report dashboards show. Exit code 0 when nothing
+violates, 1 when something does, 2 when the audit could not run.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means $KUBECONFIG, else ~/.kube/config")
+	fs.StringVar(&o.output, "o", "text", "output format: text or json")
+	fs.BoolVar(&o.writeReports, "write-reports", false, "write an OpenReports Report per namespace")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitConform
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || (o.output != "text" && o.output != "json") {
+		fmt.Fprintln(stderr, "issctl audit: unexpected arguments, or -o other than text or json; see --help")
+		return exitUsage
+	}
+	code, err := runAudit(ctx, o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "issctl audit:", err)
+		return exitUsage
+	}
+	return code
+}
+
+// auditClient returns a client of the cluster of the kubeconfig.
+func auditClient(kubeconfig string) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	scheme := webhook.NewScheme()
+	if err := openreportsv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+// policyInForce returns the policy the webhook enforces, judged with every rule group enforced,
+// and says where it came from.
+func policyInForce(ctx context.Context, c client.Client) (*policy.Policy, string, error) {
+	obj := &v1alpha1.ISSPolicy{}
+	err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.PolicyName}, obj)
+	var pol *policy.Policy
+	var source string
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		pol, source = policy.Default(), "the built-in default (no ISSPolicy default)"
+	case err != nil:
+		return nil, "", fmt.Errorf("reading the ISSPolicy: %w", err)
+	default:
+		p, errs := policy.FromISSPolicy(&obj.Spec)
+		if len(errs) > 0 {
+			return nil, "", fmt.Errorf("the ISSPolicy default is invalid, and the webhook enforces the last good policy, which only it knows: fix the ISSPolicy first: %w", errs.ToAggregate())
+		}
+		pol, source = p, fmt.Sprintf("ISSPolicy default, generation %d", obj.Generation)
+	}
+	strict := *pol
+	strict.Enforcement = maps.Clone(pol.Enforcement)
+	for _, g := range policy.ConfigurableRuleGroups() {
+		strict.Enforcement[g] = v1alpha1.Enforce
+	}
+	return &strict, source, nil
+}
+
+// clusterNamespaces answers namespace lookups from the namespaces listed at the start of the audit.
+type clusterNamespaces map[string]map[string]string
+
+func (c clusterNamespaces) Namespace(_ context.Context, name string) (policy.Namespace, error) {
+	return policy.NamespaceFromLabels(name, c[name]), nil
+}
+
+// auditedObject is one object and its outcome.
+type auditedObject struct {
+	obj *unstructured.Unstructured
+	out outcome
+}
+
+func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (int, error) {
+	c, err := auditClient(o.kubeconfig)
+	if err != nil {
+		return 0, err
+	}
+	pol, source, err := policyInForce(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	nsList := &corev1.NamespaceList{}
+	if err := c.List(ctx, nsList); err != nil {
+		return 0, fmt.Errorf("listing namespaces: %w", err)
+	}
+	namespaces := clusterNamespaces{}
+	for _, ns := range nsList.Items {
+		namespaces[ns.Name] = ns.Labels
+	}
+	metrics, err := webhook.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		return 0, err
+	}
+	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: namespaces})
+
+	byNamespace := map[string][]auditedObject{}
+	total := 0
+	for _, gvk := range auditedKinds() {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := c.List(ctx, list); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue // the cluster does not serve the kind
+			}
+			return 0, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		fmt.Fprintf(stderr, "audited %d %s\n", len(list.Items), plural(gvk.Kind))
+		for i := range list.Items {
+			obj := &list.Items[i]
+			if skipInAudit(obj) {
+				continue
+			}
+			// The reviewer sends each object as the API server would: to the webhooks whose
+			// namespace selectors match its namespace's labels.
+			user := authenticationv1.UserInfo{Username: "issctl-audit", Groups: []string{"system:authenticated"}}
+			if initiator := obj.GetAnnotations()[policy.AnnotationInitiatorID]; initiator != "" {
+				// The initiator created it; the audit judges what it reads, not who asks now.
+				user.Username = initiator
+			}
+			r, err := newReviewer(handlers, namespaces[obj.GetNamespace()], user)
+			if err != nil {
+				return 0, err
+			}
+			out, err := r.review(ctx, obj, obj.GetNamespace())
+			if err != nil {
+				return 0, fmt.Errorf("%s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+			}
+			total++
+			byNamespace[obj.GetNamespace()] = append(byNamespace[obj.GetNamespace()], auditedObject{obj: obj, out: out})
+		}
+	}
+
+	var results []result
+	for _, ns := range slices.Sorted(maps.Keys(byNamespace)) {
+		for _, a := range byNamespace[ns] {
+			if !a.out.Allowed {
+				a.out.Patch, a.out.Warnings = nil, nil
+				results = append(results, result{Kind: a.obj.GetKind(), Name: a.obj.GetName(), Namespace: ns, outcome: a.out})
+			}
+		}
+	}
+	printResults(stdout, o.output, results)
+	if o.output == "text" {
+		fmt.Fprintf(stdout, "%d objects in %d namespaces audited against %s: %d violate it\n", total, len(byNamespace), source, len(results))
+	}
+	if o.writeReports {
+		now := time.Now()
+		for _, ns := range slices.Sorted(maps.Keys(byNamespace)) {
+			if err := writeReport(ctx, c, ns, byNamespace[ns], now); err != nil {
+				return 0, err
+			}
+		}
+		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces\n", ReportName, len(byNamespace))
+	}
+	if len(results) > 0 {
+		return exitViolation, nil
+	}
+	return exitConform, nil
+}
+
+// skipInAudit tells which listed objects are not audited: those being deleted, the webhook's own
+// generated policies, and the ReplicaSets and Jobs that a Deployment or CronJob owns, whose
+// template is the owner's, audited with it.
+func skipInAudit(obj *unstructured.Unstructured) bool {
+	if obj.GetDeletionTimestamp() != nil || obj.GetLabels()[policy.LabelManagedBy] == policy.ManagedByValue {
+		return true
+	}
+	for _, ref := range obj.GetOwnerReferences() {
+		if (obj.GetKind() == "ReplicaSet" && ref.Kind == "Deployment") || (obj.GetKind() == "Job" && ref.Kind == "CronJob") {
+			return true
+		}
+	}
+	return false
+}
+
+// writeReport writes the namespace's OpenReports Report: one failed result per violation, and
+// the conforming objects counted as passed.
+func writeReport(ctx context.Context, c client.Client, namespace string, audited []auditedObject, now time.Time) error {
+	report := &openreportsv1alpha1.Report{
+		ObjectMeta: metav1.ObjectMeta{Name: ReportName, Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "issctl"}},
+		Source:     "iss-webhook",
+	}
+	ts := metav1.Timestamp{Seconds: now.Unix()}
+	for _, a := range audited {
+		if a.out.Allowed {
+			report.Summary.Pass++
+			continue
+		}
+		subject := corev1.ObjectReference{APIVersion: a.obj.GetAPIVersion(), Kind: a.obj.GetKind(), Namespace: namespace, Name: a.obj.GetName(), UID: a.obj.GetUID()}
+		fail := func(message string, props map[string]string) {
+			report.Summary.Fail++
+			report.Results = append(report.Results, openreportsv1alpha1.ReportResult{
+				Source: "iss-webhook", Policy: "ISS-001", Rule: a.out.DeniedBy, Category: ruleCategory(a.out.DeniedBy),
+				Severity: "high", Result: "fail", Timestamp: ts, Subjects: []corev1.ObjectReference{subject},
+				Description: message, Properties: props,
+			})
+		}
+		if len(a.out.Violations) == 0 {
+			fail(a.out.Message, nil)
+		}
+		for _, v := range a.out.Violations {
+			fail(v.Field+": "+v.Message, map[string]string{"field": v.Field})
+		}
+	}
+	existing := &openreportsv1alpha1.Report{}
+	err := c.Get(ctx, client.ObjectKeyFromObject(report), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = c.Create(ctx, report)
+	case err == nil:
+		report.ResourceVersion = existing.ResourceVersion
+		err = c.Update(ctx, report)
+	}
+	if err != nil {
+		return fmt.Errorf("writing Report %s/%s: %w", namespace, ReportName, err)
+	}
+	return nil
+}
+
+// ruleCategory is the part of a webhook's name before its first dot: engine-pods, workloads,
+// external-secrets and so on.
+func ruleCategory(webhookName string) string {
+	category, _, _ := strings.Cut(webhookName, ".")
+	return category
+}

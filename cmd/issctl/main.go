@@ -49,4 +49,3 @@ Run "issctl COMMAND --help" for the flags of a command.
 		return exitUsage
 	}
 }
-

@@ -67,7 +67,7 @@ func BenchmarkEnsureCached(b *testing.B) {
 		cached[o.GetKind()+"/"+client.ObjectKeyFromObject(o).String()] = o
 	}
 	// A nil writer client: any API call would panic, so the benchmark proves there is none.
-	w := NewWriter(nil, cached, policy.BackendCilium)
+	w := NewWriter(nil, cached, Served{Cilium: true})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := w.Ensure(context.Background(), "team-a-dev", eng, pol); err != nil {

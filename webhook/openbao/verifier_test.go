@@ -19,8 +19,8 @@ import (
 
 const mount = "kv-dev"
 
-// newVerifier returns a verifier of the test double, logging in with the Kubernetes auth method.
-func newVerifier(t *testing.T, double *openbaotest.KVv2TestDouble, timeout time.Duration) *Verifier {
+// testVerifier returns a verifier of the test double, logging in with the Kubernetes auth method.
+func testVerifier(t *testing.T, double *openbaotest.KVv2TestDouble, timeout time.Duration) *Verifier {
 	t.Helper()
 	jwt := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(jwt, []byte("a-service-account-jwt\n"), 0o600); err != nil {
@@ -39,7 +39,7 @@ func TestVerifierAgainstTheTestDouble(t *testing.T) {
 	double := openbaotest.NewKVv2TestDouble("s.test-token")
 	defer double.Server.Close()
 	double.Seed(mount, "artifacts/team-a/public/secrets/api-token")
-	v := newVerifier(t, double, time.Second)
+	v := testVerifier(t, double, time.Second)
 	ctx := context.Background()
 
 	t.Run("found, with or without a leading slash", func(t *testing.T) {
@@ -90,14 +90,14 @@ func TestVerifierAgainstTheTestDouble(t *testing.T) {
 func TestVerifierSlowAndDown(t *testing.T) {
 	double := openbaotest.NewKVv2TestDouble("s.test-token")
 	double.SetDelay(500 * time.Millisecond)
-	slow := newVerifier(t, double, 100*time.Millisecond)
+	slow := testVerifier(t, double, 100*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := slow.Exists(ctx, mount, "artifacts/team-a/public/secrets/x"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("slow: %v, want ErrUnavailable", err)
 	}
 	double.Server.Close()
-	down := newVerifier(t, double, time.Second)
+	down := testVerifier(t, double, time.Second)
 	if _, err := down.Exists(context.Background(), mount, "artifacts/team-a/public/secrets/x"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("down: %v, want ErrUnavailable", err)
 	}
@@ -173,7 +173,7 @@ func TestVerifierEdgeCases(t *testing.T) {
 	double := openbaotest.NewKVv2TestDouble("s.first")
 	defer double.Server.Close()
 	double.Seed(mount, "artifacts/a/public/secrets/x")
-	v := newVerifier(t, double, time.Second)
+	v := testVerifier(t, double, time.Second)
 	ctx := context.Background()
 
 	t.Run("a mount that does not exist is unavailable, not missing", func(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"github.com/iss-platform/iss-webhook/e2e/devenv"
 )
 
-// gcGracePeriod is the grace period of the egress policy collector on the local control plane.
+// gcGracePeriod is the grace period of the egress policy collector under the suite's policy.
 const gcGracePeriod = 3 * time.Second
 
 // The suite's cluster: set up once in BeforeSuite.
@@ -40,17 +40,16 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	if kc := os.Getenv("ISS_E2E_KUBECONFIG"); kc != "" {
 		By("using the existing cluster of ISS_E2E_KUBECONFIG=" + kc)
 		kubeconfig = kc
+		applyPolicy(ctx, suitePolicy())
 		return
 	}
 	state, err := os.MkdirTemp("", "iss-e2e-")
 	Expect(err).NotTo(HaveOccurred())
 	By("starting the local control plane and iss-webhook")
-	opts := devenv.DefaultOptions(repoRoot, state, GinkgoWriter)
-	// A short grace period, so that the suite sees unused egress policies collected.
-	opts.WebhookArgs = []string{"--gc-grace-period", gcGracePeriod.String()}
-	localEnv, err = devenv.Start(ctx, opts)
+	localEnv, err = devenv.Start(ctx, devenv.DefaultOptions(repoRoot, state, GinkgoWriter))
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = localEnv.Kubeconfig
+	applyPolicy(ctx, suitePolicy())
 }, NodeTimeout(5*60e9))
 
 // suiteFailed is set when any spec fails, so that AfterSuite can show the webhook's log.

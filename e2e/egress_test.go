@@ -302,22 +302,13 @@ spec:
 var _ = Describe("Other FQDN backends", Ordered, func() {
 	const access = `[{"host":"api.github.com"},{"host":"ntp.example.org","ports":[123],"protocol":"UDP"}]`
 
-	restart := func(ctx context.Context, args ...string) {
-		Expect(localEnv.RestartWebhook(ctx, args...)).To(Succeed())
-	}
-	BeforeAll(func() {
-		if localEnv == nil {
-			Skip("switching backends restarts the webhook, which only the local control plane does")
-		}
-	})
+	// The backend is the policy's: switching it takes no restart.
 	AfterAll(func(ctx SpecContext) {
-		if localEnv != nil {
-			restart(ctx)
-		}
+		applyPolicy(ctx, suitePolicy())
 	})
 
 	It("writes an Admin-tier ClusterNetworkPolicy with domainNames with the clusternetworkpolicy backend", func(ctx SpecContext) {
-		restart(ctx, "--fqdn-backend", "clusternetworkpolicy")
+		applyPolicy(ctx, suitePolicy()+"  fqdnBackend: clusternetworkpolicy\n")
 		DeferCleanup(deletePod, "engine-cnp")
 		_, err := kubectl(ctx, engineWith("engine-cnp", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
 		Expect(err).NotTo(HaveOccurred())
@@ -353,7 +344,7 @@ var _ = Describe("Other FQDN backends", Ordered, func() {
 	})
 
 	It("warns that the hosts are unreachable with the none backend, and still writes the DNS-only policy", func(ctx SpecContext) {
-		restart(ctx, "--fqdn-backend", "none")
+		applyPolicy(ctx, suitePolicy()+"  fqdnBackend: none\n")
 		DeferCleanup(deletePod, "engine-none")
 		_, stderr, err := kubectlWithStderr(ctx, engineWith("engine-none", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
 		Expect(err).NotTo(HaveOccurred())

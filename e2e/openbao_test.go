@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -16,7 +17,7 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 
 	BeforeAll(func(ctx SpecContext) {
 		if localEnv == nil {
-			Skip("turning the check on restarts the webhook, which only the local control plane does")
+			Skip("the KV v2 test double and the token file live on this machine, which only the local control plane's webhook reaches")
 		}
 		// The KV v2 test double stands in for OpenBao, which no registry here serves; the
 		// integration test of package webhook/openbao runs against a real server when
@@ -25,12 +26,17 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
 		tokenFile := filepath.Join(GinkgoT().TempDir(), "openbao-token")
 		Expect(os.WriteFile(tokenFile, []byte("s.e2e-token"), 0o600)).To(Succeed())
-		Expect(localEnv.RestartWebhook(ctx, "--openbao-verify", "--openbao-address", double.Server.URL,
-			"--openbao-auth-method", "token", "--openbao-token-file", tokenFile, "--openbao-miss-ttl", "1s")).To(Succeed())
+		// The check is the policy's: turning it on takes no restart.
+		applyPolicy(ctx, suitePolicy()+fmt.Sprintf(`openbao:
+  verify: true
+  address: %s
+  auth: {method: token, tokenFile: %s}
+  cacheTTL: {miss: 1s}
+`, double.Server.URL, tokenFile))
 	})
 	AfterAll(func(ctx SpecContext) {
 		if localEnv != nil {
-			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+			applyPolicy(ctx, suitePolicy())
 		}
 	})
 

@@ -11,6 +11,7 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -154,8 +155,9 @@ func mergeEngines(e *EnginePolicy, s *v1alpha1.Engines, path *field.Path) field.
 			for _, msg := range validation.IsDNS1123Label(sp.Name) {
 				errs = append(errs, field.Invalid(pp.Child("name"), sp.Name, msg))
 			}
-			errs = append(errs, validateProfileResources(sp, pp)...)
-			e.Profiles = append(e.Profiles, Profile{Name: sp.Name, Requests: sp.Requests.DeepCopy(), Limits: sp.Limits.DeepCopy()})
+			profile, profileErrs := profileFromSpec(sp, pp)
+			errs = append(errs, profileErrs...)
+			e.Profiles = append(e.Profiles, profile)
 		}
 		if len(s.Profiles) == 0 {
 			errs = append(errs, field.Required(path.Child("profiles"), "list at least one quota profile"))
@@ -172,37 +174,54 @@ func mergeEngines(e *EnginePolicy, s *v1alpha1.Engines, path *field.Path) field.
 	return errs
 }
 
-// validateProfileResources checks that a profile sets a request and a limit of cpu, memory and
-// ephemeral-storage, and no request above its limit.
-func validateProfileResources(sp v1alpha1.Profile, path *field.Path) field.ErrorList {
+// profileResourceList parses a profile's requests or limits, which are quantities written as
+// strings, each of which must be above zero.
+func profileResourceList(r v1alpha1.ProfileResources, path *field.Path) (corev1.ResourceList, field.ErrorList) {
 	var errs field.ErrorList
-	for _, list := range []struct {
-		name string
-		l    corev1.ResourceList
-	}{{"requests", sp.Requests}, {"limits", sp.Limits}} {
-		for _, r := range sortedResourceNames(list.l) {
-			if !slices.Contains(profileResources, r) {
-				errs = append(errs, field.NotSupported(path.Child(list.name).Key(string(r)), r, []string{"cpu", "memory", "ephemeral-storage"}))
-			}
-		}
-		for _, r := range profileResources {
-			q, ok := list.l[r]
-			switch {
-			case !ok:
-				errs = append(errs, field.Required(path.Child(list.name).Key(string(r)), "a profile sets a request and a limit of cpu, memory and ephemeral-storage"))
-			case q.Sign() <= 0:
-				errs = append(errs, field.Invalid(path.Child(list.name).Key(string(r)), q.String(), "must be above zero"))
-			}
+	list := corev1.ResourceList{}
+	for name, value := range map[corev1.ResourceName]string{corev1.ResourceCPU: r.CPU, corev1.ResourceMemory: r.Memory, corev1.ResourceEphemeralStorage: r.EphemeralStorage} {
+		q, err := resource.ParseQuantity(value)
+		switch {
+		case value == "":
+			errs = append(errs, field.Required(path.Child(string(name)), "a profile sets a request and a limit of cpu, memory and ephemeral-storage"))
+		case err != nil:
+			errs = append(errs, field.Invalid(path.Child(string(name)), value, "must be a quantity, such as 500m, 2 or 4Gi"))
+		case q.Sign() <= 0:
+			errs = append(errs, field.Invalid(path.Child(string(name)), value, "must be above zero"))
+		default:
+			list[name] = q
 		}
 	}
+	slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
+	return list, errs
+}
+
+// profileFromSpec returns the profile of an ISSPolicy profile, or every invalid field: each
+// request and limit a quantity above zero, and no request above its limit.
+func profileFromSpec(sp v1alpha1.Profile, path *field.Path) (Profile, field.ErrorList) {
+	requests, errs := profileResourceList(sp.Requests, path.Child("requests"))
+	limits, limitErrs := profileResourceList(sp.Limits, path.Child("limits"))
+	errs = append(errs, limitErrs...)
 	for _, r := range profileResources {
-		req, hasReq := sp.Requests[r]
-		lim, hasLim := sp.Limits[r]
+		req, hasReq := requests[r]
+		lim, hasLim := limits[r]
 		if hasReq && hasLim && req.Cmp(lim) > 0 {
-			errs = append(errs, field.Invalid(path.Child("requests").Key(string(r)), req.String(), fmt.Sprintf("is above the limit %s: a request may not exceed its limit", lim.String())))
+			errs = append(errs, field.Invalid(path.Child("requests", string(r)), req.String(), fmt.Sprintf("is above the limit %s: a request may not exceed its limit", lim.String())))
 		}
 	}
-	return errs
+	return Profile{Name: sp.Name, Requests: requests, Limits: limits}, errs
+}
+
+// profileToSpec returns a profile as an ISSPolicy profile.
+func profileToSpec(p Profile) v1alpha1.Profile {
+	toSpec := func(l corev1.ResourceList) v1alpha1.ProfileResources {
+		q := func(name corev1.ResourceName) string {
+			v := l[name]
+			return v.String()
+		}
+		return v1alpha1.ProfileResources{CPU: q(corev1.ResourceCPU), Memory: q(corev1.ResourceMemory), EphemeralStorage: q(corev1.ResourceEphemeralStorage)}
+	}
+	return v1alpha1.Profile{Name: p.Name, Requests: toSpec(p.Requests), Limits: toSpec(p.Limits)}
 }
 
 // validateLabels checks label keys and values.
@@ -357,8 +376,8 @@ func mergeNetwork(n *NetworkPolicy, s *v1alpha1.Network, path *field.Path) field
 		}
 	}
 	setDuration(&n.GCGracePeriod, s.GCGracePeriod)
-	if n.GCGracePeriod < 10*time.Second {
-		errs = append(errs, field.Invalid(path.Child("gcGracePeriod"), n.GCGracePeriod.String(), "must be at least 10s, the time between admission and the pod's creation"))
+	if n.GCGracePeriod < time.Second {
+		errs = append(errs, field.Invalid(path.Child("gcGracePeriod"), n.GCGracePeriod.String(), "must be at least 1s; keep it well above the time between admission and the pod's creation, such as the default 5m"))
 	}
 	return errs
 }
@@ -414,7 +433,7 @@ func mergeAutoscaling(a *AutoscalingPolicy, s *v1alpha1.Autoscaling, path *field
 func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 	profiles := make([]v1alpha1.Profile, len(p.Engines.Profiles))
 	for i, pr := range p.Engines.Profiles {
-		profiles[i] = v1alpha1.Profile{Name: pr.Name, Requests: pr.Requests.DeepCopy(), Limits: pr.Limits.DeepCopy()}
+		profiles[i] = profileToSpec(pr)
 	}
 	envNames := make([]string, 0, len(p.Secrets.Environments))
 	for name := range p.Secrets.Environments {

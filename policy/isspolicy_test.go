@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -103,17 +102,16 @@ func TestInvalidISSPolicy(t *testing.T) {
 		{"exempt namespace", v1alpha1.ISSPolicySpec{ExemptNamespaces: []string{"Team_A"}}, []wantErr{{"spec.exemptNamespaces[0]", "RFC 1123"}}},
 		{"service account", v1alpha1.ISSPolicySpec{TrustedIdentities: &v1alpha1.TrustedIdentities{ServiceAccounts: []string{"ci"}}}, []wantErr{{"spec.trustedIdentities.serviceAccounts[0]", "namespace/name"}}},
 		{"profiles", v1alpha1.ISSPolicySpec{Engines: &v1alpha1.Engines{Profiles: []v1alpha1.Profile{
-			{Name: "small", Requests: corev1.ResourceList{"cpu": q("2"), "memory": q("1Gi"), "ephemeral-storage": q("1Gi")}, Limits: corev1.ResourceList{"cpu": q("1"), "memory": q("1Gi"), "ephemeral-storage": q("1Gi"), "nvidia.com/gpu": q("1")}},
-			{Name: "small", Requests: corev1.ResourceList{"cpu": q("1")}},
+			{Name: "small", Requests: v1alpha1.ProfileResources{CPU: "2", Memory: "1Gi", EphemeralStorage: "1Gi"}, Limits: v1alpha1.ProfileResources{CPU: "1", Memory: "1Gi", EphemeralStorage: "1Gi"}},
+			{Name: "small", Requests: v1alpha1.ProfileResources{CPU: "1", Memory: "lots", EphemeralStorage: "0"}},
 		}}}, []wantErr{
-			{"spec.engines.profiles[0].limits[nvidia.com/gpu]", "supported values"},
-			{"spec.engines.profiles[0].requests[cpu]", "above the limit 1"},
+			{"spec.engines.profiles[0].requests.cpu", "above the limit 1"},
 			{"spec.engines.profiles[1].name", "Duplicate"},
-			{"spec.engines.profiles[1].requests[memory]", "a profile sets a request and a limit"},
-			{"spec.engines.profiles[1].requests[ephemeral-storage]", "Required"},
-			{"spec.engines.profiles[1].limits[cpu]", "Required"},
-			{"spec.engines.profiles[1].limits[memory]", "Required"},
-			{"spec.engines.profiles[1].limits[ephemeral-storage]", "Required"},
+			{"spec.engines.profiles[1].requests.ephemeral-storage", "above zero"},
+			{"spec.engines.profiles[1].requests.memory", "must be a quantity"},
+			{"spec.engines.profiles[1].limits.cpu", "Required"},
+			{"spec.engines.profiles[1].limits.ephemeral-storage", "Required"},
+			{"spec.engines.profiles[1].limits.memory", "Required"},
 			{"spec.engines.defaultProfile", `"standard"`},
 		}},
 		{"engine image with a tag", v1alpha1.ISSPolicySpec{Engines: &v1alpha1.Engines{Images: []string{"registry.dagger.io/engine:v0.18"}}}, []wantErr{{"spec.engines.images[0]", "without tag or digest"}}},
@@ -130,11 +128,11 @@ func TestInvalidISSPolicy(t *testing.T) {
 			{"spec.openbao.timeout", "at most 4s"},
 			{"spec.openbao.onUnavailable", "supported values"},
 		}},
-		{"network", v1alpha1.ISSPolicySpec{Network: &v1alpha1.Network{FQDNBackend: "calico", DNS: &v1alpha1.DNS{Ports: []int32{0}}, ClusterNetworkPolicyPriority: ptr.To[int32](1001), GCGracePeriod: &metav1.Duration{Duration: time.Second}}}, []wantErr{
+		{"network", v1alpha1.ISSPolicySpec{Network: &v1alpha1.Network{FQDNBackend: "calico", DNS: &v1alpha1.DNS{Ports: []int32{0}}, ClusterNetworkPolicyPriority: ptr.To[int32](1001), GCGracePeriod: &metav1.Duration{Duration: time.Millisecond}}}, []wantErr{
 			{"spec.network.fqdnBackend", "supported values"},
 			{"spec.network.dns.ports[0]", "1 to 65535"},
 			{"spec.network.clusterNetworkPolicyPriority", "0 to 1000"},
-			{"spec.network.gcGracePeriod", "at least 10s"},
+			{"spec.network.gcGracePeriod", "at least 1s"},
 		}},
 		{"autoscaling", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Metric: &v1alpha1.SaturationMetric{Type: "Resource", Target: ptr.To(q("0"))}}}, []wantErr{
 			{"spec.autoscaling.metric.type", "supported values"},

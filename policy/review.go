@@ -83,19 +83,21 @@ func issKeys(a, b map[string]string) []string {
 	return keys
 }
 
-// ReviewPodUpdate evaluates an update of a pod (not through a subresource): its ISS labels and
-// annotations stay as they were, a pod that was not an engine does not become one (the webhook
-// could not give it its profile, secrets and egress policy), and an engine still follows the
-// engine rules.
-func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) field.ErrorList {
-	errs := ValidateISSMetadataUnchanged(&old.ObjectMeta, &cur.ObjectMeta, nil)
+// ReviewPodUpdate evaluates an update of a pod (not through a subresource). integrity are the
+// violations of the integrity rules: its ISS labels and annotations stay as they were, and a pod
+// that was not an engine does not become one (the webhook could not give it its profile, secrets
+// and egress policy). engine are those of the engine rules, which an engine still follows; they
+// are apart because they have the engine rules' enforcement mode, so that an engine admitted in
+// Warn mode can still be labelled.
+func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) (integrity, engine field.ErrorList) {
+	integrity = ValidateISSMetadataUnchanged(&old.ObjectMeta, &cur.ObjectMeta, nil)
 	_, wasEngine := p.Engines.Match(&old.ObjectMeta, &old.Spec)
-	_, isEngine, engineErrs := p.ReviewEnginePod(&cur.ObjectMeta, &cur.Spec, nil)
+	_, isEngine, engine := p.ReviewEnginePod(&cur.ObjectMeta, &cur.Spec, nil)
 	if isEngine && !wasEngine {
-		errs = append(errs, field.Forbidden(field.NewPath("spec", "containers"),
+		integrity = append(integrity, field.Forbidden(field.NewPath("spec", "containers"),
 			"this update makes the pod a Dagger engine (engine image or label); create a new pod instead, so that it gets its quota profile, secrets and egress policy"))
 	}
-	return append(errs, engineErrs...)
+	return integrity, engine
 }
 
 // ValidateEphemeralContainers denies ephemeral containers (kubectl debug) that run an engine

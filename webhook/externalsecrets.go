@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/mutators"
@@ -61,12 +62,22 @@ func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.N
 
 // InitiatorDefaulter is the mutating handler for ExternalSecrets and PushSecrets: it sets the
 // iss.platform/initiator-id annotation to the requesting user when it is absent.
-type InitiatorDefaulter struct{}
+type InitiatorDefaulter struct {
+	policies policy.Provider
+}
+
+// NewInitiatorDefaulter returns the mutating handler for ExternalSecrets and PushSecrets.
+func NewInitiatorDefaulter(policies policy.Provider) InitiatorDefaulter {
+	return InitiatorDefaulter{policies: policies}
+}
 
 // Handle implements admission.Handler.
-func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+func (h InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("")
+	}
+	if h.policies.Current().Exempt(req.Namespace) {
+		return admission.Allowed("namespace exempt by the ISSPolicy")
 	}
 	// Unstructured, so that the patch touches the annotation and nothing of fields this build
 	// does not know.
@@ -193,11 +204,15 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		errs = missing
 		if unavailable != nil {
 			msg := fmt.Sprintf("iss-webhook could not check that the OpenBao paths of %s %s exist: %v", req.Kind.Kind, meta.Name, unavailable)
-			if pol.OpenBao.OnUnavailable != policy.UnavailableWarn && pol.Mode(policy.RuleSecrets) == v1alpha1.Enforce {
+			switch {
+			case pol.OpenBao.OnUnavailable != policy.UnavailableWarn && pol.Mode(policy.RuleSecrets) == v1alpha1.Enforce:
 				h.metrics.count(pol, req.Resource.Resource, policy.RuleSecrets, decisionDenied)
 				return admission.Denied(msg + "; the policy denies what it cannot verify (openbao.onUnavailable: Deny): retry, and if it persists ask the platform team")
+			case pol.Mode(policy.RuleSecrets) == v1alpha1.Audit:
+				logf.FromContext(ctx).Info("admitted unverified in Audit mode", "error", msg)
+			default:
+				warnings = append(warnings, msg+"; admitted unverified")
 			}
-			warnings = append(warnings, msg+"; admitted unverified")
 		}
 	}
 	v.add(policy.RuleSecrets, errs)

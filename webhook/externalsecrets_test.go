@@ -94,7 +94,7 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 
 func TestInitiatorDefaulter(t *testing.T) {
 	req := esRequest(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"tokens"},"spec":{"refreshInterval":"1h","unknownField":{"kept":true}}}`)
-	resp := InitiatorDefaulter{}.Handle(context.Background(), req)
+	resp := NewInitiatorDefaulter(policy.NewHolder(policy.Default())).Handle(context.Background(), req)
 	if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/annotations" {
 		t.Fatalf("got %+v", resp.Patches)
 	}
@@ -102,7 +102,7 @@ func TestInitiatorDefaulter(t *testing.T) {
 		t.Errorf("initiator %v", v)
 	}
 	req = esRequest(tokensES)
-	if resp := (InitiatorDefaulter{}).Handle(context.Background(), req); len(resp.Patches) != 0 {
+	if resp := NewInitiatorDefaulter(policy.NewHolder(policy.Default())).Handle(context.Background(), req); len(resp.Patches) != 0 {
 		t.Errorf("an initiator that is set was changed: %+v", resp.Patches)
 	}
 }

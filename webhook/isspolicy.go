@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -68,7 +69,11 @@ func issPolicyWarnings(p *policy.Policy) []string {
 		}
 	}
 	if sel := p.TemporalWorkers.Selector; sel != nil {
-		for k := range sel.MatchLabels {
+		keys := slices.Collect(maps.Keys(sel.MatchLabels))
+		for _, e := range sel.MatchExpressions {
+			keys = append(keys, e.Key)
+		}
+		for _, k := range keys {
 			if !isISSKey(k) {
 				warnings = append(warnings, fmt.Sprintf("spec.temporalWorkers.selector: Deployments selected by %s reach iss-webhook only when the matchConditions of the workloads webhook name the label: add it there (manifests/webhook/webhooks.yaml)", k))
 			}

@@ -145,7 +145,7 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if resp, denied := v.denied(podKind, &pod.ObjectMeta); denied {
 			return resp
 		}
-		return admission.Allowed("").WithWarnings(v.warnings...)
+		return v.allow(admission.Allowed(""), policy.RuleEnginePods, decisionAllowed)
 	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == "status"):
 		old := &corev1.Pod{}
 		if err := h.decoder.Decode(req, pod); err != nil {
@@ -159,15 +159,17 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		}
 		// A status update can change only metadata besides the status, which the same
 		// protection covers; an update of the pod itself also follows the engine rules.
-		errs := policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil)
 		if req.SubResource == "" {
-			errs = pol.ReviewPodUpdate(old, pod)
+			integrity, engine := pol.ReviewPodUpdate(old, pod)
+			v.add(policy.RuleIntegrity, integrity)
+			v.add(policy.RuleEnginePods, engine)
+		} else {
+			v.add(policy.RuleIntegrity, policy.ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil))
 		}
-		v.add(policy.RuleIntegrity, errs)
 		if resp, denied := v.denied(podKind, &old.ObjectMeta); denied {
 			return resp
 		}
-		return admission.Allowed("")
+		return admission.Allowed("").WithWarnings(v.warnings...)
 	default:
 		return admission.Allowed("iss-webhook validates pods on create, update, resize and ephemeral containers only")
 	}

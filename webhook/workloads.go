@@ -90,5 +90,5 @@ func (h *WorkloadValidator) Handle(ctx context.Context, req admission.Request) a
 	if resp, denied := v.denied(gk, &metav1.ObjectMeta{Name: obj.GetName(), GenerateName: obj.GetGenerateName()}); denied {
 		return resp
 	}
-	return admission.Allowed("").WithWarnings(v.warnings...)
+	return v.allow(admission.Allowed(""), policy.RuleEnginePods, decisionAllowed)
 }

@@ -243,7 +243,7 @@ func requireISSPolicyCRD(dc discovery.DiscoveryInterface) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("asking the API server for %s: %w", v1alpha1.GroupVersion, err)
 	}
-	return errors.New("the cluster does not serve the ISSPolicy CRD (isspolicies.iss.platform): install it with kubectl apply -k manifests/crds, or issctl install")
+	return errors.New("the cluster does not serve the ISSPolicy CRD (isspolicies.iss.platform): install it first: kubectl apply -k manifests/crds")
 }
 
 // whoAmI returns the user name the webhook authenticates as, so that it recognises its own

@@ -31,7 +31,9 @@ import (
 // ReportName is the name of the OpenReports Report that issctl audit writes in each namespace.
 const ReportName = "iss-webhook-audit"
 
-// auditedKinds are the kinds issctl audit lists: every kind the webhook governs on create.
+// auditedKinds are the kinds issctl audit lists: every kind whose create the webhook judges by
+// the object alone. NetworkPolicies are left out: whether one may open engine egress depends on
+// who wrote it (trusted identities may), which an audit cannot know.
 func auditedKinds() []schema.GroupVersionKind {
 	return []schema.GroupVersionKind{
 		{Version: "v1", Kind: "Pod"},
@@ -42,7 +44,6 @@ func auditedKinds() []schema.GroupVersionKind {
 		{Group: "batch", Version: "v1", Kind: "Job"},
 		{Group: "batch", Version: "v1", Kind: "CronJob"},
 		{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
-		{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicy"},
 		{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"},
 		{Group: "external-secrets.io", Version: "v1alpha1", Kind: "PushSecret"},
 		{Group: "external-secrets.io", Version: "v1", Kind: "SecretStore"},
@@ -189,7 +190,7 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 		fmt.Fprintf(stderr, "audited %d %s\n", len(list.Items), plural(gvk.Kind))
 		for i := range list.Items {
 			obj := &list.Items[i]
-			if skipInAudit(obj) {
+			if skipInAudit(obj) || pol.Exempt(obj.GetNamespace()) {
 				continue
 			}
 			// The reviewer sends each object as the API server would: to the webhooks whose
@@ -232,7 +233,11 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 				return 0, err
 			}
 		}
-		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces\n", ReportName, len(byNamespace))
+		stale, err := deleteStaleReports(ctx, c, byNamespace)
+		if err != nil {
+			return 0, err
+		}
+		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces, deleted %d of namespaces with nothing audited any more\n", ReportName, len(byNamespace), stale)
 	}
 	if len(results) > 0 {
 		return exitViolation, nil
@@ -297,6 +302,27 @@ func writeReport(ctx context.Context, c client.Client, namespace string, audited
 		return fmt.Errorf("writing Report %s/%s: %w", namespace, ReportName, err)
 	}
 	return nil
+}
+
+// deleteStaleReports deletes the Reports of earlier audits in namespaces that have nothing to
+// audit any more, so that dashboards do not show violations that are gone.
+func deleteStaleReports(ctx context.Context, c client.Client, audited map[string][]auditedObject) (int, error) {
+	reports := &openreportsv1alpha1.ReportList{}
+	if err := c.List(ctx, reports, client.MatchingLabels{"app.kubernetes.io/managed-by": "issctl"}); err != nil {
+		return 0, fmt.Errorf("listing Reports: %w", err)
+	}
+	deleted := 0
+	for i := range reports.Items {
+		r := &reports.Items[i]
+		if _, ok := audited[r.Namespace]; ok || r.Name != ReportName {
+			continue
+		}
+		if err := c.Delete(ctx, r); client.IgnoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("deleting Report %s/%s: %w", r.Namespace, r.Name, err)
+		}
+		deleted++
+	}
+	return deleted, nil
 }
 
 // ruleCategory is the part of a webhook's name before its first dot: engine-pods, workloads,

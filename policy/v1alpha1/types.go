@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -167,7 +166,7 @@ type Engines struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:MaxItems=8
 	// +default=[{"name":"standard","requests":{"cpu":"500m","memory":"1Gi","ephemeral-storage":"10Gi"},"limits":{"cpu":"2000m","memory":"4Gi","ephemeral-storage":"10Gi"}},{"name":"high-performance","requests":{"cpu":"2000m","memory":"4Gi","ephemeral-storage":"50Gi"},"limits":{"cpu":"4000m","memory":"8Gi","ephemeral-storage":"50Gi"}}]
 	Profiles []Profile `json:"profiles,omitempty"`
 	// DefaultProfile is the profile of an engine without the iss.platform/profile annotation.
@@ -183,7 +182,9 @@ type Engines struct {
 // ephemeral-storage limit also bounds every disk-backed emptyDir, and its memory limit every
 // memory-backed one.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || self.requests.all(r, !(r in self.limits) || quantity(string(self.requests[r])).compareTo(quantity(string(self.limits[r]))) <= 0)",message="a request may not be above its limit"
+// +kubebuilder:validation:XValidation:rule="quantity(self.requests.cpu).compareTo(quantity(self.limits.cpu)) <= 0",message="the cpu request may not be above its limit",fieldPath=".requests.cpu"
+// +kubebuilder:validation:XValidation:rule="quantity(self.requests.memory).compareTo(quantity(self.limits.memory)) <= 0",message="the memory request may not be above its limit",fieldPath=".requests.memory"
+// +kubebuilder:validation:XValidation:rule="quantity(self.requests.ephemeral__dash__storage).compareTo(quantity(self.limits.ephemeral__dash__storage)) <= 0",message="the ephemeral-storage request may not be above its limit"
 type Profile struct {
 	// Name is the value of the iss.platform/profile annotation that selects the profile.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -191,11 +192,32 @@ type Profile struct {
 	// +required
 	Name string `json:"name"`
 	// Requests are the engine container's requests.
-	// +kubebuilder:validation:MaxProperties=8
-	Requests corev1.ResourceList `json:"requests,omitempty"`
+	// +required
+	Requests ProfileResources `json:"requests"`
 	// Limits are the engine container's limits.
-	// +kubebuilder:validation:MaxProperties=8
-	Limits corev1.ResourceList `json:"limits,omitempty"`
+	// +required
+	Limits ProfileResources `json:"limits"`
+}
+
+// ProfileResources are the resources a profile sets. They are quantities written as strings,
+// such as "500m", "2" or "4Gi" (quote whole numbers in YAML), so that the CRD's CEL rules can
+// compare them within the API server's cost budget.
+type ProfileResources struct {
+	// CPU, such as "500m" or "2".
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="isQuantity(self)",message="must be a quantity, such as 500m or 2"
+	// +required
+	CPU string `json:"cpu"`
+	// Memory, such as "1Gi".
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="isQuantity(self)",message="must be a quantity, such as 1Gi"
+	// +required
+	Memory string `json:"memory"`
+	// EphemeralStorage, such as "10Gi".
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="isQuantity(self)",message="must be a quantity, such as 10Gi"
+	// +required
+	EphemeralStorage string `json:"ephemeral-storage"`
 }
 
 // Secrets says where each environment's secrets live.
@@ -250,11 +272,11 @@ type OnUnavailable string
 
 // OpenBao is the optional existence check of the paths an ExternalSecret reads.
 //
-// +kubebuilder:validation:XValidation:rule="!self.verify || (has(self.address) && self.address != ”)",message="verify needs the address of OpenBao",fieldPath=".address"
+// +kubebuilder:validation:XValidation:rule="!has(self.verify) || !self.verify || (has(self.address) && size(self.address) > 0)",message="verify needs the address of OpenBao",fieldPath=".address"
 type OpenBao struct {
 	// Verify turns the check on.
 	// +default=false
-	Verify bool `json:"verify"`
+	Verify bool `json:"verify,omitempty"`
 	// Address is OpenBao's URL, such as https://openbao.openbao.svc:8200.
 	// +kubebuilder:validation:Pattern=`^https?://[^/?#]+(/.*)?$`
 	Address string `json:"address,omitempty"`
@@ -277,7 +299,7 @@ type OpenBao struct {
 
 // OpenBaoAuth is how the webhook logs in to OpenBao.
 //
-// +kubebuilder:validation:XValidation:rule="self.method != 'token' || (has(self.tokenFile) && self.tokenFile != ”)",message="the token method needs tokenFile",fieldPath=".tokenFile"
+// +kubebuilder:validation:XValidation:rule="!has(self.method) || self.method != 'token' || (has(self.tokenFile) && size(self.tokenFile) > 0)",message="the token method needs tokenFile",fieldPath=".tokenFile"
 type OpenBaoAuth struct {
 	// Method is kubernetes (the Kubernetes auth method, with the webhook's service account
 	// token) or token (a token read from tokenFile).

@@ -68,6 +68,9 @@ iss-webhook is running against a local control plane (no nodes: pods are admitte
   kubectl apply -f %s/03-engine-off-profile.yaml            # denied, with every violation
   kubectl apply --dry-run=server -o yaml -f my-engine.yaml  # see what the webhook would change
   kubectl get networkpolicies,ciliumnetworkpolicies -n team-a-dev -o yaml  # generated egress policies
+  bin/issctl policy default > policy.yaml   # the built-in policy; edit it, then:
+  kubectl apply -f policy.yaml && kubectl get isspolicy    # applies to the next review, no restart
+  bin/issctl audit --write-reports          # what already runs that violates the policy in force
 
 Example namespaces: team-a-dev, team-a-prod, team-b-staging (labelled with iss.platform/app-id and
 iss.platform/environment). The ordinary users alice and bob may edit in team-a-dev and team-a-prod:

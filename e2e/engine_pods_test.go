@@ -226,7 +226,7 @@ spec:
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="engine-pods"\} [1-9]`))
+		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="enginePods"\} [1-9]`))
 		Expect(string(body)).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/mutate-engine-pods"}`))
 	})
 

@@ -74,6 +74,13 @@ func waitForPolicy(ctx context.Context, ready string) {
 	}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 }
 
+// invalidSelector is a policy section that the CRD's schema admits and the webhook's checks do
+// not: a selector that cannot be parsed.
+const invalidSelector = `temporalWorkers:
+  selector:
+    matchExpressions: [{key: iss.platform/component, operator: In, values: []}]
+`
+
 // offProfileEngine is an engine pod whose CPU limit is above its profile's.
 func offProfileEngine(name, ns string) string {
 	return strings.Replace(enginePod(name, "", `      resources:
@@ -134,7 +141,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
       limits: {cpu: "1", memory: 1Gi, ephemeral-storage: 1Gi}
 `), "apply", "-f", "-")
 		Expect(err).To(MatchError(And(ContainSubstring("the cpu request may not be above its limit"), ContainSubstring("defaultProfile must name one of the profiles"))))
-		_, err = kubectl(ctx, policyManifest("temporalWorkers:\n  selector: {}\n"), "apply", "-f", "-")
+		_, err = kubectl(ctx, policyManifest(invalidSelector), "apply", "-f", "-")
 		Expect(err).To(MatchError(ContainSubstring("spec.temporalWorkers.selector: Invalid value")))
 	})
 
@@ -142,7 +149,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 		applyPolicy(ctx, suitePolicy()+"enforcement:\n  enginePods: Warn\n")
 		// The policy webhook stands aside, as when it was down while the object was written.
 		restore := removeWebhook(ctx, "validatingwebhookconfiguration", "isspolicies.validate.iss.platform")
-		_, err := kubectl(ctx, policyManifest(suitePolicy()+"temporalWorkers:\n  selector: {}\n"), "apply", "-f", "-")
+		_, err := kubectl(ctx, policyManifest(suitePolicy()+invalidSelector), "apply", "-f", "-")
 		restore(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		waitForPolicy(ctx, "False")

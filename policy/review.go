@@ -100,21 +100,21 @@ func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) (integrity, engine field.
 	return integrity, engine
 }
 
-// ValidateEphemeralContainers denies ephemeral containers (kubectl debug) that run an engine
-// image, which would be engines without a quota profile or egress policy, and, in engines,
-// secret agents.
-func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *corev1.PodSpec) field.ErrorList {
-	var errs field.ErrorList
+// ValidateEphemeralContainers checks ephemeral containers (kubectl debug). integrity denies those
+// that run an engine image, which would be engines without a quota profile or egress policy: an
+// integrity rule, since in Warn mode it would open engine egress. engine denies secret agents in
+// engines, under the engine rules.
+func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (integrity, engine field.ErrorList) {
 	if _, isEngine := p.Engines.Match(meta, spec); isEngine {
-		errs = append(errs, validateNoSecretAgents(nil, &corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)...)
+		engine = validateNoSecretAgents(nil, &corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)
 	}
 	for i, c := range spec.EphemeralContainers {
 		if p.Engines.IsEngineImage(c.Image) {
-			errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers").Index(i).Child("image"),
+			integrity = append(integrity, field.Forbidden(field.NewPath("spec", "ephemeralContainers").Index(i).Child("image"),
 				fmt.Sprintf("ephemeral container %q runs the engine image %s, which would run outside its quota profile and egress policy: debug with another image", c.Name, c.Image)))
 		}
 	}
-	return errs
+	return integrity, engine
 }
 
 // ValidateEgressLabel checks a pod's iss.platform/egress-policy label once every mutating

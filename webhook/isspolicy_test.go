@@ -76,7 +76,7 @@ func TestISSPolicyValidator(t *testing.T) {
 			name: "request above its limit and an empty temporalWorkers selector",
 			req: issPolicyRequest(admissionv1.Create, "", issPolicyJSON("default",
 				`{"engines":{"profiles":[`+overLimitProfile+`]},"temporalWorkers":{"selector":{}}}`)),
-			causes: []string{"spec.engines.profiles[0].requests[cpu]", "spec.temporalWorkers.selector"},
+			causes: []string{"spec.engines.profiles[0].requests.cpu", "spec.temporalWorkers.selector"},
 		},
 		{
 			name: "another name and an unknown mode, reported together",

@@ -159,6 +159,18 @@ func TestEnforcementModes(t *testing.T) {
 			field: "spec.containers[0].resources.limits[cpu]",
 		},
 		{
+			// An engine admitted off profile in Warn mode must stay labellable: only the
+			// integrity rules of an update ignore the mode.
+			name: "validating pod webhook, update of an engine off profile", path: ValidateEnginePodsPath, resource: "pods", group: policy.RuleEnginePods,
+			req: func(t *testing.T) admission.Request {
+				old := withCPULimit8(admittedEnginePod())
+				cur := old.DeepCopy()
+				cur.Labels["team"] = "a"
+				return updateRequest(t, old, cur, "alice", "system:authenticated")
+			},
+			field: "spec.containers[0].resources.limits[cpu]",
+		},
+		{
 			name: "workload webhook, Deployment template off profile", path: ValidateWorkloadsPath, resource: "deployments", group: policy.RuleEnginePods,
 			req: func(t *testing.T) admission.Request {
 				return objectRequest(t, deploymentGVK, "deployments", admissionv1.Create, "", offProfileDeployment())

@@ -141,7 +141,9 @@ func (h *EnginePodValidator) Handle(ctx context.Context, req admission.Request) 
 		if err := h.decoder.Decode(req, pod); err != nil {
 			return badRequest("pod", err)
 		}
-		v.add(policy.RuleEnginePods, pol.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec))
+		integrity, engine := pol.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
+		v.add(policy.RuleIntegrity, integrity)
+		v.add(policy.RuleEnginePods, engine)
 		if resp, denied := v.denied(podKind, &pod.ObjectMeta); denied {
 			return resp
 		}

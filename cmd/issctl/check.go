@@ -18,6 +18,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook"
 )
 
@@ -42,8 +43,9 @@ func check(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 Runs each object of the manifests (multi-document YAML or JSON, and Lists) through the admission
 webhooks of iss-webhook, as the API server would on create: mutations first, then validations.
 Prints each object's outcome. The policy is the built-in default, or the ISSPolicy of --policy;
-its enforcement modes apply as in the cluster (Warn admits with warnings). Exit code 0 when all
-are admitted, 1 when any is denied, 2 on usage or parse errors.
+its enforcement modes apply as in the cluster (Warn admits with warnings), except that Audit
+shows its violations as warnings too. Exit code 0 when all are admitted, 1 when any is denied, 2
+on usage or parse errors.
 
 Flags:
 `)
@@ -79,6 +81,13 @@ Flags:
 		if pol, err = loadPolicyFile(o.policyFile); err != nil {
 			fmt.Fprintln(stderr, "issctl check: --policy:", err)
 			return exitUsage
+		}
+	}
+	// In the cluster Audit admits silently; offline that would hide the violation from the
+	// developer, so it is shown as a Warn-mode warning.
+	for g, mode := range pol.Enforcement {
+		if mode == v1alpha1.Audit {
+			pol.Enforcement[g] = v1alpha1.Warn
 		}
 	}
 	objects, err := readObjects(o.files, stdin)

@@ -71,8 +71,10 @@ func (s Served) Resolve(want policy.FQDNBackend) (policy.FQDNBackend, error) {
 		return "", fmt.Errorf("the policy's network.fqdnBackend is cilium, but the cluster served no CiliumNetworkPolicy when iss-webhook started: install Cilium's CRDs and restart iss-webhook, or choose another backend")
 	case want == policy.BackendClusterNetworkPolicy && !s.ClusterNetworkPolicy:
 		return "", fmt.Errorf("the policy's network.fqdnBackend is clusternetworkpolicy, but the cluster served no ClusterNetworkPolicy when iss-webhook started: install the network-policy-api CRDs and restart iss-webhook, or choose another backend")
+	case want == policy.BackendCilium, want == policy.BackendClusterNetworkPolicy, want == policy.BackendNone:
+		return want, nil
 	}
-	return want, nil
+	return "", fmt.Errorf("unknown FQDN backend %q", want)
 }
 
 // GVKs returns the kinds of generated objects the cluster serves: NetworkPolicy, and each

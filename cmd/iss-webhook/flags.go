@@ -5,7 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
 )
 
 // options are the command-line settings of iss-webhook.
@@ -21,9 +26,20 @@ type options struct {
 	LogLevel        string
 	EnableHTTP2     bool
 
+	// CertMode is certModeCertManager (tls.crt and tls.key in CertDir, written by someone else,
+	// cert-manager in the install manifests) or certModeSelfSigned.
+	CertMode   string
+	SelfSigned selfsigned.Options
+
 	LeaderElect             bool
 	LeaderElectionNamespace string
 }
+
+// The values of --cert-mode.
+const (
+	certModeCertManager = "cert-manager"
+	certModeSelfSigned  = "self-signed"
+)
 
 // parseFlags reads the command line into options. It uses a flag set of its own rather than the
 // process-wide one, so that no library can add flags behind the user's back.
@@ -52,6 +68,12 @@ Flags:
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while /readyz reports not ready, so that the Service stops sending reviews first")
 	fs.DurationVar(&o.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "after the shutdown delay, how long to let in-flight reviews finish")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug (also logs each mutation), info or error")
+	fs.StringVar(&o.CertMode, "cert-mode", certModeCertManager, "where the serving certificate comes from: cert-manager (files in --cert-dir, written by cert-manager or anyone else) or self-signed (the webhook keeps its own CA and certificate in --self-signed-secret and injects the CA into its webhook configurations)")
+	secret := fs.String("self-signed-secret", "iss-system/iss-webhook-tls", "with --cert-mode self-signed: namespace/name of the Secret that holds the CA and the serving certificate")
+	hosts := fs.String("self-signed-hosts", "iss-webhook.iss-system.svc,iss-webhook.iss-system.svc.cluster.local", "with --cert-mode self-signed: comma-separated DNS names and IP addresses of the serving certificate")
+	fs.DurationVar(&o.SelfSigned.CAValidity, "self-signed-ca-validity", 365*24*time.Hour, "with --cert-mode self-signed: the CA's lifetime; a new CA is made when a third is left, and the old one stays trusted until it expires or is no longer needed")
+	fs.DurationVar(&o.SelfSigned.CertValidity, "self-signed-cert-validity", 90*24*time.Hour, "with --cert-mode self-signed: the serving certificate's lifetime, at most a third of the CA's; it is reissued when a third is left")
+	fs.StringVar(&o.SelfSigned.WebhookConfiguration, "webhook-configuration", "iss-webhook", "with --cert-mode self-signed: name of the Mutating- and ValidatingWebhookConfiguration that get the CA bundle")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy collector")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "iss-system", "namespace of the leader election Lease")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1; off by default to stay clear of HTTP/2 stream-reset attacks")
@@ -63,6 +85,26 @@ Flags:
 	}
 	if o.WebhookPort <= 0 || o.WebhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port %d is not a TCP port", o.WebhookPort)
+	}
+	switch o.CertMode {
+	case certModeCertManager:
+	case certModeSelfSigned:
+		ns, name, ok := strings.Cut(*secret, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("--self-signed-secret %q is not namespace/name", *secret)
+		}
+		o.SelfSigned.Secret = types.NamespacedName{Namespace: ns, Name: name}
+		for _, h := range strings.Split(*hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				o.SelfSigned.Hosts = append(o.SelfSigned.Hosts, h)
+			}
+		}
+		o.SelfSigned.CertDir = o.CertDir
+		if err := o.SelfSigned.Config.Validate(); err != nil {
+			return nil, fmt.Errorf("--cert-mode self-signed: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("--cert-mode %q is not cert-manager or self-signed", o.CertMode)
 	}
 	return o, nil
 }

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/discovery"
@@ -45,6 +46,7 @@ import (
 	"github.com/iss-platform/iss-webhook/webhook/egress"
 	"github.com/iss-platform/iss-webhook/webhook/openbao"
 	"github.com/iss-platform/iss-webhook/webhook/reload"
+	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
 )
 
 func main() {
@@ -92,6 +94,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if opts.CertMode == certModeSelfSigned {
+		// The server cannot start without a certificate: get one before it starts.
+		if err := bootstrapSelfSigned(ctx, restConfig, opts.SelfSigned); err != nil {
+			return err
+		}
+	}
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme: webhook.NewScheme(),
@@ -101,7 +109,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			CertDir: opts.CertDir,
 			TLSOpts: opts.tlsOptions(),
 		}),
-		Cache:                   cacheOptions(served),
+		Cache:                   cacheOptions(served, opts),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.ShutdownTimeout,
@@ -133,6 +141,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache())})
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies)); err != nil {
 		return err
+	}
+	if opts.CertMode == certModeSelfSigned {
+		if err := mgr.Add(selfsigned.NewKeeper(mgr.GetClient(), mgr.GetAPIReader(), opts.SelfSigned)); err != nil {
+			return err
+		}
+		if err := mgr.Add(selfsigned.NewSyncer(mgr.GetClient(), opts.SelfSigned)); err != nil {
+			return err
+		}
 	}
 	// Create the informers now, so that the first review finds them synced rather than
 	// starting them, and report ready only once they are.
@@ -219,7 +235,7 @@ func cachedObjects(served egress.Served) []client.Object {
 // cacheOptions restrict the informers to what the webhook needs: pods that carry the egress
 // label (engines), namespaces' metadata, and objects that the webhook generated. Nothing else is
 // held in memory.
-func cacheOptions(served egress.Served) cache.Options {
+func cacheOptions(served egress.Served, opts *options) cache.Options {
 	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant, valid label key
@@ -230,7 +246,26 @@ func cacheOptions(served egress.Served) cache.Options {
 	for _, gvk := range served.GVKs() {
 		byObject[egress.NewObject(gvk)] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})}
 	}
+	if opts.CertMode == certModeSelfSigned {
+		// Only the self-signed certificates' Secret, never the cluster's other Secrets.
+		byObject[&corev1.Secret{}] = cache.ByObject{Namespaces: map[string]cache.Config{opts.SelfSigned.Secret.Namespace: {
+			FieldSelector: fields.OneTermEqualSelector("metadata.name", opts.SelfSigned.Secret.Name),
+		}}}
+	}
 	return cache.Options{ByObject: byObject}
+}
+
+// bootstrapSelfSigned makes the self-signed certificates exist and writes the serving
+// certificate into the cert directory, with a client of its own: the manager has not started.
+func bootstrapSelfSigned(ctx context.Context, cfg *rest.Config, o selfsigned.Options) error {
+	if err := os.MkdirAll(o.CertDir, 0o700); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: webhook.NewScheme()})
+	if err != nil {
+		return err
+	}
+	return selfsigned.Bootstrap(ctx, c, o)
 }
 
 // requireISSPolicyCRD fails with a clear message when the cluster does not serve the ISSPolicy

@@ -56,6 +56,10 @@ unit: controlplane ## unit, golden and handler tests (the binary's own tests sta
 e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane
 	$(GO) test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v $(if $(CI),-ginkgo.no-color)
 
+.PHONY: e2e-kind
+e2e-kind: build ## the Ginkgo suite on a kind cluster (image, cert-manager, manifests/); skipped without Docker
+	$(GO) run ./e2e/cmd/iss-kind --repo $(CURDIR) $(if $(CI),-- -ginkgo.no-color)
+
 .PHONY: bench
 bench: ## benchmarks of the whole review path
 	$(GO) test -run '^$$' -bench . -benchmem ./webhook/

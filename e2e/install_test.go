@@ -1,32 +1,41 @@
 package e2e
 
 import (
-	"os/exec"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"sigs.k8s.io/yaml"
+
+	"github.com/iss-platform/iss-webhook/manifests"
 )
 
 var _ = Describe("The install manifests", func() {
-	It("render with kustomize and pass a server-side dry-run apply", func(ctx SpecContext) {
-		rendered, err := exec.CommandContext(ctx, "kubectl", "kustomize", repoRoot+"/manifests").Output()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(string(rendered)).To(ContainSubstring("cert-manager.io/inject-ca-from: iss-system/iss-webhook"))
-		// The local control plane has the webhook configurations registered already, pointing at
-		// a local URL: the rendered ones are dry-run under another name, so that the API server
-		// validates them whole instead of merging them into the live ones.
-		docs := strings.Split(string(rendered), "\n---\n")
-		for i, doc := range docs {
-			if strings.Contains(doc, "kind: MutatingWebhookConfiguration") || strings.Contains(doc, "kind: ValidatingWebhookConfiguration") {
-				docs[i] = strings.Replace(doc, "\n  name: iss-webhook\n", "\n  name: iss-webhook-dry-run\n", 1)
+	DescribeTable("render with kustomize and pass a server-side dry-run apply",
+		func(ctx SpecContext, mode string, want []string) {
+			objs, err := manifests.Render(mode, "")
+			Expect(err).NotTo(HaveOccurred())
+			// The local control plane has the webhook configurations registered already,
+			// pointing at a local URL: the rendered ones are dry-run under another name, so that
+			// the API server validates them whole instead of merging them into the live ones.
+			var docs []string
+			for _, obj := range objs {
+				if strings.HasSuffix(obj.GetKind(), "WebhookConfiguration") {
+					obj.SetName("iss-webhook-dry-run")
+				}
+				data, err := yaml.Marshal(obj.Object)
+				Expect(err).NotTo(HaveOccurred())
+				docs = append(docs, string(data))
 			}
-		}
-		out, err := kubectl(ctx, strings.Join(docs, "\n---\n"), "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-")
-		Expect(err).NotTo(HaveOccurred())
-		for _, want := range []string{"deployment.apps/iss-webhook", "certificate.cert-manager.io/iss-webhook", "poddisruptionbudget.policy/iss-webhook",
-			"mutatingwebhookconfiguration.admissionregistration.k8s.io/iss-webhook-dry-run", "validatingwebhookconfiguration.admissionregistration.k8s.io/iss-webhook-dry-run"} {
-			Expect(out).To(ContainSubstring(want + " serverside-applied (server dry run)"))
-		}
-	})
+			out, err := kubectl(ctx, strings.Join(docs, "\n---\n"), "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-")
+			Expect(err).NotTo(HaveOccurred())
+			for _, w := range append(want, "deployment.apps/iss-webhook", "poddisruptionbudget.policy/iss-webhook", "isspolicy.iss.platform/default",
+				"customresourcedefinition.apiextensions.k8s.io/isspolicies.iss.platform",
+				"mutatingwebhookconfiguration.admissionregistration.k8s.io/iss-webhook-dry-run", "validatingwebhookconfiguration.admissionregistration.k8s.io/iss-webhook-dry-run") {
+				Expect(out).To(ContainSubstring(w + " serverside-applied (server dry run)"))
+			}
+		},
+		Entry("cert-manager", manifests.CertModeCertManager, []string{"certificate.cert-manager.io/iss-webhook"}),
+		Entry("self-signed", manifests.CertModeSelfSigned, []string{"role.rbac.authorization.k8s.io/iss-webhook-self-signed"}),
+	)
 })

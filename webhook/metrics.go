@@ -1,12 +1,10 @@
 package webhook
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/webhook/promreg"
 )
 
 // Decisions a review can end in, as counted by Metrics.
@@ -35,16 +33,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "iss_admission_decisions_total",
 		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied, warned, audited, exempt).",
 	}, []string{"resource", "rule", "mode", "decision"})
-	if err := reg.Register(decisions); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return nil, err
-		}
-		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
-		if !ok {
-			return nil, fmt.Errorf("a collector of another type is registered as iss_admission_decisions_total")
-		}
-		decisions = existing
+	decisions, err := promreg.Register(reg, decisions)
+	if err != nil {
+		return nil, err
 	}
 	return &Metrics{decisions: decisions}, nil
 }

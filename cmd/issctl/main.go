@@ -29,6 +29,8 @@ Commands:
   check            evaluate manifests offline with the rules and mutators of iss-webhook
   audit            list the objects of a live cluster that violate the policy in force
   policy default   print the built-in default policy as an ISSPolicy
+  install          install iss-webhook on a cluster and wait until it answers
+  uninstall        remove iss-webhook from a cluster, webhook configurations first
 
 Run "issctl COMMAND --help" for the flags of a command.
 `)
@@ -44,6 +46,10 @@ Run "issctl COMMAND --help" for the flags of a command.
 		return audit(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return policyCommand(args[1:], stdout, stderr)
+	case "install":
+		return install(ctx, args[1:], stdout, stderr)
+	case "uninstall":
+		return uninstall(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "issctl: unknown command %q; see issctl --help\n", args[0])
 		return exitUsage

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -159,6 +160,24 @@ func TestPolicyDefaultGolden(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	checkGolden(t, "policy-default.golden.yaml", out)
+}
+
+// TestInstallDryRunGolden pins what issctl install applies, in the order it applies it, for
+// both certificate modes: namespace and CRDs first, webhook configurations last.
+func TestInstallDryRunGolden(t *testing.T) {
+	for _, mode := range []string{"cert-manager", "self-signed"} {
+		t.Run(mode, func(t *testing.T) {
+			code, out, stderr := runIssctl(t, "", "install", "--dry-run", "-o", "yaml", "--cert-mode", mode, "--image", "registry.example.com/iss-webhook:v1.2.3")
+			if code != exitConform || stderr != "" {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			checkGolden(t, "install-"+mode+".golden.yaml", out)
+			kinds := regexp.MustCompile(`(?m)^kind: (\w+)$`).FindAllStringSubmatch(out, -1)
+			if first, last := kinds[0][1], kinds[len(kinds)-1][1]; first != "Namespace" || last != "ValidatingWebhookConfiguration" {
+				t.Errorf("applies %s first and %s last", first, last)
+			}
+		})
+	}
 }
 
 // TestPolicyDefaultRoundTrip checks that the printed default policy is one that issctl check
@@ -341,6 +360,12 @@ func TestUsageExitCodes(t *testing.T) {
 		{"audit with another output format", []string{"audit", "-o", "yaml"}, exitUsage, "-o other than text or json"},
 		{"audit with arguments", []string{"audit", "pods"}, exitUsage, "unexpected arguments"},
 		{"audit help", []string{"audit", "--help"}, exitConform, ""},
+		{"install with an unknown mode", []string{"install", "--cert-mode", "vault", "--dry-run", "-o", "yaml"}, exitUsage, `unknown certificate mode "vault"`},
+		{"install dry run without -o yaml", []string{"install", "--dry-run"}, exitUsage, "--dry-run goes with -o yaml"},
+		{"install with a bad image", []string{"install", "--image", "a b", "--dry-run", "-o", "yaml"}, exitUsage, "not an image reference"},
+		{"install without a cluster", []string{"install"}, exitUsage, "kubeconfig"},
+		{"uninstall with arguments", []string{"uninstall", "now"}, exitUsage, "unexpected arguments"},
+		{"install help", []string{"install", "--help"}, exitConform, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, stderr := runIssctl(t, "", tc.args...)

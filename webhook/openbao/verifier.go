@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/webhook/promreg"
 )
 
 // Verifier answers whether KV v2 paths exist in OpenBao.
@@ -296,10 +297,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "iss_openbao_cache_hits_total", Help: "OpenBao path checks answered from the cache.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.latency, m.cacheHits} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	var err error
+	if m.calls, err = promreg.Register(reg, m.calls); err != nil {
+		return nil, err
+	}
+	if m.latency, err = promreg.Register(reg, m.latency); err != nil {
+		return nil, err
+	}
+	if m.cacheHits, err = promreg.Register(reg, m.cacheHits); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

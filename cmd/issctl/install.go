@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/iss-platform/iss-webhook/manifests"
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/webhook"
+)
+
+// fieldOwner is the field manager of issctl's server-side applies.
+const fieldOwner = "issctl"
+
+// installOptions are the flags of issctl install and uninstall.
+type installOptions struct {
+	kubeconfig string
+	certMode   string
+	image      string
+	dryRun     bool
+	output     string
+	timeout    time.Duration
+}
+
+func install(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o := installOptions{}
+	fs := flag.NewFlagSet("issctl install", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: issctl install [flags]
+
+Installs iss-webhook: the manifests embedded in issctl (those of kubectl apply -k manifests/, or
+manifests/self-signed), applied by server-side apply in the order that never locks the cluster
+out: namespace and CRDs first (waiting until they are established), then RBAC, the Deployment
+and the policy, the webhook configurations last. Then it waits, with progress, until the
+Deployment is available, the certificate is ready and the webhook answers. Running it again
+upgrades.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means $KUBECONFIG, else ~/.kube/config")
+	fs.StringVar(&o.certMode, "cert-mode", manifests.CertModeCertManager, "cert-manager (cert-manager issues the serving certificate; it must be installed) or self-signed (the webhook keeps its own CA)")
+	fs.StringVar(&o.image, "image", manifests.DefaultImage, "the iss-webhook image to run")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print what would be applied, in order, and change nothing (with -o yaml)")
+	fs.StringVar(&o.output, "o", "", "with --dry-run: yaml")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the webhook to answer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitConform
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || (o.output != "" && o.output != "yaml") || (o.output == "yaml") != o.dryRun {
+		fmt.Fprintln(stderr, "issctl install: --dry-run goes with -o yaml; see --help")
+		return exitUsage
+	}
+	objs, err := manifests.Render(o.certMode, o.image)
+	if err != nil {
+		fmt.Fprintln(stderr, "issctl install:", err)
+		return exitUsage
+	}
+	objs = installOrder(objs)
+	if o.dryRun {
+		for _, obj := range objs {
+			data, err := yaml.Marshal(obj.Object)
+			if err != nil {
+				fmt.Fprintln(stderr, "issctl install:", err)
+				return exitUsage
+			}
+			fmt.Fprintf(stdout, "---\n%s", data)
+		}
+		return exitConform
+	}
+	c, err := clusterClient(o.kubeconfig)
+	if err != nil {
+		fmt.Fprintln(stderr, "issctl install:", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := runInstall(ctx, c, o, objs, stdout); err != nil {
+		fmt.Fprintln(stderr, "issctl install:", err)
+		return exitUsage
+	}
+	return exitConform
+}
+
+// installPhase orders objects: namespaces and CRDs, then what the webhook runs on, then the
+// policy, then the webhook configurations. The ISSPolicy goes before the configurations, so that
+// a first install does not need the webhook that validates it.
+func installPhase(obj *unstructured.Unstructured) int {
+	switch obj.GetKind() {
+	case "Namespace", "CustomResourceDefinition":
+		return 0
+	case "ISSPolicy":
+		return 2
+	case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+		return 3
+	default:
+		return 1
+	}
+}
+
+// installOrder sorts objects by phase, keeping kustomize's order within each.
+func installOrder(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := slices.Clone(objs)
+	slices.SortStableFunc(out, func(a, b *unstructured.Unstructured) int { return installPhase(a) - installPhase(b) })
+	return out
+}
+
+// clusterClient returns a client of the kubeconfig's cluster that knows the types issctl reads.
+func clusterClient(kubeconfig string) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	scheme := webhook.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{apiextensionsv1.AddToScheme, certmanagerv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*unstructured.Unstructured, out io.Writer) error {
+	if o.certMode == manifests.CertModeCertManager {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := c.Get(ctx, client.ObjectKey{Name: "certificates.cert-manager.io"}, crd); err != nil {
+			return fmt.Errorf("cert-manager is not installed (no CRD certificates.cert-manager.io: %v): install it first, or install with --cert-mode self-signed", err)
+		}
+	}
+	phase := -1
+	for _, obj := range objs {
+		if p := installPhase(obj); p != phase {
+			if phase == 0 {
+				if err := waitForCRDs(ctx, c, objs, out); err != nil {
+					return err
+				}
+			}
+			phase = p
+		}
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying %s %s: %w", obj.GetKind(), objectName(obj), err)
+		}
+		fmt.Fprintf(out, "applied %s %s\n", strings.ToLower(obj.GetKind()), objectName(obj))
+	}
+	if err := waitForDeployment(ctx, c, out); err != nil {
+		return err
+	}
+	if o.certMode == manifests.CertModeCertManager {
+		if err := waitForCertificate(ctx, c, out); err != nil {
+			return err
+		}
+	}
+	if err := waitForWebhook(ctx, c, out); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "iss-webhook is installed and answering; the policy is the ISSPolicy default (kubectl get isspolicy)")
+	return nil
+}
+
+func objectName(obj *unstructured.Unstructured) string {
+	if obj.GetNamespace() != "" {
+		return obj.GetNamespace() + "/" + obj.GetName()
+	}
+	return obj.GetName()
+}
+
+// poll calls check every two seconds until it says done, printing its progress when it changes,
+// or until ctx ends, returning the last progress with the error.
+func poll(ctx context.Context, out io.Writer, what string, check func() (done bool, progress string)) error {
+	last := ""
+	for {
+		done, progress := check()
+		if done {
+			return nil
+		}
+		if progress != last {
+			fmt.Fprintf(out, "waiting for %s: %s\n", what, progress)
+			last = progress
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up waiting for %s: %s", what, last)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func waitForCRDs(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, out io.Writer) error {
+	for _, obj := range objs {
+		if obj.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		err := poll(ctx, out, "CRD "+obj.GetName(), func() (bool, string) {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(obj), crd); err != nil {
+				return false, err.Error()
+			}
+			for _, cond := range crd.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					return true, ""
+				}
+			}
+			return false, "not established yet"
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitForDeployment(ctx context.Context, c client.Client, out io.Writer) error {
+	return poll(ctx, out, "deployment iss-system/iss-webhook", func() (bool, string) {
+		d := &appsv1.Deployment{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook"}, d); err != nil {
+			return false, err.Error()
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		if d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want {
+			return true, ""
+		}
+		return false, fmt.Sprintf("%d of %d replicas updated, %d available", d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas)
+	})
+}
+
+// waitForCertificate waits for cert-manager's Certificate, read as its typed object.
+func waitForCertificate(ctx context.Context, c client.Client, out io.Writer) error {
+	return poll(ctx, out, "certificate iss-system/iss-webhook", func() (bool, string) {
+		cert := &certmanagerv1.Certificate{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook"}, cert); err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range cert.Status.Conditions {
+			if cond.Type == certmanagerv1.CertificateConditionReady {
+				if cond.Status == cmmeta.ConditionTrue {
+					return true, ""
+				}
+				return false, cond.Reason + ": " + cond.Message
+			}
+		}
+		return false, "cert-manager has not issued it yet"
+	})
+}
+
+// waitForWebhook waits until the API server reaches the webhook: a server-side dry run of an
+// engine pod goes through it, and fails while the API server cannot call it.
+func waitForWebhook(ctx context.Context, c client.Client, out io.Writer) error {
+	return poll(ctx, out, "the webhook to answer the API server", func() (bool, string) {
+		probe := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "iss-install-probe-", Namespace: "default",
+				Labels: map[string]string{policy.LabelEngine: policy.EngineLabelValue}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7"}}},
+		}
+		err := c.Create(ctx, probe, client.DryRunAll)
+		if err == nil {
+			return true, ""
+		}
+		if apierrors.IsInternalError(err) || strings.Contains(err.Error(), "failed calling webhook") {
+			return false, err.Error()
+		}
+		// Any answer of the webhook, a denial included, shows that the API server reaches it.
+		return !strings.Contains(err.Error(), "iss.platform"), err.Error()
+	})
+}
+
+func uninstall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o := installOptions{}
+	fs := flag.NewFlagSet("issctl uninstall", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: issctl uninstall [flags]
+
+Removes iss-webhook: its webhook configurations first, so that nothing waits on a webhook that
+is going away, then the policy, the Deployment, RBAC, certificates, the CRD and the namespace
+iss-system, waiting until they are gone. The egress policies it generated for running engines
+stay, so that no engine is left with open egress; it prints how to delete them.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means $KUBECONFIG, else ~/.kube/config")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the objects to be gone")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitConform
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "issctl uninstall: unexpected arguments; see --help")
+		return exitUsage
+	}
+	c, err := clusterClient(o.kubeconfig)
+	if err != nil {
+		fmt.Fprintln(stderr, "issctl uninstall:", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := runUninstall(ctx, c, stdout); err != nil {
+		fmt.Fprintln(stderr, "issctl uninstall:", err)
+		return exitUsage
+	}
+	return exitConform
+}
+
+func runUninstall(ctx context.Context, c client.Client, out io.Writer) error {
+	// Every object of either mode, the reverse of the install order.
+	var objs []*unstructured.Unstructured
+	seen := map[string]bool{}
+	for _, mode := range []string{manifests.CertModeCertManager, manifests.CertModeSelfSigned} {
+		rendered, err := manifests.Render(mode, "")
+		if err != nil {
+			return err
+		}
+		for _, obj := range installOrder(rendered) {
+			key := obj.GetKind() + "/" + objectName(obj)
+			if !seen[key] {
+				seen[key] = true
+				objs = append(objs, obj)
+			}
+		}
+	}
+	// The certificates' Secret is written by cert-manager or the webhook, not by the manifests.
+	secret := &unstructured.Unstructured{}
+	secret.SetAPIVersion("v1")
+	secret.SetKind("Secret")
+	secret.SetNamespace("iss-system")
+	secret.SetName("iss-webhook-tls")
+	objs = append(objs, secret)
+	// The webhook configurations first, the namespace and CRDs last.
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return installPhase(b) - installPhase(a) })
+
+	for _, obj := range objs {
+		err := c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationForeground))
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "deleted %s %s\n", strings.ToLower(obj.GetKind()), objectName(obj))
+		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		default:
+			return fmt.Errorf("deleting %s %s: %w", obj.GetKind(), objectName(obj), err)
+		}
+	}
+	for _, obj := range objs {
+		if obj.GetKind() != "Namespace" && obj.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		err := poll(ctx, out, strings.ToLower(obj.GetKind())+" "+obj.GetName()+" to be gone", func() (bool, string) {
+			probe := &unstructured.Unstructured{}
+			probe.SetGroupVersionKind(obj.GroupVersionKind())
+			err := c.Get(ctx, client.ObjectKeyFromObject(obj), probe)
+			if apierrors.IsNotFound(err) {
+				return true, ""
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			return false, "still terminating"
+		})
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out, "iss-webhook is uninstalled. The egress policies it generated stay, so that running engines keep their egress rules;")
+	fmt.Fprintln(out, "once those engines are gone: kubectl delete networkpolicies,ciliumnetworkpolicies -A -l app.kubernetes.io/managed-by=iss-webhook; kubectl delete clusternetworkpolicies -l app.kubernetes.io/managed-by=iss-webhook")
+	return nil
+}

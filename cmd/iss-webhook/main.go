@@ -116,6 +116,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        "iss-webhook",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// run returns once the manager has stopped, so the lease can go at once: the next
+		// replica takes over without waiting for it to expire.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create the controller manager: %w", err)

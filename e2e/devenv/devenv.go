@@ -216,6 +216,36 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	return e, nil
 }
 
+// TrustServingCA puts the CA of the serving certificate that the control plane issued back into
+// every webhook of the iss-webhook configurations, after a test let the webhook inject a CA of
+// its own (the self-signed mode).
+func (e *Env) TrustServingCA(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return err
+	}
+	ca := e.cp.env.WebhookInstallOptions.LocalServingCAData
+	mutating, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "iss-webhook", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for i := range mutating.Webhooks {
+		mutating.Webhooks[i].ClientConfig.CABundle = ca
+	}
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, mutating, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	validating, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "iss-webhook", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for i := range validating.Webhooks {
+		validating.Webhooks[i].ClientConfig.CABundle = ca
+	}
+	_, err = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, validating, metav1.UpdateOptions{})
+	return err
+}
+
 // RestartWebhook stops the webhook and starts it again with extra flags after those of the
 // options, as a rollout with new settings would.
 func (e *Env) RestartWebhook(ctx context.Context, extraArgs ...string) error {

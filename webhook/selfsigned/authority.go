@@ -112,7 +112,7 @@ func Next(data map[string][]byte, cfg Config, now time.Time, trusted bool) (map[
 		out[KeyServingCert], out[KeyServingKey] = encodeCert(serving), encodeKey(servingKey)
 		// Every replica must have read the new serving certificate before the API server stops
 		// trusting the old one: the old CA stays for a settling time after the issue.
-		issued := serving.NotBefore.Add(time.Minute)
+		issued := serving.NotBefore.Add(backdate(cfg.CertValidity))
 		if signedByCurrent && trusted && now.Sub(issued) >= cfg.settle() {
 			bundle = bundle[:1]
 		}
@@ -137,6 +137,12 @@ func fresh(cfg Config, now time.Time) (map[string][]byte, bool, error) {
 	}, true, nil
 }
 
+// backdate is how far before its issue a certificate is valid, for clocks that are a little
+// behind: a minute, or a tenth of a short validity.
+func backdate(validity time.Duration) time.Duration {
+	return min(time.Minute, validity/10)
+}
+
 // renewDue tells whether a third or less of a certificate's lifetime is left.
 func renewDue(c *x509.Certificate, now time.Time) bool {
 	return c.NotAfter.Sub(now) <= c.NotAfter.Sub(c.NotBefore)/3
@@ -154,8 +160,7 @@ func newCA(validity time.Duration, now time.Time) (*x509.Certificate, crypto.Sig
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: fmt.Sprintf("iss-webhook CA %s", now.UTC().Format(time.RFC3339))},
-		// A minute of slack for clocks that are a little behind.
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(validity),
+		NotBefore:    now.Add(-backdate(validity)), NotAfter: now.Add(validity),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
@@ -179,7 +184,7 @@ func issue(ca *x509.Certificate, caKey crypto.Signer, cfg Config, now time.Time)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cfg.Hosts[0]},
-		NotBefore:    now.Add(-time.Minute), NotAfter: now.Add(cfg.CertValidity),
+		NotBefore:    now.Add(-backdate(cfg.CertValidity)), NotAfter: now.Add(cfg.CertValidity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
+)
+
+// selfSignedSecret is the Secret of the self-signed mode in this suite.
+const selfSignedSecret = "iss-webhook-tls"
+
+// secretData reads the self-signed Secret's data, or nil when it does not exist.
+func secretData(ctx context.Context) map[string][]byte {
+	GinkgoHelper()
+	obj := getJSON(ctx, "secret", selfSignedSecret, "-n", "iss-system")
+	if obj == nil {
+		return nil
+	}
+	out := map[string][]byte{}
+	data, _ := obj["data"].(map[string]any)
+	for k, v := range data {
+		b, err := base64.StdEncoding.DecodeString(v.(string))
+		Expect(err).NotTo(HaveOccurred())
+		out[k] = b
+	}
+	return out
+}
+
+// configuredBundles returns the caBundle of every webhook of both configurations.
+func configuredBundles(ctx context.Context) [][]byte {
+	GinkgoHelper()
+	var out [][]byte
+	for _, kind := range []string{"mutatingwebhookconfiguration", "validatingwebhookconfiguration"} {
+		raw, err := kubectl(ctx, "", "get", kind, "iss-webhook", "-o", "json")
+		Expect(err).NotTo(HaveOccurred())
+		var cfg struct {
+			Webhooks []struct {
+				ClientConfig struct {
+					CABundle []byte `json:"caBundle"`
+				} `json:"clientConfig"`
+			} `json:"webhooks"`
+		}
+		Expect(json.Unmarshal([]byte(raw), &cfg)).To(Succeed())
+		for _, w := range cfg.Webhooks {
+			out = append(out, w.ClientConfig.CABundle)
+		}
+	}
+	return out
+}
+
+func certs(data []byte) []*x509.Certificate {
+	GinkgoHelper()
+	list, err := selfsigned.ParseBundle(data)
+	Expect(err).NotTo(HaveOccurred())
+	return list
+}
+
+var _ = Describe("The self-signed certificate mode", Ordered, Serial, func() {
+	BeforeAll(func(ctx SpecContext) {
+		if localEnv == nil {
+			Skip("the suite switches the certificate mode only of the local control plane's webhook")
+		}
+		_, err := kubectl(ctx, "", "apply", "-f", repoRoot+"/manifests/self-signed/rbac.yaml")
+		Expect(err).NotTo(HaveOccurred())
+		// Short lifetimes, so that the suite sees a CA rotation: the serving certificate lives
+		// 15s and the CA 45s, each renewed with a third left.
+		Expect(localEnv.RestartWebhook(ctx, "--cert-mode", "self-signed", "--cert-dir", GinkgoT().TempDir(),
+			"--self-signed-secret", "iss-system/"+selfSignedSecret, "--self-signed-hosts", "127.0.0.1",
+			"--self-signed-ca-validity", "45s", "--self-signed-cert-validity", "15s")).To(Succeed())
+		DeferCleanup(func(ctx context.Context) {
+			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+			Expect(localEnv.TrustServingCA(ctx)).To(Succeed())
+			_, err := kubectl(ctx, "", "delete", "secret", selfSignedSecret, "-n", "iss-system", "--ignore-not-found")
+			Expect(err).NotTo(HaveOccurred())
+		})
+	})
+
+	It("creates its CA and serving certificate, and injects the CA into its webhook configurations", func(ctx SpecContext) {
+		data := secretData(ctx)
+		Expect(data).To(HaveKey(selfsigned.KeyServingCert))
+		Expect(certs(data[selfsigned.KeyServingCert])[0].IPAddresses[0].String()).To(Equal("127.0.0.1"))
+		Eventually(func(g Gomega) {
+			bundle := secretData(ctx)[selfsigned.KeyCABundle]
+			for _, b := range configuredBundles(ctx) {
+				g.Expect(b).To(Equal(bundle))
+			}
+		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+		// The API server now reaches the webhook through the injected CA only.
+		out, err := kubectl(ctx, enginePod("engine-self-signed", "", ""), "apply", "--dry-run=server", "-o", "jsonpath={.metadata.labels}", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(ContainSubstring("iss.platform/egress-policy"))
+	})
+
+	It("rotates its CA with the old one trusted until the new certificate serves, and no review fails", func(ctx SpecContext) {
+		firstCA := secretData(ctx)[selfsigned.KeyCACert]
+		var sawOverlap, sawNewServing bool
+		failures := 0
+		Eventually(func(g Gomega) {
+			// A review every pass: none may fail while the certificates turn over.
+			if _, err := kubectl(ctx, enginePod("engine-rotation", "", ""), "apply", "--dry-run=server", "-f", "-"); err != nil {
+				failures++
+				GinkgoWriter.Printf("review failed during the rotation: %v\n", err)
+			}
+			data := secretData(ctx)
+			bundle := certs(data[selfsigned.KeyCABundle])
+			ca := certs(data[selfsigned.KeyCACert])[0]
+			if len(bundle) == 2 {
+				sawOverlap = true
+			}
+			if !bytes.Equal(data[selfsigned.KeyCACert], firstCA) && certs(data[selfsigned.KeyServingCert])[0].CheckSignatureFrom(ca) == nil {
+				sawNewServing = true
+			}
+			g.Expect(sawOverlap).To(BeTrue(), "a bundle with the old and the new CA")
+			g.Expect(sawNewServing).To(BeTrue(), "a serving certificate from the new CA")
+			g.Expect(bundle).To(HaveLen(1), "the old CA gone after the settling time")
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+		Expect(failures).To(BeZero())
+		for _, b := range configuredBundles(ctx) {
+			Expect(b).To(Equal(secretData(ctx)[selfsigned.KeyCABundle]))
+		}
+	})
+})

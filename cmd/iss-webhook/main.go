@@ -127,7 +127,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	webhookServer := mgr.GetWebhookServer()
 	// The built-in default until the ISSPolicy is loaded; the webhook is not ready before.
 	policies := policy.NewHolder(policy.Default())
-	loader := reload.New(mgr.GetClient(), policies)
+	loader, err := reload.New(mgr.GetClient(), policies, ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
 	if err := loader.SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -149,7 +152,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := mgr.Add(selfsigned.NewKeeper(mgr.GetClient(), mgr.GetAPIReader(), opts.SelfSigned)); err != nil {
 			return err
 		}
-		if err := mgr.Add(selfsigned.NewSyncer(mgr.GetClient(), opts.SelfSigned)); err != nil {
+		syncer, err := selfsigned.NewSyncer(mgr.GetClient(), opts.SelfSigned, ctrlmetrics.Registry)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(syncer); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+	"github.com/iss-platform/iss-webhook/webhook/promreg"
 )
 
 // Reconciler loads the ISSPolicy into the holder the webhook's handlers read, and reports in
@@ -31,12 +33,20 @@ type Reconciler struct {
 	client client.Client
 	holder *policy.Holder
 	loaded atomic.Bool
+	ready  prometheus.Gauge
 }
 
 // New returns a reconciler that reads ISSPolicies with c (an informer-backed client) and sets
-// the policy in holder.
-func New(c client.Client, holder *policy.Holder) *Reconciler {
-	return &Reconciler{client: c, holder: holder}
+// the policy in holder. It registers the gauge iss_policy_ready with reg.
+func New(c client.Client, holder *policy.Holder, reg prometheus.Registerer) (*Reconciler, error) {
+	ready, err := promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "iss_policy_ready",
+		Help: "1 when iss-webhook enforces the current ISSPolicy (or the built-in default without one), 0 when the ISSPolicy is invalid and the last good policy stays in force.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{client: c, holder: holder, ready: ready}, nil
 }
 
 // SetupWithManager registers the reconciler, and a first load once the caches have synced, with
@@ -72,6 +82,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		r.holder.Set(policy.Default())
+		r.ready.Set(1)
 		r.loaded.Store(true)
 		log.Info("no ISSPolicy named default: enforcing the built-in default")
 		return ctrl.Result{}, nil
@@ -81,9 +92,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(errs) > 0 {
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
 		cond.Message = fmt.Sprintf("the last good policy stays in force: %v", errs.ToAggregate())
+		r.ready.Set(0)
 		log.Info("ISSPolicy is invalid; the last good policy stays in force", "generation", obj.Generation, "error", errs.ToAggregate().Error())
 	} else {
 		r.holder.Set(p)
+		r.ready.Set(1)
 		cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha1.ReasonEnforced
 		cond.Message = fmt.Sprintf("iss-webhook enforces generation %d", obj.Generation)
 		log.Info("enforcing ISSPolicy", "generation", obj.Generation)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/iss-platform/iss-webhook/webhook/promreg"
 )
 
 // Options say where the authority keeps its state and whom it serves.
@@ -219,12 +222,23 @@ func Bootstrap(ctx context.Context, c client.Client, opts Options) error {
 // Syncer writes the Secret's serving certificate into the cert directory whenever it changes,
 // where the webhook server reloads it. Every replica runs one.
 type Syncer struct {
-	cache client.Reader
-	opts  Options
+	cache  client.Reader
+	opts   Options
+	expiry prometheus.Gauge
 }
 
-// NewSyncer returns a syncer that reads the Secret from cache, an informer cache that holds it.
-func NewSyncer(cache client.Reader, opts Options) *Syncer { return &Syncer{cache: cache, opts: opts} }
+// NewSyncer returns a syncer that reads the Secret from cache, an informer cache that holds it,
+// and registers the gauge iss_serving_certificate_expiry_timestamp_seconds with reg.
+func NewSyncer(cache client.Reader, opts Options, reg prometheus.Registerer) (*Syncer, error) {
+	expiry, err := promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "iss_serving_certificate_expiry_timestamp_seconds",
+		Help: "When the self-signed serving certificate that this replica serves expires, as a Unix time.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &Syncer{cache: cache, opts: opts, expiry: expiry}, nil
+}
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every replica serves.
 func (s *Syncer) NeedLeaderElection() bool { return false }
@@ -238,8 +252,13 @@ func (s *Syncer) Start(ctx context.Context) error {
 			log.Error(err, "reading the serving certificate's Secret")
 		} else if wrote, err := writeServing(s.opts.CertDir, secret.Data); err != nil {
 			log.Error(err, "writing the serving certificate")
-		} else if wrote {
-			log.Info("wrote the new serving certificate", "certDir", s.opts.CertDir)
+		} else {
+			if wrote {
+				log.Info("wrote the new serving certificate", "certDir", s.opts.CertDir)
+			}
+			if cert, _, err := parsePair(secret.Data[KeyServingCert], secret.Data[KeyServingKey]); err == nil {
+				s.expiry.Set(float64(cert.NotAfter.Unix()))
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -42,7 +42,7 @@ func TestRenderIsKustomize(t *testing.T) {
 
 func TestRenderSetsTheImage(t *testing.T) {
 	for image, want := range map[string]string{
-		"":                                         DefaultImage,
+		"": DefaultImage,
 		"registry.example.com:5000/iss-webhook:v1": "registry.example.com:5000/iss-webhook:v1",
 		"ghcr.io/acme/iss-webhook@sha256:0123":     "ghcr.io/acme/iss-webhook@sha256:0123",
 	} {

@@ -1,11 +1,10 @@
 // Command iss-kind is `make e2e-kind`: it runs the end-to-end suite of e2e/ against a kind
 // cluster where iss-webhook runs as it would in production: the image built from the
-// Dockerfile, cert-manager issuing its serving certificate, and the install manifests of
-// manifests/. Without a Docker engine it says so and exits 0.
+// Dockerfile, cert-manager issuing its serving certificate, and the install of the README,
+// `issctl install`. Without a Docker engine it says so and exits 0.
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,11 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"github.com/iss-platform/iss-webhook/e2e/devenv"
 	"github.com/iss-platform/iss-webhook/policy"
@@ -39,10 +34,17 @@ const (
 	kindVersion = "v0.33.0"
 	clusterName = "iss-e2e"
 
-	// The image the manifests name, and the one built and loaded into the cluster instead: a
-	// tag other than latest, so that the kubelet uses the loaded image and pulls nothing.
-	manifestImage = "iss-webhook:latest"
-	kindImage     = "iss-webhook:e2e"
+	// The image built and loaded into the cluster, which issctl install sets: a tag other than
+	// latest, so that the kubelet uses the loaded image and pulls nothing.
+	kindImage = "iss-webhook:e2e"
+	// issctl install's certificate mode and how long each run of it waits for the webhook.
+	installCertMode = "cert-manager"
+	installTimeout  = "5m"
+	// How long, and how often, issctl install runs again while an apply fails: cert-manager's
+	// own webhook may still be starting although its Deployment is Available, and then the
+	// apply of the Certificate fails.
+	installRetryFor   = 2 * time.Minute
+	installRetryEvery = 10 * time.Second
 
 	certManagerVersion  = "v1.21.2"
 	certManagerManifest = "https://github.com/cert-manager/cert-manager/releases/download/" + certManagerVersion + "/cert-manager.yaml"
@@ -67,13 +69,19 @@ Runs the end-to-end suite of e2e/ against the kind cluster %[1]s, with iss-webho
 installed as in production:
 
   1. checks for a Docker engine (docker info); without one, prints why and exits 0
-  2. builds kind %[2]s from its Go module into bin/kind, and the image %[3]s from the Dockerfile
+  2. builds kind %[2]s from its Go module into bin/kind, bin/issctl from ./cmd/issctl, and
+     the image %[3]s from the Dockerfile
   3. creates the kind cluster %[1]s (or reuses it), kubeconfig in .iss-dev/kind/kubeconfig,
      and loads the image into it
   4. installs cert-manager %[4]s, the CRDs of External Secrets, ClusterNetworkPolicy, Cilium
      and OpenReports from their Go modules, and those of ../shared/crds when present
-  5. applies manifests/ (kubectl kustomize, server-side) with the image set to %[3]s, and
-     waits until the webhook answers the API server
+  5. installs iss-webhook as the README does, with kind's own kubeconfig:
+       bin/issctl install --kubeconfig .iss-dev/kind/kind.kubeconfig --image %[3]s \
+         --cert-mode %[5]s --timeout %[6]s
+     (its CRD, RBAC, Deployment, certificate, ISSPolicy and webhook configurations; it waits
+     until the webhook answers), again for up to %[7]s while an apply fails, as it does while
+     cert-manager's webhook is starting; on a reused cluster it then restarts the Deployment,
+     so that it runs the image just loaded, and waits for it again
   6. creates the example namespaces and the developers alice and bob (devenv.PrepareCluster)
   7. runs go test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v with ISS_E2E_KUBECONFIG set, and
      any extra arguments after them (for example -- -ginkgo.focus=Egress)
@@ -90,10 +98,10 @@ func main() {
 	// A flag set of its own: imported packages register flags (-kubeconfig) on the default one.
 	flags := flag.NewFlagSet("iss-kind", flag.ExitOnError)
 	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), usageText, clusterName, kindVersion, kindImage, certManagerVersion)
+		fmt.Fprintf(flags.Output(), usageText, clusterName, kindVersion, kindImage, certManagerVersion, installCertMode, installTimeout, installRetryFor)
 		flags.PrintDefaults()
 	}
-	repo := flags.String("repo", ".", "root of the iss-webhook checkout (Dockerfile, manifests/, e2e/; bin/ and .iss-dev/ are written under it)")
+	repo := flags.String("repo", ".", "root of the iss-webhook checkout (Dockerfile, cmd/issctl, e2e/; bin/ and .iss-dev/ are written under it)")
 	keep := flags.Bool("keep", os.Getenv("ISS_KIND_KEEP") == "1", "keep the kind cluster after the suite, to look at it or to run again faster")
 	_ = flags.Parse(os.Args[1:])
 
@@ -124,6 +132,7 @@ func run(ctx context.Context, repo string, keep bool, testArgs []string, stdout,
 		repo:           repo,
 		stateDir:       state,
 		kind:           filepath.Join(repo, "bin", "kind"),
+		issctl:         filepath.Join(repo, "bin", "issctl"),
 		kindKubeconfig: filepath.Join(state, "kind.kubeconfig"),
 		kubeconfig:     filepath.Join(state, "kubeconfig"),
 		keep:           keep,
@@ -170,8 +179,11 @@ type kindRun struct {
 	repo, stateDir string
 	// kind is the kind binary that go install builds from the pinned module.
 	kind string
-	// kindKubeconfig is kind's own kubeconfig (kubeadm's admin.conf, group kubeadm:cluster-admins);
-	// kubeconfig is the same cluster as system:masters, which everything here and the suite use.
+	// issctl is the binary of ./cmd/issctl, which installs iss-webhook.
+	issctl string
+	// kindKubeconfig is kind's own kubeconfig (kubeadm's admin.conf, group kubeadm:cluster-admins),
+	// which issctl install uses as a cluster admin would; kubeconfig is the same cluster as
+	// system:masters, which everything else here and the suite use.
 	kindKubeconfig, kubeconfig string
 	keep                       bool
 	testArgs                   []string
@@ -184,6 +196,10 @@ func (k *kindRun) run(ctx context.Context) (err error) {
 	}
 	k.step("building kind %s from its Go module into %s", kindVersion, k.kind)
 	if err := k.installKind(ctx); err != nil {
+		return err
+	}
+	k.step("building %s from ./cmd/issctl", k.issctl)
+	if err := k.buildIssctl(ctx); err != nil {
 		return err
 	}
 	// The image first: a failed build needs no cluster.
@@ -225,21 +241,11 @@ func (k *kindRun) run(ctx context.Context) (err error) {
 		return fmt.Errorf("waiting for cert-manager: %w", err)
 	}
 
-	rendered, err := k.kubectl(ctx, "", "kustomize", filepath.Join(k.repo, "manifests"))
-	if err != nil {
-		return fmt.Errorf("kubectl kustomize manifests: %w", err)
-	}
-	install, err := splitInstall([]byte(rendered), manifestImage, kindImage)
-	if err != nil {
+	// The CRDs first: the webhook asks which kinds the cluster serves when it starts.
+	if err := k.installCRDs(ctx); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(k.stateDir, "install.yaml"), install.all(), 0o644); err != nil {
-		return err
-	}
-	if err := k.installCRDs(ctx, install.crds); err != nil {
-		return err
-	}
-	if err := k.deployWebhook(ctx, install); err != nil {
+	if err := k.installWebhook(ctx); err != nil {
 		return err
 	}
 
@@ -268,6 +274,16 @@ func (k *kindRun) installKind(ctx context.Context) error {
 	}
 	if !strings.Contains(out, kindVersion) {
 		return fmt.Errorf("%s is not kind %s: %s", k.kind, kindVersion, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// buildIssctl builds bin/issctl from the checkout; after `make build` it is up to date already.
+func (k *kindRun) buildIssctl(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", k.issctl, "./cmd/issctl")
+	cmd.Dir = k.repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/issctl: %v: %s", err, out)
 	}
 	return nil
 }
@@ -358,8 +374,9 @@ func trustedKubeconfig(kindKubeconfig, superAdmin []byte) ([]byte, error) {
 }
 
 // installCRDs installs the CRDs of the objects the webhook governs, from their projects' Go
-// modules and the shared folder, and the project's own, and waits until they are served.
-func (k *kindRun) installCRDs(ctx context.Context, own []byte) error {
+// modules and the shared folder, and waits until they are served. The project's own CRD is
+// issctl install's.
+func (k *kindRun) installCRDs(ctx context.Context) error {
 	k.step("fetching CRD manifests from their Go modules")
 	var files []string
 	for _, s := range devenv.DefaultCRDSources() {
@@ -380,16 +397,13 @@ func (k *kindRun) installCRDs(ctx context.Context, own []byte) error {
 		k.step("WARNING: no shared/crds folder beside the checkout: the Pulumi and tofu-controller CRDs are not installed, and the suite's provisioning specs will fail")
 	}
 	files = append(files, shared...)
-	k.step("installing %d CRD manifests from Go modules and the shared folder, and the CRDs of manifests/", len(files))
+	k.step("installing %d CRD manifests from Go modules and the shared folder", len(files))
 	args := []string{"apply", "--server-side"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
 	if _, err := k.kubectl(ctx, "", args...); err != nil {
 		return fmt.Errorf("installing CRDs: %w", err)
-	}
-	if _, err := k.kubectl(ctx, string(own), "apply", "--server-side", "-f", "-"); err != nil {
-		return fmt.Errorf("installing the CRDs of manifests/: %w", err)
 	}
 	k.step("waiting for the CRDs to be Established")
 	if _, err := k.kubectl(ctx, "", "wait", "--for=condition=Established", "--timeout=2m", "crd", "--all"); err != nil {
@@ -398,59 +412,91 @@ func (k *kindRun) installCRDs(ctx context.Context, own []byte) error {
 	return nil
 }
 
-// deployWebhook applies the rest of the install, waits for the Deployment and for the API
-// server to reach the webhook (once cert-manager has issued the certificate and injected its
-// CA), then applies the ISSPolicy objects, which the webhook itself validates.
-func (k *kindRun) deployWebhook(ctx context.Context, install installParts) error {
+// installWebhook installs iss-webhook with issctl install, as the README says, which applies the
+// install in phases and waits until the Deployment is available, the certificate issued and the
+// webhook answering. On a cluster where it was installed already, it then restarts the
+// Deployment: the tag is the same, the image may not be.
+func (k *kindRun) installWebhook(ctx context.Context) error {
 	_, err := k.kubectl(ctx, "", "get", "deployment", webhookDeployment, "-n", webhookNamespace, "-o", "name")
 	redeploy := err == nil
-	k.step("installing manifests/ with the image %s (copy in %s)", kindImage, filepath.Join(k.stateDir, "install.yaml"))
-	// cert-manager's own webhook may still be starting although its Deployment is Available.
-	err = retry(ctx, 2*time.Minute, 5*time.Second, func() error {
-		_, err := k.kubectl(ctx, string(install.rest), "apply", "--server-side", "-f", "-")
-		return err
-	})
+	args := issctlInstallArgs(k.kindKubeconfig)
+	k.step("installing iss-webhook: %s %s", k.issctl, strings.Join(args, " "))
+	err = retryInstall(ctx, installRetryFor, installRetryEvery, func() (string, error) {
+		return k.issctlInstall(ctx, args)
+	}, k.step)
 	if err != nil {
-		return fmt.Errorf("applying manifests/: %w", err)
+		return fmt.Errorf("installing iss-webhook with %s: %w", k.issctl, err)
 	}
 	if redeploy {
-		// The tag is the same, the image may not be: start pods from the image just loaded.
 		k.step("restarting deployment/%s to run the image just loaded", webhookDeployment)
 		if _, err := k.kubectl(ctx, "", "rollout", "restart", "deployment/"+webhookDeployment, "-n", webhookNamespace); err != nil {
 			return err
 		}
-	}
-	k.step("waiting for deployment/%s in %s to be Available", webhookDeployment, webhookNamespace)
-	if _, err := k.kubectl(ctx, "", "rollout", "status", "deployment/"+webhookDeployment, "-n", webhookNamespace, "--timeout=5m"); err != nil {
-		return fmt.Errorf("waiting for deployment/%s: %w", webhookDeployment, err)
-	}
-	if _, err := k.kubectl(ctx, "", "wait", "--for=condition=Available", "--timeout=1m", "deployment/"+webhookDeployment, "-n", webhookNamespace); err != nil {
-		return fmt.Errorf("waiting for deployment/%s: %w", webhookDeployment, err)
-	}
-	k.step("waiting for the API server to reach the webhook (a server-side dry run of a labelled namespace)")
-	probe := probeNamespace(devenv.DefaultNamespaces()[0])
-	err = retry(ctx, 3*time.Minute, 3*time.Second, func() error {
-		_, err := k.kubectl(ctx, probe, "create", "--dry-run=server", "-f", "-")
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("the API server did not reach iss-webhook: %w", err)
-	}
-	if len(install.policies) > 0 {
-		k.step("applying the ISSPolicy objects of manifests/")
-		if _, err := k.kubectl(ctx, string(install.policies), "apply", "--server-side", "-f", "-"); err != nil {
-			return fmt.Errorf("applying the ISSPolicy objects: %w", err)
+		k.step("waiting for deployment/%s in %s to be Available", webhookDeployment, webhookNamespace)
+		if _, err := k.kubectl(ctx, "", "rollout", "status", "deployment/"+webhookDeployment, "-n", webhookNamespace, "--timeout=5m"); err != nil {
+			return fmt.Errorf("waiting for deployment/%s: %w", webhookDeployment, err)
+		}
+		if _, err := k.kubectl(ctx, "", "wait", "--for=condition=Available", "--timeout=1m", "deployment/"+webhookDeployment, "-n", webhookNamespace); err != nil {
+			return fmt.Errorf("waiting for deployment/%s: %w", webhookDeployment, err)
 		}
 	}
 	k.step("iss-webhook is ready")
 	return nil
 }
 
-// probeNamespace is a namespace with ISS labels: the API server sends its creation to the
-// webhook, with failurePolicy Fail, so a dry run succeeds only when the webhook answers.
-func probeNamespace(like devenv.Namespace) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: iss-e2e-kind-probe\n  labels:\n    %s: %s\n    %s: %s\n",
-		policy.LabelAppID, like.AppID, policy.LabelEnvironment, like.Environment)
+// issctlInstallArgs is the command line of issctl install: the README's install, with the image
+// loaded into the cluster.
+func issctlInstallArgs(kubeconfig string) []string {
+	return []string{"install", "--kubeconfig", kubeconfig, "--image", kindImage, "--cert-mode", installCertMode, "--timeout", installTimeout}
+}
+
+// issctlInstall runs bin/issctl with args, its output shown as it comes with the progress
+// prefix, and returns the last line of its standard error, where it says why it failed.
+func (k *kindRun) issctlInstall(ctx context.Context, args []string) (string, error) {
+	var errOut bytes.Buffer
+	cmd := k.command(ctx, nil, k.issctl, args...)
+	cmd.Stdout = &prefixWriter{w: k.out, prefix: progressPrefix}
+	cmd.Stderr = io.MultiWriter(&prefixWriter{w: k.errOut, prefix: progressPrefix}, &errOut)
+	err := cmd.Run()
+	return lastLine(errOut.String()), err
+}
+
+// retryInstall runs install, and runs it again every interval while it fails in an apply
+// (retryableInstall) and less than timeout has passed since the first run, printing why with
+// progress. It returns the last failure with its reason.
+func retryInstall(ctx context.Context, timeout, interval time.Duration, install func() (reason string, err error), progress func(format string, args ...any)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		reason, err := install()
+		if err == nil {
+			return nil
+		}
+		if reason != "" {
+			err = fmt.Errorf("%w: %s", err, reason)
+		}
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), err)
+		}
+		if !retryableInstall(reason) {
+			return err
+		}
+		if time.Now().Add(interval).After(deadline) {
+			return fmt.Errorf("%w (still failing after %s)", err, timeout)
+		}
+		progress("%s; cert-manager's webhook may still be starting: running issctl install again in %s", reason, interval)
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(interval):
+		}
+	}
+}
+
+// retryableInstall tells whether issctl install failed applying an object, as it does while an
+// admission webhook on the way (cert-manager's, for the Certificate) does not answer yet, rather
+// than waiting, which it did for its whole timeout, or before touching the cluster.
+func retryableInstall(reason string) bool {
+	return strings.HasPrefix(reason, "issctl install: applying ")
 }
 
 // checkEngineMutation dry-runs an engine pod and checks that the mutating webhook labelled it
@@ -568,141 +614,24 @@ func (k *kindRun) kubectl(ctx context.Context, stdin string, args ...string) (st
 // stream runs a command in the checkout with its output shown as it comes. On Ctrl-C the
 // command gets the interrupt first, so that go test and docker stop cleanly.
 func (k *kindRun) stream(ctx context.Context, env []string, name string, args ...string) error {
+	cmd := k.command(ctx, env, name, args...)
+	cmd.Stdout, cmd.Stderr = k.out, k.errOut
+	return cmd.Run()
+}
+
+// command returns a command that runs in the checkout with env added to the environment and
+// gets the interrupt when ctx ends.
+func (k *kindRun) command(ctx context.Context, env []string, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = k.repo
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = k.out, k.errOut
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
-	return cmd.Run()
+	return cmd
 }
 
 func (k *kindRun) step(format string, args ...any) {
 	fmt.Fprintf(k.out, progressPrefix+format+"\n", args...)
-}
-
-// installParts is the rendered install, in the order it is applied.
-type installParts struct {
-	// crds are the CustomResourceDefinitions, applied first and waited for.
-	crds []byte
-	// rest is everything else but the ISSPolicy objects: namespace, RBAC, Deployment, Service,
-	// certificate, webhook configurations.
-	rest []byte
-	// policies are the objects of the iss.platform group, which the webhook validates: applied
-	// once it answers.
-	policies []byte
-}
-
-func (p installParts) all() []byte {
-	return bytes.Join([][]byte{p.crds, p.rest, p.policies}, nil)
-}
-
-// splitInstall splits the rendered manifests into installParts, with every container image
-// from replaced by to; it fails unless at least one container ran from.
-func splitInstall(rendered []byte, from, to string) (installParts, error) {
-	var p installParts
-	replaced := 0
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendered)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return p, fmt.Errorf("reading the rendered manifests: %w", err)
-		}
-		data, err := utilyaml.ToJSON(doc)
-		if err != nil {
-			return p, fmt.Errorf("reading the rendered manifests: %w", err)
-		}
-		if len(bytes.TrimSpace(data)) == 0 || string(bytes.TrimSpace(data)) == "null" {
-			continue
-		}
-		obj := &unstructured.Unstructured{}
-		if err := obj.UnmarshalJSON(data); err != nil {
-			return p, fmt.Errorf("reading the rendered manifests: %w", err)
-		}
-		n, err := replaceImages(obj, from, to)
-		if err != nil {
-			return p, err
-		}
-		replaced += n
-		js, err := obj.MarshalJSON()
-		if err != nil {
-			return p, err
-		}
-		out, err := yaml.JSONToYAML(js)
-		if err != nil {
-			return p, err
-		}
-		out = append([]byte("---\n"), out...)
-		gvk := obj.GroupVersionKind()
-		switch {
-		case gvk.GroupKind() == (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}):
-			p.crds = append(p.crds, out...)
-		case gvk.Group == "iss.platform":
-			p.policies = append(p.policies, out...)
-		default:
-			p.rest = append(p.rest, out...)
-		}
-	}
-	if replaced == 0 {
-		return p, fmt.Errorf("no container of the rendered manifests runs %s: cannot set the image %s", from, to)
-	}
-	return p, nil
-}
-
-// replaceImages sets the image of the containers and init containers of a workload's pod
-// template that run from to to, and returns how many it changed.
-func replaceImages(obj *unstructured.Unstructured, from, to string) (int, error) {
-	var podSpec []string
-	switch obj.GetKind() {
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job":
-		podSpec = []string{"spec", "template", "spec"}
-	case "CronJob":
-		podSpec = []string{"spec", "jobTemplate", "spec", "template", "spec"}
-	case "Pod":
-		podSpec = []string{"spec"}
-	default:
-		return 0, nil
-	}
-	n := 0
-	for _, field := range []string{"containers", "initContainers"} {
-		path := append(append([]string{}, podSpec...), field)
-		containers, found, err := unstructured.NestedSlice(obj.Object, path...)
-		if err != nil {
-			return 0, fmt.Errorf("%s %s: %w", obj.GetKind(), obj.GetName(), err)
-		}
-		if !found {
-			continue
-		}
-		for _, c := range containers {
-			if m, ok := c.(map[string]any); ok && m["image"] == from {
-				m["image"] = to
-				n++
-			}
-		}
-		if err := unstructured.SetNestedSlice(obj.Object, containers, path...); err != nil {
-			return 0, err
-		}
-	}
-	return n, nil
-}
-
-// retry calls try until it succeeds or timeout has passed, and returns its last error.
-func retry(ctx context.Context, timeout, interval time.Duration, try func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := try()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(interval):
-		}
-	}
 }
 
 // prefixWriter writes each line with a prefix.
@@ -739,6 +668,14 @@ func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[i+1:])
 	}
 	return s
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,92 +41,135 @@ func TestDockerUnavailable(t *testing.T) {
 	}
 }
 
-const rendered = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: iss-system
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: isspolicies.iss.platform
-spec:
-  group: iss.platform
----
-# a comment only
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: iss-webhook
-  namespace: iss-system
-spec:
-  replicas: 2
-  template:
-    spec:
-      containers:
-        - name: webhook
-          image: iss-webhook:latest
-          ports:
-            - containerPort: 9443
-        - name: other
-          image: busybox:1.37
----
-apiVersion: iss.platform/v1alpha1
-kind: ISSPolicy
-metadata:
-  name: default
-spec: {}
-`
-
-func TestSplitInstall(t *testing.T) {
-	p, err := splitInstall([]byte(rendered), manifestImage, kindImage)
-	if err != nil {
+// TestIssctlInstall runs the issctl of the checkout with the command line of installWebhook: it
+// must accept it and install the loaded image, cert-manager's certificate, and the CRD and
+// ISSPolicy that iss-kind leaves to it; and its failures must be told apart as retryInstall
+// expects.
+func TestIssctlInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds issctl")
+	}
+	dir := t.TempDir()
+	issctl := filepath.Join(dir, "issctl")
+	build := exec.Command("go", "build", "-o", issctl, "./cmd/issctl")
+	build.Dir = filepath.Join("..", "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/issctl: %v\n%s", err, out)
+	}
+	// A cluster that refuses connections.
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["down"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	kc.AuthInfos["down"] = &clientcmdapi.AuthInfo{Token: "t"}
+	kc.Contexts["down"] = &clientcmdapi.Context{Cluster: "down", AuthInfo: "down"}
+	kc.CurrentContext = "down"
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(p.crds); !strings.Contains(got, "name: isspolicies.iss.platform") || strings.Contains(got, "kind: Deployment") {
-		t.Errorf("crds:\n%s", got)
-	}
-	if got := string(p.policies); !strings.Contains(got, "kind: ISSPolicy") || strings.Count(got, "---\n") != 1 {
-		t.Errorf("policies:\n%s", got)
-	}
-	rest := string(p.rest)
-	for _, want := range []string{"kind: Namespace", "image: " + kindImage, "image: busybox:1.37", "containerPort: 9443", "replicas: 2"} {
-		if !strings.Contains(rest, want) {
-			t.Errorf("rest has no %q:\n%s", want, rest)
-		}
-	}
-	if strings.Contains(rest, manifestImage) || strings.Contains(rest, "CustomResourceDefinition") || strings.Contains(rest, "ISSPolicy") {
-		t.Errorf("rest:\n%s", rest)
-	}
-	if !bytes.HasPrefix(p.all(), p.crds) {
-		t.Error("all() does not start with the CRDs")
+	runIssctl := func(t *testing.T, args ...string) (stdout, reason string, err error) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		cmd := exec.Command(issctl, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err = cmd.Run()
+		return out.String(), lastLine(errOut.String()), err
 	}
 
-	if _, err := splitInstall([]byte(rendered), "iss-webhook:other", kindImage); err == nil {
-		t.Error("no error when no container runs the image to replace")
+	t.Run("command line", func(t *testing.T) {
+		args := issctlInstallArgs(kubeconfig)
+		if !slices.Equal(args[:3], []string{"install", "--kubeconfig", kubeconfig}) {
+			t.Errorf("args %v", args)
+		}
+		out, reason, err := runIssctl(t, append(args, "--dry-run", "-o", "yaml")...)
+		if err != nil {
+			t.Fatalf("issctl %s --dry-run -o yaml: %v: %s", strings.Join(args, " "), err, reason)
+		}
+		for _, want := range []string{
+			"image: " + kindImage,
+			"kind: CustomResourceDefinition\nmetadata:\n  name: isspolicies.iss.platform",
+			"kind: ISSPolicy",
+			"kind: Certificate",
+			"cert-manager.io/inject-ca-from",
+			"kind: ValidatingWebhookConfiguration",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the install has no %q", want)
+			}
+		}
+		if strings.Contains(out, "image: iss-webhook:latest") {
+			t.Error("a container still runs iss-webhook:latest")
+		}
+	})
+
+	t.Run("an apply that fails is retried", func(t *testing.T) {
+		// The self-signed mode applies without looking for cert-manager first.
+		_, reason, err := runIssctl(t, "install", "--kubeconfig", kubeconfig, "--cert-mode", "self-signed", "--timeout", "20s")
+		if err == nil || !retryableInstall(reason) {
+			t.Errorf("got %v, %q; want a failed apply", err, reason)
+		}
+	})
+
+	t.Run("a failure before any apply is not retried", func(t *testing.T) {
+		_, reason, err := runIssctl(t, issctlInstallArgs(kubeconfig)...)
+		if err == nil || reason == "" || retryableInstall(reason) {
+			t.Errorf("got %v, %q; want a failure that is not retried", err, reason)
+		}
+	})
+}
+
+func TestRetryInstall(t *testing.T) {
+	ctx := context.Background()
+	const applyFailed = `issctl install: applying Certificate iss-system/iss-webhook: Internal error occurred: failed calling webhook "webhook.cert-manager.io": connection refused`
+	const waitFailed = "issctl install: gave up waiting for deployment iss-system/iss-webhook: 0 of 2 replicas updated, 0 available"
+	exit := errors.New("exit status 2")
+	var progress []string
+	record := func(format string, args ...any) { progress = append(progress, fmt.Sprintf(format, args...)) }
+
+	// cert-manager's webhook answers at the third run.
+	calls := 0
+	err := retryInstall(ctx, time.Minute, time.Millisecond, func() (string, error) {
+		if calls++; calls < 3 {
+			return applyFailed, exit
+		}
+		return "", nil
+	}, record)
+	if err != nil || calls != 3 || len(progress) != 2 || !strings.HasPrefix(progress[0], applyFailed+";") {
+		t.Errorf("got %v after %d runs, progress %q", err, calls, progress)
+	}
+
+	// A failed wait had its whole timeout: no second run.
+	calls, progress = 0, nil
+	err = retryInstall(ctx, time.Minute, time.Millisecond, func() (string, error) { calls++; return waitFailed, exit }, record)
+	if err == nil || !errors.Is(err, exit) || !strings.Contains(err.Error(), waitFailed) || calls != 1 || len(progress) != 0 {
+		t.Errorf("got %v after %d runs, progress %q", err, calls, progress)
+	}
+
+	// An apply that keeps failing: runs until the timeout, then its reason.
+	calls = 0
+	err = retryInstall(ctx, 50*time.Millisecond, 10*time.Millisecond, func() (string, error) { calls++; return applyFailed, exit }, record)
+	if err == nil || !strings.Contains(err.Error(), applyFailed) || !strings.Contains(err.Error(), "still failing after 50ms") || calls < 2 {
+		t.Errorf("got %v after %d runs", err, calls)
+	}
+
+	// Interrupted: no further run.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	calls = 0
+	err = retryInstall(cancelled, time.Minute, time.Millisecond, func() (string, error) { calls++; return applyFailed, exit }, record)
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Errorf("got %v after %d runs", err, calls)
 	}
 }
 
-// TestSplitInstallManifests renders the real install with kubectl, as the command does.
-func TestSplitInstallManifests(t *testing.T) {
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not on PATH")
-	}
-	out, err := exec.Command("kubectl", "kustomize", filepath.Join("..", "..", "..", "manifests")).Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v", err)
-	}
-	p, err := splitInstall(out, manifestImage, kindImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(p.crds), "name: isspolicies.iss.platform") {
-		t.Error("the ISSPolicy CRD is not among the CRDs")
-	}
-	for _, want := range []string{"kind: Deployment", "image: " + kindImage, "kind: ValidatingWebhookConfiguration", "cert-manager.io/inject-ca-from"} {
-		if !strings.Contains(string(p.rest), want) {
-			t.Errorf("the install has no %q", want)
+func TestLastLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                           "",
+		"one\n":                      "one",
+		"applied x\n  why  \n\n":     "why",
+		"waiting\nissctl install: e": "issctl install: e",
+	} {
+		if got := lastLine(in); got != want {
+			t.Errorf("lastLine(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

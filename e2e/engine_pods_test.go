@@ -65,6 +65,17 @@ var (
 
 func deletePod(ctx context.Context, name string) { deletePodIn(namespace)(ctx, name) }
 
+// webhookMetrics scrapes the local webhook's Prometheus metrics.
+func webhookMetrics() string {
+	GinkgoHelper()
+	resp, err := http.Get(localEnv.MetricsURL)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	return string(body)
+}
+
 var _ = Describe("Dagger engine pods", func() {
 	It("fills in the standard profile for a pod of the official Dagger Helm chart", func(ctx SpecContext) {
 		DeferCleanup(deletePod, "chart-standard")
@@ -221,13 +232,9 @@ spec:
 		_, err := kubectl(ctx, enginePod("chart-counted", `  annotations:
     iss.platform/profile: turbo`, ""), "apply", "--dry-run=server", "-f", "-")
 		Expect(err).To(HaveOccurred())
-		resp, err := http.Get(localEnv.MetricsURL)
-		Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(string(body)).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="enginePods"\} [1-9]`))
-		Expect(string(body)).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/mutate-engine-pods"}`))
+		body := webhookMetrics()
+		Expect(body).To(MatchRegexp(`iss_admission_decisions_total\{decision="denied",mode="Enforce",resource="pods",rule="enginePods"\} [1-9]`))
+		Expect(body).To(ContainSubstring(`controller_runtime_webhook_requests_total{code="200",webhook="/mutate-engine-pods"}`))
 	})
 
 	It("behaves as each example in manifests/examples says", func(ctx SpecContext) {

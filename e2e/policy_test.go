@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -124,12 +122,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(stderr).NotTo(ContainSubstring("iss-webhook"))
 		if localEnv != nil {
-			resp, err := http.Get(localEnv.MetricsURL)
-			Expect(err).NotTo(HaveOccurred())
-			defer resp.Body.Close()
-			metrics, err := io.ReadAll(resp.Body)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(string(metrics)).To(MatchRegexp(`iss_admission_decisions_total\{decision="audited",mode="Audit",resource="pods",rule="enginePods"\} [1-9]`))
+			Expect(webhookMetrics()).To(MatchRegexp(`iss_admission_decisions_total\{decision="audited",mode="Audit",resource="pods",rule="enginePods"\} [1-9]`))
 		}
 	})
 

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/iss-platform/iss-webhook/policy"
@@ -98,21 +97,6 @@ Flags:
 	return code
 }
 
-// auditClient returns a client of the cluster of the kubeconfig.
-func auditClient(kubeconfig string) (client.Client, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
-	}
-	scheme := webhook.NewScheme()
-	if err := openreportsv1alpha1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	return client.New(cfg, client.Options{Scheme: scheme})
-}
-
 // policyInForce returns the policy the webhook enforces, judged with every rule group enforced,
 // and says where it came from.
 func policyInForce(ctx context.Context, c client.Client) (*policy.Policy, string, error) {
@@ -154,7 +138,7 @@ type auditedObject struct {
 }
 
 func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (int, error) {
-	c, err := auditClient(o.kubeconfig)
+	c, err := clusterClient(o.kubeconfig)
 	if err != nil {
 		return 0, err
 	}

@@ -37,19 +37,7 @@ func TestCheckExamplesGolden(t *testing.T) {
 	if code != exitViolation {
 		t.Fatalf("exit %d, want %d (the examples include denied ones); stderr: %s", code, exitViolation, stderr)
 	}
-	golden := filepath.Join("testdata", "check-examples.golden.txt")
-	if *update {
-		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/issctl -update)", err)
-	}
-	if out != string(want) {
-		t.Errorf("output differs from %s (run go test ./cmd/issctl -update if intended):\n%s", golden, out)
-	}
+	checkGolden(t, "check-examples.golden.txt", out)
 }
 
 // TestCheckExitCodesAndJSON checks the JSON output of a conforming engine and that every usage

@@ -1,5 +1,5 @@
 # Both binaries, static, on a distroless base that runs as a non-root user.
-FROM golang:1.26 AS build
+FROM golang:1.26.8 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -57,7 +57,7 @@ e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control 
 	$(GO) test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v $(if $(CI),-ginkgo.no-color)
 
 .PHONY: e2e-kind
-e2e-kind: build ## the Ginkgo suite on a kind cluster (image, cert-manager, manifests/); skipped without Docker
+e2e-kind: build ## the Ginkgo suite on a kind cluster (the image, cert-manager, issctl install); skipped without Docker
 	$(GO) run ./e2e/cmd/iss-kind --repo $(CURDIR) $(if $(CI),-- -ginkgo.no-color)
 
 .PHONY: bench

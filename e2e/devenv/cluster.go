@@ -79,7 +79,8 @@ func PrepareClusterWith(ctx context.Context, cs kubernetes.Interface, o Options)
 }
 
 // externalSecretsEditRole is the role that the External Secrets chart labels for aggregation into
-// edit, for the kinds the developers write: the same as the local control plane's.
+// edit, for the kinds the developers write. PrepareCluster and the local control plane
+// (Env.createNamespaces) both create it.
 func externalSecretsEditRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "external-secrets-edit", Labels: map[string]string{"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},

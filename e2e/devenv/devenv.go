@@ -338,14 +338,7 @@ func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) err
 	// manager aggregates from the bootstrap roles and from the roles that add-ons label for it,
 	// as the External Secrets chart does for its kinds. This control plane has no controller
 	// manager, so the developer is bound to the roles the aggregation would combine.
-	esEdit := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "external-secrets-edit", Labels: map[string]string{"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"external-secrets.io"},
-			Resources: []string{"externalsecrets", "pushsecrets", "secretstores"},
-			Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
-		}},
-	}
+	esEdit := externalSecretsEditRole()
 	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, esEdit, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating ClusterRole %s: %w", esEdit.Name, err)
 	}

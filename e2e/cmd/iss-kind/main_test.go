@@ -86,7 +86,8 @@ func TestIssctlInstall(t *testing.T) {
 		}
 		for _, want := range []string{
 			"image: " + kindImage,
-			"kind: CustomResourceDefinition\nmetadata:\n  name: isspolicies.iss.platform",
+			"kind: CustomResourceDefinition",
+			"name: isspolicies.iss.platform\n",
 			"kind: ISSPolicy",
 			"kind: Certificate",
 			"cert-manager.io/inject-ca-from",

@@ -62,22 +62,13 @@ func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.N
 
 // InitiatorDefaulter is the mutating handler for ExternalSecrets and PushSecrets: it sets the
 // iss.platform/initiator-id annotation to the requesting user when it is absent.
-type InitiatorDefaulter struct {
-	policies policy.Provider
-}
-
-// NewInitiatorDefaulter returns the mutating handler for ExternalSecrets and PushSecrets.
-func NewInitiatorDefaulter(policies policy.Provider) InitiatorDefaulter {
-	return InitiatorDefaulter{policies: policies}
-}
+type InitiatorDefaulter struct{}
 
 // Handle implements admission.Handler.
-func (h InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+func (InitiatorDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+	// Exempt namespaces too: the initiator binding is an integrity rule that holds there.
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("")
-	}
-	if h.policies.Current().Exempt(req.Namespace) {
-		return admission.Allowed("namespace exempt by the ISSPolicy")
 	}
 	// Unstructured, so that the patch touches the annotation and nothing of fields this build
 	// does not know.
@@ -122,10 +113,11 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
+	// The path, binding and store rules isolate the apps' secrets from each other: they are
+	// integrity rules, enforced in every mode and in exempt namespaces too, where the platform's
+	// stores would otherwise read any app's tree. Only the existence check has the mode of the
+	// secrets group.
 	pol := h.policies.Current()
-	if pol.Exempt(req.Namespace) {
-		return exempt(pol, h.metrics, req.Resource.Resource, policy.RuleSecrets)
-	}
 	v := newVerdict(ctx, pol, h.metrics, req.Resource.Resource)
 	ns, err := h.namespaces.Namespace(ctx, req.Namespace)
 	if err != nil {
@@ -139,7 +131,7 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		if err := json.Unmarshal(req.Object.Raw, obj); err != nil {
 			return badRequest(req.Kind.Kind, err)
 		}
-		v.add(policy.RuleSecrets, pol.ValidateSecretStore(obj, ns))
+		v.add(policy.RuleIntegrity, pol.ValidateSecretStore(obj, ns))
 		if resp, denied := v.denied(gk, &obj.ObjectMeta); denied {
 			return resp
 		}
@@ -172,7 +164,7 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 	if !specChanged {
 		// Status, finalizer and label updates (External Secrets' own among them) leave what the
 		// object reads and writes as it was checked.
-		v.add(policy.RuleSecrets, errs)
+		v.add(policy.RuleIntegrity, errs)
 		if resp, denied := v.denied(gk, meta); denied {
 			return resp
 		}
@@ -198,10 +190,14 @@ func (h *SecretsValidator) Handle(ctx context.Context, req admission.Request) ad
 		}
 		errs = append(errs, pol.ValidatePushSecret(ps, ns)...)
 	}
+	v.add(policy.RuleIntegrity, errs)
+	if resp, denied := v.denied(gk, meta); denied {
+		return resp
+	}
 	var warnings []string
-	if len(errs) == 0 && es != nil && pol.OpenBao.Verify && h.verifier != nil {
+	if es != nil && pol.OpenBao.Verify && h.verifier != nil {
 		missing, unavailable := h.verifyPaths(ctx, pol, ns, es)
-		errs = missing
+		v.add(policy.RuleSecrets, missing)
 		if unavailable != nil {
 			msg := fmt.Sprintf("iss-webhook could not check that the OpenBao paths of %s %s exist: %v", req.Kind.Kind, meta.Name, unavailable)
 			switch {

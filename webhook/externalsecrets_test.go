@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook/openbao"
 	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
 )
@@ -94,7 +95,7 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 
 func TestInitiatorDefaulter(t *testing.T) {
 	req := esRequest(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"tokens"},"spec":{"refreshInterval":"1h","unknownField":{"kept":true}}}`)
-	resp := NewInitiatorDefaulter(policy.NewHolder(policy.Default())).Handle(context.Background(), req)
+	resp := InitiatorDefaulter{}.Handle(context.Background(), req)
 	if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/annotations" {
 		t.Fatalf("got %+v", resp.Patches)
 	}
@@ -102,7 +103,7 @@ func TestInitiatorDefaulter(t *testing.T) {
 		t.Errorf("initiator %v", v)
 	}
 	req = esRequest(tokensES)
-	if resp := NewInitiatorDefaulter(policy.NewHolder(policy.Default())).Handle(context.Background(), req); len(resp.Patches) != 0 {
+	if resp := (InitiatorDefaulter{}).Handle(context.Background(), req); len(resp.Patches) != 0 {
 		t.Errorf("an initiator that is set was changed: %+v", resp.Patches)
 	}
 }
@@ -136,5 +137,40 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 				t.Fatalf("allowed %v: %+v", resp.Allowed, resp.Result)
 			}
 		})
+	}
+}
+
+// TestSecretBindingsHoldInEveryMode: the path, app, initiator and store rules isolate the apps'
+// secrets, so neither Warn or Audit mode nor an exempt namespace lets another app's path in;
+// only the existence check follows the secrets group's mode.
+func TestSecretBindingsHoldInEveryMode(t *testing.T) {
+	otherApp := strings.Replace(tokensES, "artifacts/team-a/public/secrets/api-token", "artifacts/team-b/public/secrets/api-token", 1)
+	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}}
+	for _, mode := range []v1alpha1.EnforcementMode{v1alpha1.Warn, v1alpha1.Audit} {
+		pol := policy.Default()
+		pol.Enforcement[policy.RuleSecrets] = mode
+		pol.ExemptNamespaces = []string{"team-a-dev"}
+		resp := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), nil).Handle(context.Background(), esRequest(otherApp))
+		if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, `belongs to the app "team-b"`) {
+			t.Errorf("%s, exempt namespace: another app's path was not denied: %+v", mode, resp.Result)
+		}
+	}
+
+	double := openbaotest.NewKVv2TestDouble("s.token")
+	double.Seed("kv-dev", "artifacts/team-a/public/secrets/other")
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("s.token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.Enforcement[policy.RuleSecrets] = v1alpha1.Warn
+	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod, pol.OpenBao.TokenFile = true, double.Server.URL, policy.AuthToken, file
+	verifier, err := openbao.NewPool(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), verifier).Handle(context.Background(), esRequest(tokensES))
+	if !resp.Allowed || len(resp.Warnings) != 2 || !strings.Contains(resp.Warnings[0], "iss-webhook (secrets: Warn): spec.data[0].remoteRef.key: Not found") {
+		t.Errorf("missing paths in Warn mode: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
 	}
 }

@@ -58,7 +58,7 @@ func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
 		MutateEnginePodsPath:        {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
 		ValidateEnginePodsPath:      {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
 		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self, o.Engines)},
-		MutateExternalSecretsPath:   {Handler: NewInitiatorDefaulter(o.Policies)},
+		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
 		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
 		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
 		ValidateWorkloadsPath:       {Handler: NewWorkloadValidator(o.Policies, decoder, o.Metrics)},

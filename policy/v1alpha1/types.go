@@ -57,13 +57,16 @@ const (
 type ISSPolicySpec struct {
 	// Enforcement is the mode of each rule group. The integrity rules (ISS labels and
 	// annotations immutable, generated policies, namespace labels, user NetworkPolicies that
-	// would open engine egress) have no mode: they always deny, since a warning would let
-	// anyone switch the other rules off.
+	// would open engine egress, the secrets' paths, bindings and stores) have no mode: they
+	// always deny, since a warning would let anyone switch the other rules off or read another
+	// app's secrets.
 	// +default={}
 	Enforcement *Enforcement `json:"enforcement,omitempty"`
 
-	// ExemptNamespaces are namespaces whose objects the webhook admits unchanged and unchecked.
-	// The namespaces of the control plane and of iss-webhook itself are never sent to it.
+	// ExemptNamespaces are namespaces whose pods, workloads, HPAs and provisioning objects the
+	// webhook admits unchanged and unchecked. ExternalSecrets, PushSecrets and SecretStores are
+	// checked there too. The namespaces of the control plane and of iss-webhook itself are never
+	// sent to it.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=512
 	// +kubebuilder:validation:items:MaxLength=63
@@ -110,8 +113,9 @@ type Enforcement struct {
 	// on the pod templates of workloads.
 	// +default="Enforce"
 	EnginePods EnforcementMode `json:"enginePods,omitempty"`
-	// Secrets: OpenBao paths, app and initiator binding, the environment's store, the existence
-	// check, on ExternalSecrets, PushSecrets and SecretStores.
+	// Secrets: the OpenBao existence check (a path that is missing). The path, app and
+	// initiator binding and store rules of ExternalSecrets, PushSecrets and SecretStores isolate
+	// the apps from each other: they always deny, in exempt namespaces too.
 	// +default="Enforce"
 	Secrets EnforcementMode `json:"secrets,omitempty"`
 	// Autoscaling: the saturation metric on HorizontalPodAutoscalers.

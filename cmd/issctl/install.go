@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/iss-platform/iss-webhook/manifests"
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
+	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
 )
 
 // fieldOwner is the field manager of issctl's server-side applies.
@@ -155,22 +157,34 @@ func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*
 			return fmt.Errorf("cert-manager is not installed (no CRD certificates.cert-manager.io: %v): install it first, or install with --cert-mode self-signed", err)
 		}
 	}
-	phase := -1
-	for _, obj := range objs {
-		if p := installPhase(obj); p != phase {
-			if phase == 0 {
-				if err := waitForCRDs(ctx, c, objs, out); err != nil {
-					return err
-				}
-			}
-			phase = p
-		}
+	apply := func(obj *unstructured.Unstructured) error {
 		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying %s %s: %w", obj.GetKind(), objectName(obj), err)
 		}
 		fmt.Fprintf(out, "applied %s %s\n", strings.ToLower(obj.GetKind()), objectName(obj))
+		return nil
 	}
-	if err := waitForDeployment(ctx, c, out); err != nil {
+	byPhase := map[int][]*unstructured.Unstructured{}
+	for _, obj := range objs {
+		byPhase[installPhase(obj)] = append(byPhase[installPhase(obj)], obj)
+	}
+	// The namespace and the CRDs, established before anything uses them.
+	for _, obj := range byPhase[0] {
+		if err := apply(obj); err != nil {
+			return err
+		}
+	}
+	if err := waitForCRDs(ctx, c, objs, out); err != nil {
+		return err
+	}
+	// What the webhook runs on, then the webhook itself serving, before the API server is told
+	// to call it: until then no request waits on a webhook that cannot answer.
+	for _, obj := range byPhase[1] {
+		if err := apply(obj); err != nil {
+			return err
+		}
+	}
+	if err := deleteOtherMode(ctx, c, o.certMode, objs, out); err != nil {
 		return err
 	}
 	if o.certMode == manifests.CertModeCertManager {
@@ -178,10 +192,103 @@ func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*
 			return err
 		}
 	}
+	if err := waitForDeployment(ctx, c, out); err != nil {
+		return err
+	}
+	// The policy only when there is none: a cluster's own ISSPolicy stays as it is, and an
+	// install that repairs a broken webhook does not need the webhook that validates it.
+	for _, obj := range byPhase[2] {
+		existing := &unstructured.Unstructured{}
+		existing.SetGroupVersionKind(obj.GroupVersionKind())
+		err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "kept %s %s (it exists)\n", strings.ToLower(obj.GetKind()), objectName(obj))
+		case apierrors.IsNotFound(err):
+			if err := c.Create(ctx, obj, client.FieldOwner(fieldOwner)); err != nil {
+				return fmt.Errorf("creating %s %s: %w", obj.GetKind(), objectName(obj), err)
+			}
+			fmt.Fprintf(out, "created %s %s\n", strings.ToLower(obj.GetKind()), objectName(obj))
+		default:
+			return err
+		}
+	}
+	if o.certMode == manifests.CertModeSelfSigned {
+		// The webhook's CA goes in with the configurations, so that the API server trusts the
+		// webhook from the first call rather than from the leader's next pass.
+		if err := setCABundle(ctx, c, byPhase[3]); err != nil {
+			return err
+		}
+	}
+	for _, obj := range byPhase[3] {
+		if err := apply(obj); err != nil {
+			return err
+		}
+	}
 	if err := waitForWebhook(ctx, c, out); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "iss-webhook is installed and answering; the policy is the ISSPolicy default (kubectl get isspolicy)")
+	return nil
+}
+
+// setCABundle puts the self-signed mode's CA bundle, from the webhook's Secret, into every
+// webhook of the configurations.
+func setCABundle(ctx context.Context, c client.Client, configs []*unstructured.Unstructured) error {
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook-tls"}, secret); err != nil {
+		return fmt.Errorf("reading the webhook's CA from Secret iss-system/iss-webhook-tls: %w", err)
+	}
+	bundle := secret.Data[selfsigned.KeyCABundle]
+	if len(bundle) == 0 {
+		return fmt.Errorf("Secret iss-system/iss-webhook-tls has no %s yet", selfsigned.KeyCABundle)
+	}
+	for _, cfg := range configs {
+		hooks, _, err := unstructured.NestedSlice(cfg.Object, "webhooks")
+		if err != nil {
+			return err
+		}
+		for i := range hooks {
+			if err := unstructured.SetNestedField(hooks[i].(map[string]any), base64.StdEncoding.EncodeToString(bundle), "clientConfig", "caBundle"); err != nil {
+				return err
+			}
+		}
+		if err := unstructured.SetNestedSlice(cfg.Object, hooks, "webhooks"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOtherMode deletes what the other certificate mode installed and this one does not (the
+// cert-manager Issuer and Certificate, or the self-signed mode's RBAC), so that a switch leaves
+// no writer of the Secret behind.
+func deleteOtherMode(ctx context.Context, c client.Client, certMode string, objs []*unstructured.Unstructured, out io.Writer) error {
+	other := manifests.CertModeSelfSigned
+	if certMode == manifests.CertModeSelfSigned {
+		other = manifests.CertModeCertManager
+	}
+	theirs, err := manifests.Render(other, "")
+	if err != nil {
+		return err
+	}
+	ours := map[string]bool{}
+	for _, obj := range objs {
+		ours[obj.GetKind()+"/"+objectName(obj)] = true
+	}
+	for _, obj := range theirs {
+		if ours[obj.GetKind()+"/"+objectName(obj)] {
+			continue
+		}
+		err := c.Delete(ctx, obj)
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "deleted %s %s (of the %s mode)\n", strings.ToLower(obj.GetKind()), objectName(obj), other)
+		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		default:
+			return fmt.Errorf("deleting %s %s of the %s mode: %w", obj.GetKind(), objectName(obj), other, err)
+		}
+	}
 	return nil
 }
 
@@ -283,14 +390,16 @@ func waitForWebhook(ctx context.Context, c client.Client, out io.Writer) error {
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7"}}},
 		}
 		err := c.Create(ctx, probe, client.DryRunAll)
-		if err == nil {
+		switch {
+		case err == nil:
 			return true, ""
-		}
-		if apierrors.IsInternalError(err) || strings.Contains(err.Error(), "failed calling webhook") {
+		case strings.Contains(err.Error(), "failed calling webhook"), apierrors.IsInternalError(err), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err):
 			return false, err.Error()
+		default:
+			// Any answer of the webhook, a denial included (a LimitRange in default may give the
+			// probe limits off its profile), shows that the API server reaches it.
+			return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), err.Error()
 		}
-		// Any answer of the webhook, a denial included, shows that the API server reaches it.
-		return !strings.Contains(err.Error(), "iss.platform"), err.Error()
 	})
 }
 

@@ -32,7 +32,7 @@ generate: ## regenerate the ISSPolicy deepcopy code and CRD from policy/v1alpha1
 	$(CONTROLLER_GEN) object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crds
 
 .PHONY: test
-test: check unit e2e ## formatting, vet, tidiness, unit tests and the end-to-end suite
+test: check unit e2e e2e-kind ## formatting, vet, tidiness, unit tests, the end-to-end suite, and on kind where Docker runs
 
 .PHONY: check
 check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code and CRD are current

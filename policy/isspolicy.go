@@ -408,14 +408,29 @@ func mergeAutoscaling(a *AutoscalingPolicy, s *v1alpha1.Autoscaling, path *field
 	if s.Behavior != nil {
 		a.Behavior = *s.Behavior.DeepCopy()
 		bp := path.Child("behavior")
-		for name, rules := range map[string]*autoscalingv2.HPAScalingRules{"scaleUp": a.Behavior.ScaleUp, "scaleDown": a.Behavior.ScaleDown} {
+		for _, dir := range []struct {
+			name  string
+			rules *autoscalingv2.HPAScalingRules
+		}{{"scaleUp", a.Behavior.ScaleUp}, {"scaleDown", a.Behavior.ScaleDown}} {
+			name, rules := dir.name, dir.rules
 			if rules == nil {
 				continue
 			}
 			if w := rules.StabilizationWindowSeconds; w != nil && (*w < 0 || *w > 3600) {
 				errs = append(errs, field.Invalid(bp.Child(name, "stabilizationWindowSeconds"), *w, "must be from 0 to 3600"))
 			}
+			// The HPA's own API refuses other values: a policy with them would make every HPA
+			// that gets this behavior fail to apply.
+			if sp := rules.SelectPolicy; sp != nil && !slices.Contains([]autoscalingv2.ScalingPolicySelect{autoscalingv2.MaxChangePolicySelect, autoscalingv2.MinChangePolicySelect, autoscalingv2.DisabledPolicySelect}, *sp) {
+				errs = append(errs, field.NotSupported(bp.Child(name, "selectPolicy"), *sp, []string{"Max", "Min", "Disabled"}))
+			}
+			if len(rules.Policies) == 0 && (rules.SelectPolicy == nil || *rules.SelectPolicy != autoscalingv2.DisabledPolicySelect) && name == "scaleUp" {
+				errs = append(errs, field.Required(bp.Child(name, "policies"), "list at least one scaling policy, or set selectPolicy: Disabled"))
+			}
 			for i, pol := range rules.Policies {
+				if pol.Type != autoscalingv2.PodsScalingPolicy && pol.Type != autoscalingv2.PercentScalingPolicy {
+					errs = append(errs, field.NotSupported(bp.Child(name, "policies").Index(i).Child("type"), pol.Type, []string{"Pods", "Percent"}))
+				}
 				if pol.Value <= 0 {
 					errs = append(errs, field.Invalid(bp.Child(name, "policies").Index(i).Child("value"), pol.Value, "must be above zero"))
 				}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -137,6 +138,12 @@ func TestInvalidISSPolicy(t *testing.T) {
 		{"autoscaling", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Metric: &v1alpha1.SaturationMetric{Type: "Resource", Target: ptr.To(q("0"))}}}, []wantErr{
 			{"spec.autoscaling.metric.type", "supported values"},
 			{"spec.autoscaling.metric.target", "above zero"},
+		}},
+		{"HPA behavior the HPA API refuses", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{
+			ScaleUp: &autoscalingv2.HPAScalingRules{SelectPolicy: ptr.To[autoscalingv2.ScalingPolicySelect]("Bogus"), Policies: []autoscalingv2.HPAScalingPolicy{{Type: "Bananas", Value: 1, PeriodSeconds: 60}}},
+		}}}, []wantErr{
+			{"spec.autoscaling.behavior.scaleUp.selectPolicy", "supported values"},
+			{"spec.autoscaling.behavior.scaleUp.policies[0].type", "supported values"},
 		}},
 		{"temporal selector selects everything", v1alpha1.ISSPolicySpec{TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{}}}, []wantErr{{"spec.temporalWorkers.selector", "every Deployment"}}},
 		{"backend with a path", v1alpha1.ISSPolicySpec{Provisioning: &v1alpha1.Provisioning{ApprovedBackends: []string{"s3://bucket/prefix", "http://bucket"}}}, []wantErr{

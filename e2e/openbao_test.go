@@ -17,7 +17,7 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 
 	BeforeAll(func(ctx SpecContext) {
 		if localEnv == nil {
-			Skip("the KV v2 test double and the token file live on this machine, which only the local control plane's webhook reaches")
+			Skip("the KV v2 test double and the token file live on this machine, which only the local control plane's webhook reaches, and the token file is a flag")
 		}
 		// The KV v2 test double stands in for OpenBao, which no registry here serves; the
 		// integration test of package webhook/openbao runs against a real server when
@@ -26,17 +26,19 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
 		tokenFile := filepath.Join(GinkgoT().TempDir(), "openbao-token")
 		Expect(os.WriteFile(tokenFile, []byte("s.e2e-token"), 0o600)).To(Succeed())
-		// The check is the policy's: turning it on takes no restart.
+		// The token file is the Deployment's (a flag); the check itself is the policy's.
+		Expect(localEnv.RestartWebhook(ctx, "--openbao-token-file", tokenFile)).To(Succeed())
 		applyPolicy(ctx, suitePolicy()+fmt.Sprintf(`openbao:
   verify: true
   address: %s
-  auth: {method: token, tokenFile: %s}
+  auth: {method: token}
   cacheTTL: {miss: 1s}
-`, double.Server.URL, tokenFile))
+`, double.Server.URL))
 	})
 	AfterAll(func(ctx SpecContext) {
 		if localEnv != nil {
 			applyPolicy(ctx, suitePolicy())
+			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
 		}
 	})
 

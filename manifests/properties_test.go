@@ -30,45 +30,45 @@ import (
 )
 
 // The tests below check the objects Render produces, in both certificate modes, against what an
-// install of iss-webhook must be: highly available, locked down, reachable only where it must be,
+// renderedInstall of iss-webhook must be: highly available, locked down, reachable only where it must be,
 // unable to lock a cluster out, and given no more RBAC than its code uses.
 
 const (
-	// installNamespace is where everything namespaced of the install lives.
-	installNamespace = "iss-system"
-	// webhookName names the ServiceAccount, Deployment, Service and webhook configurations.
-	webhookName = "iss-webhook"
+	// issNamespace is where everything namespaced of the install lives.
+	issNamespace = "iss-system"
+	// issWebhookName names the ServiceAccount, Deployment, Service and webhook configurations.
+	issWebhookName = "iss-webhook"
 	// testImage is not DefaultImage, so that the tests see that Render sets the image.
 	testImage = "registry.example.com:5000/acme/iss-webhook:v1.2.3"
-	// injectCAFrom is cert-manager's CA injection annotation.
-	injectCAFrom = "cert-manager.io/inject-ca-from"
+	// injectCAFromAnnotation is cert-manager's CA injection annotation.
+	injectCAFromAnnotation = "cert-manager.io/inject-ca-from"
 )
 
-var certModes = []string{CertModeCertManager, CertModeSelfSigned}
+var allCertModes = []string{CertModeCertManager, CertModeSelfSigned}
 
-// rendered renders each mode once for all the tests of the package; the objects are only read.
-var rendered = map[string]func() ([]*unstructured.Unstructured, error){
+// renderedByMode renders each mode once for all the tests of the package; the objects are only read.
+var renderedByMode = map[string]func() ([]*unstructured.Unstructured, error){
 	CertModeCertManager: sync.OnceValues(func() ([]*unstructured.Unstructured, error) { return Render(CertModeCertManager, testImage) }),
 	CertModeSelfSigned:  sync.OnceValues(func() ([]*unstructured.Unstructured, error) { return Render(CertModeSelfSigned, testImage) }),
 }
 
-// install is the rendered install of one certificate mode.
-type install struct {
+// renderedInstall is the rendered install of one certificate mode.
+type renderedInstall struct {
 	mode string
 	objs []*unstructured.Unstructured
 }
 
-func renderInstall(t *testing.T, mode string) *install {
+func renderInstall(t *testing.T, mode string) *renderedInstall {
 	t.Helper()
-	objs, err := rendered[mode]()
+	objs, err := renderedByMode[mode]()
 	if err != nil {
 		t.Fatalf("Render(%s, %s): %v", mode, testImage, err)
 	}
-	return &install{mode: mode, objs: objs}
+	return &renderedInstall{mode: mode, objs: objs}
 }
 
 // all returns the objects of a group and kind.
-func (in *install) all(group, kind string) []*unstructured.Unstructured {
+func (in *renderedInstall) all(group, kind string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, o := range in.objs {
 		if gvk := o.GroupVersionKind(); gvk.Group == group && gvk.Kind == kind {
@@ -79,7 +79,7 @@ func (in *install) all(group, kind string) []*unstructured.Unstructured {
 }
 
 // get returns the object of a group, kind, namespace and name, or nil.
-func (in *install) get(group, kind, namespace, name string) *unstructured.Unstructured {
+func (in *renderedInstall) get(group, kind, namespace, name string) *unstructured.Unstructured {
 	for _, o := range in.all(group, kind) {
 		if o.GetNamespace() == namespace && o.GetName() == name {
 			return o
@@ -88,9 +88,9 @@ func (in *install) get(group, kind, namespace, name string) *unstructured.Unstru
 	return nil
 }
 
-// typed converts u into a T, refusing fields that T does not know (a misspelt field in a
+// convertTo converts u into a T, refusing fields that T does not know (a misspelt field in a
 // manifest would otherwise be dropped silently, here and by the API server).
-func typed[T any](t *testing.T, u *unstructured.Unstructured) *T {
+func convertTo[T any](t *testing.T, u *unstructured.Unstructured) *T {
 	t.Helper()
 	out := new(T)
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, out, true); err != nil {
@@ -100,18 +100,18 @@ func typed[T any](t *testing.T, u *unstructured.Unstructured) *T {
 }
 
 // mustGet returns the object of a group, kind, namespace and name as a T, failing without it.
-func mustGet[T any](t *testing.T, in *install, group, kind, namespace, name string) *T {
+func mustGet[T any](t *testing.T, in *renderedInstall, group, kind, namespace, name string) *T {
 	t.Helper()
 	u := in.get(group, kind, namespace, name)
 	if u == nil {
 		t.Fatalf("%s: the install renders no %s %s/%s", in.mode, kind, namespace, name)
 	}
-	return typed[T](t, u)
+	return convertTo[T](t, u)
 }
 
-func (in *install) deployment(t *testing.T) *appsv1.Deployment {
+func (in *renderedInstall) deployment(t *testing.T) *appsv1.Deployment {
 	t.Helper()
-	return mustGet[appsv1.Deployment](t, in, "apps", "Deployment", installNamespace, webhookName)
+	return mustGet[appsv1.Deployment](t, in, "apps", "Deployment", issNamespace, issWebhookName)
 }
 
 // webhookContainer returns the container that serves the webhook.
@@ -126,9 +126,9 @@ func webhookContainer(t *testing.T, d *appsv1.Deployment) *corev1.Container {
 	return nil
 }
 
-// selects tells whether a selector is not empty (an empty one selects every pod of the
+// selectsPods tells whether a selector is not empty (an empty one selects every pod of the
 // namespace) and matches the pod labels.
-func selects(sel *metav1.LabelSelector, podLabels map[string]string) error {
+func selectsPods(sel *metav1.LabelSelector, podLabels map[string]string) error {
 	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
 		return fmt.Errorf("the selector is empty: it selects every pod of the namespace")
 	}
@@ -142,8 +142,8 @@ func selects(sel *metav1.LabelSelector, podLabels map[string]string) error {
 	return nil
 }
 
-// flagDefaults are iss-webhook's defaults of the flags the tests read (cmd/iss-webhook/flags.go).
-var flagDefaults = map[string]string{
+// argDefaults are iss-webhook's defaults of the flags the tests read (cmd/iss-webhook/flags.go).
+var argDefaults = map[string]string{
 	"--webhook-port":              "9443",
 	"--metrics-bind-address":      ":8080",
 	"--health-probe-bind-address": ":8081",
@@ -153,8 +153,8 @@ var flagDefaults = map[string]string{
 
 // flag returns the value of a --name=value argument (the last one wins, as in package flag), or
 // iss-webhook's default.
-func flagValue(args []string, name string) string {
-	v, ok := flagDefaults[name]
+func argValue(args []string, name string) string {
+	v, ok := argDefaults[name]
 	if !ok {
 		panic("no default for " + name)
 	}
@@ -166,8 +166,8 @@ func flagValue(args []string, name string) string {
 	return v
 }
 
-// containerPort returns the number of the container's port of that name.
-func containerPort(c *corev1.Container, name string) (int32, bool) {
+// namedPort returns the number of the container's port of that name.
+func namedPort(c *corev1.Container, name string) (int32, bool) {
 	for _, p := range c.Ports {
 		if p.Name == name {
 			return p.ContainerPort, true
@@ -176,12 +176,12 @@ func containerPort(c *corev1.Container, name string) (int32, bool) {
 	return 0, false
 }
 
-// refersTo tells whether a port reference (by name or by number) is the container's named port.
-func refersTo(ref intstr.IntOrString, c *corev1.Container, name string) bool {
+// refersToPort tells whether a port reference (by name or by number) is the container's named port.
+func refersToPort(ref intstr.IntOrString, c *corev1.Container, name string) bool {
 	if ref.Type == intstr.String {
 		return ref.StrVal == name
 	}
-	n, ok := containerPort(c, name)
+	n, ok := namedPort(c, name)
 	return ok && ref.IntVal == n
 }
 
@@ -205,7 +205,7 @@ func TestRenderedNamespaces(t *testing.T) {
 		{Group: "cert-manager.io", Kind: "Issuer"}:                                      false,
 		{Group: "cert-manager.io", Kind: "Certificate"}:                                 false,
 	}
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		t.Run(mode, func(t *testing.T) {
 			in := renderInstall(t, mode)
 			scopes := map[schema.GroupKind]bool{}
@@ -213,14 +213,14 @@ func TestRenderedNamespaces(t *testing.T) {
 				scopes[gk] = cluster
 			}
 			for _, u := range in.all("apiextensions.k8s.io", "CustomResourceDefinition") {
-				crd := typed[apiextensionsv1.CustomResourceDefinition](t, u)
+				crd := convertTo[apiextensionsv1.CustomResourceDefinition](t, u)
 				scopes[schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}] = crd.Spec.Scope == apiextensionsv1.ClusterScoped
 			}
-			if in.get("", "Namespace", "", installNamespace) == nil {
-				t.Errorf("no Namespace %s", installNamespace)
+			if in.get("", "Namespace", "", issNamespace) == nil {
+				t.Errorf("no Namespace %s", issNamespace)
 			}
-			if in.get("", "ServiceAccount", installNamespace, webhookName) == nil {
-				t.Errorf("no ServiceAccount %s/%s", installNamespace, webhookName)
+			if in.get("", "ServiceAccount", issNamespace, issWebhookName) == nil {
+				t.Errorf("no ServiceAccount %s/%s", issNamespace, issWebhookName)
 			}
 			for _, o := range in.objs {
 				gk := o.GroupVersionKind().GroupKind()
@@ -230,8 +230,8 @@ func TestRenderedNamespaces(t *testing.T) {
 					t.Errorf("%s %s: a kind this test does not know the scope of; add it to clusterScoped", gk, o.GetName())
 				case cluster && o.GetNamespace() != "":
 					t.Errorf("%s %s: cluster-scoped, but in namespace %q", gk, o.GetName(), o.GetNamespace())
-				case !cluster && o.GetNamespace() != installNamespace:
-					t.Errorf("%s %s: in namespace %q, not %s", gk, o.GetName(), o.GetNamespace(), installNamespace)
+				case !cluster && o.GetNamespace() != issNamespace:
+					t.Errorf("%s %s: in namespace %q, not %s", gk, o.GetName(), o.GetNamespace(), issNamespace)
 				}
 			}
 		})
@@ -250,7 +250,7 @@ func TestRenderedDeployment(t *testing.T) {
 			return nil
 		}},
 		{"selector matches the pod template", func(d *appsv1.Deployment, _ *corev1.Container) error {
-			return selects(d.Spec.Selector, d.Spec.Template.Labels)
+			return selectsPods(d.Spec.Selector, d.Spec.Template.Labels)
 		}},
 		{"replicas on different nodes", func(d *appsv1.Deployment, _ *corev1.Container) error {
 			a := d.Spec.Template.Spec.Affinity
@@ -262,7 +262,7 @@ func TestRenderedDeployment(t *testing.T) {
 				terms = append(terms, w.PodAffinityTerm)
 			}
 			for _, term := range terms {
-				if term.TopologyKey == corev1.LabelHostname && selects(term.LabelSelector, d.Spec.Template.Labels) == nil {
+				if term.TopologyKey == corev1.LabelHostname && selectsPods(term.LabelSelector, d.Spec.Template.Labels) == nil {
 					return nil
 				}
 			}
@@ -293,7 +293,7 @@ func TestRenderedDeployment(t *testing.T) {
 			return nil
 		}},
 		{"containers are locked down", func(d *appsv1.Deployment, _ *corev1.Container) error {
-			for _, c := range allContainers(d) {
+			for _, c := range podContainers(d) {
 				sc := c.SecurityContext
 				switch {
 				case sc == nil:
@@ -317,7 +317,7 @@ func TestRenderedDeployment(t *testing.T) {
 			return nil
 		}},
 		{"cpu and memory requests and limits", func(d *appsv1.Deployment, _ *corev1.Container) error {
-			for _, c := range allContainers(d) {
+			for _, c := range podContainers(d) {
 				for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 					req, okReq := c.Resources.Requests[r]
 					lim, okLim := c.Resources.Limits[r]
@@ -335,11 +335,11 @@ func TestRenderedDeployment(t *testing.T) {
 		}},
 		{"ports are those the flags listen on", func(_ *appsv1.Deployment, c *corev1.Container) error {
 			for name, flagName := range map[string]string{"webhook": "--webhook-port", "metrics": "--metrics-bind-address", "health": "--health-probe-bind-address"} {
-				v := flagValue(c.Args, flagName)
+				v := argValue(c.Args, flagName)
 				if _, port, err := net.SplitHostPort(v); err == nil {
 					v = port
 				}
-				n, ok := containerPort(c, name)
+				n, ok := namedPort(c, name)
 				if !ok || strconv.Itoa(int(n)) != v {
 					return fmt.Errorf("the container port %s is %d, but %s listens on %s", name, n, flagName, v)
 				}
@@ -355,14 +355,14 @@ func TestRenderedDeployment(t *testing.T) {
 				if p.probe == nil || p.probe.HTTPGet == nil {
 					return fmt.Errorf("no HTTP %s probe", p.kind)
 				}
-				if p.probe.HTTPGet.Path != p.path || !refersTo(p.probe.HTTPGet.Port, c, "health") {
+				if p.probe.HTTPGet.Path != p.path || !refersToPort(p.probe.HTTPGet.Port, c, "health") {
 					return fmt.Errorf("the %s probe gets %s on port %s, not %s on the health port", p.kind, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path)
 				}
 			}
 			return nil
 		}},
 		{"service account", func(d *appsv1.Deployment, _ *corev1.Container) error {
-			if d.Spec.Template.Spec.ServiceAccountName != webhookName {
+			if d.Spec.Template.Spec.ServiceAccountName != issWebhookName {
 				return fmt.Errorf("serviceAccountName %q", d.Spec.Template.Spec.ServiceAccountName)
 			}
 			if !ptr.Deref(d.Spec.Template.Spec.AutomountServiceAccountToken, true) {
@@ -377,7 +377,7 @@ func TestRenderedDeployment(t *testing.T) {
 			return nil
 		}},
 	}
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		in := renderInstall(t, mode)
 		d := in.deployment(t)
 		c := webhookContainer(t, d)
@@ -391,18 +391,18 @@ func TestRenderedDeployment(t *testing.T) {
 	}
 }
 
-func allContainers(d *appsv1.Deployment) []corev1.Container {
+func podContainers(d *appsv1.Deployment) []corev1.Container {
 	return slices.Concat(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers)
 }
 
 func TestRenderedDisruptionBudgetAndService(t *testing.T) {
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		t.Run(mode, func(t *testing.T) {
 			in := renderInstall(t, mode)
 			d := in.deployment(t)
 			c := webhookContainer(t, d)
 
-			pdb := mustGet[policyv1.PodDisruptionBudget](t, in, "policy", "PodDisruptionBudget", installNamespace, webhookName)
+			pdb := mustGet[policyv1.PodDisruptionBudget](t, in, "policy", "PodDisruptionBudget", issNamespace, issWebhookName)
 			if m := pdb.Spec.MinAvailable; m == nil || m.Type != intstr.Int || m.IntVal != 1 {
 				t.Errorf("PodDisruptionBudget: minAvailable %v, not 1", m)
 			} else if m.IntVal >= ptr.Deref(d.Spec.Replicas, 1) {
@@ -411,11 +411,11 @@ func TestRenderedDisruptionBudgetAndService(t *testing.T) {
 			if pdb.Spec.MaxUnavailable != nil {
 				t.Errorf("PodDisruptionBudget: maxUnavailable is set besides minAvailable")
 			}
-			if err := selects(pdb.Spec.Selector, d.Spec.Template.Labels); err != nil {
+			if err := selectsPods(pdb.Spec.Selector, d.Spec.Template.Labels); err != nil {
 				t.Errorf("PodDisruptionBudget: %v", err)
 			}
 
-			svc := mustGet[corev1.Service](t, in, "", "Service", installNamespace, webhookName)
+			svc := mustGet[corev1.Service](t, in, "", "Service", issNamespace, issWebhookName)
 			if len(svc.Spec.Selector) == 0 {
 				t.Errorf("Service: no selector")
 			}
@@ -428,7 +428,7 @@ func TestRenderedDisruptionBudgetAndService(t *testing.T) {
 				t.Errorf("Service: type %s exposes the webhook outside the cluster", svc.Spec.Type)
 			}
 			exposed := slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool {
-				return p.Port == 443 && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && refersTo(p.TargetPort, c, "webhook")
+				return p.Port == 443 && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && refersToPort(p.TargetPort, c, "webhook")
 			})
 			if !exposed {
 				t.Errorf("Service: no TCP port 443 to the container's webhook port: %+v", svc.Spec.Ports)
@@ -438,7 +438,7 @@ func TestRenderedDisruptionBudgetAndService(t *testing.T) {
 }
 
 func TestRenderedNetworkPolicy(t *testing.T) {
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		t.Run(mode, func(t *testing.T) {
 			in := renderInstall(t, mode)
 			d := in.deployment(t)
@@ -447,8 +447,8 @@ func TestRenderedNetworkPolicy(t *testing.T) {
 
 			var selecting int
 			for _, u := range in.all("networking.k8s.io", "NetworkPolicy") {
-				np := typed[networkingv1.NetworkPolicy](t, u)
-				if selects(&np.Spec.PodSelector, d.Spec.Template.Labels) != nil {
+				np := convertTo[networkingv1.NetworkPolicy](t, u)
+				if selectsPods(&np.Spec.PodSelector, d.Spec.Template.Labels) != nil {
 					continue
 				}
 				selecting++
@@ -473,7 +473,7 @@ func TestRenderedNetworkPolicy(t *testing.T) {
 						}
 						name := ""
 						for n := range allowed {
-							if refersTo(*p.Port, c, n) {
+							if refersToPort(*p.Port, c, n) {
 								name = n
 							}
 						}
@@ -498,7 +498,7 @@ func TestRenderedNetworkPolicy(t *testing.T) {
 }
 
 func TestRenderedPolicyAndCRD(t *testing.T) {
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		t.Run(mode, func(t *testing.T) {
 			in := renderInstall(t, mode)
 			crdAt, policyAt := -1, -1
@@ -516,7 +516,7 @@ func TestRenderedPolicyAndCRD(t *testing.T) {
 			if crdAt > policyAt {
 				t.Errorf("the ISSPolicy comes before its CRD: a single apply fails")
 			}
-			crd := typed[apiextensionsv1.CustomResourceDefinition](t, in.objs[crdAt])
+			crd := convertTo[apiextensionsv1.CustomResourceDefinition](t, in.objs[crdAt])
 			pol := in.objs[policyAt]
 			gv := pol.GroupVersionKind().GroupVersion()
 			if crd.Spec.Group != gv.Group || crd.Spec.Names.Kind != pol.GetKind() || crd.Spec.Scope != apiextensionsv1.ClusterScoped {
@@ -531,8 +531,8 @@ func TestRenderedPolicyAndCRD(t *testing.T) {
 	}
 }
 
-// webhook is what the tests check of a mutating or validating webhook.
-type webhook struct {
+// webhookView is what the tests check of a mutating or validating webhook.
+type webhookView struct {
 	kind               string
 	name               string
 	clientConfig       admissionregistrationv1.WebhookClientConfig
@@ -546,14 +546,14 @@ type webhook struct {
 	reinvocationPolicy *admissionregistrationv1.ReinvocationPolicyType
 }
 
-// writingWebhook is the only webhook with side effects: it writes the engine's egress policies.
-const writingWebhook = "engine-pods.mutate.iss.platform"
+// writingWebhookName is the only webhook with side effects: it writes the engine's egress policies.
+const writingWebhookName = "engine-pods.mutate.iss.platform"
 
-// protectedNamespaces are never sent to the webhook: the control plane's and its own.
-var protectedNamespaces = []string{"iss-system", "kube-node-lease", "kube-public", "kube-system"}
+// excludedNamespaceNames are never sent to the webhook: the control plane's and its own.
+var excludedNamespaceNames = []string{"iss-system", "kube-node-lease", "kube-public", "kube-system"}
 
 // webhooks returns the configurations of the install and their webhooks.
-func (in *install) webhooks(t *testing.T) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, []webhook) {
+func (in *renderedInstall) webhooks(t *testing.T) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, []webhookView) {
 	t.Helper()
 	const group = "admissionregistration.k8s.io"
 	if m, v := len(in.all(group, "MutatingWebhookConfiguration")), len(in.all(group, "ValidatingWebhookConfiguration")); m != 1 || v != 1 {
@@ -561,14 +561,14 @@ func (in *install) webhooks(t *testing.T) (*admissionregistrationv1.MutatingWebh
 	}
 	// Both are named iss-webhook: --webhook-configuration, the self-signed ClusterRole's
 	// resourceNames and the cert-manager patches name them so.
-	mutating := mustGet[admissionregistrationv1.MutatingWebhookConfiguration](t, in, group, "MutatingWebhookConfiguration", "", webhookName)
-	validating := mustGet[admissionregistrationv1.ValidatingWebhookConfiguration](t, in, group, "ValidatingWebhookConfiguration", "", webhookName)
-	var out []webhook
+	mutating := mustGet[admissionregistrationv1.MutatingWebhookConfiguration](t, in, group, "MutatingWebhookConfiguration", "", issWebhookName)
+	validating := mustGet[admissionregistrationv1.ValidatingWebhookConfiguration](t, in, group, "ValidatingWebhookConfiguration", "", issWebhookName)
+	var out []webhookView
 	for _, w := range mutating.Webhooks {
-		out = append(out, webhook{"mutating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, w.ReinvocationPolicy})
+		out = append(out, webhookView{"mutating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, w.ReinvocationPolicy})
 	}
 	for _, w := range validating.Webhooks {
-		out = append(out, webhook{"validating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, nil})
+		out = append(out, webhookView{"validating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, nil})
 	}
 	return mutating, validating, out
 }
@@ -576,27 +576,27 @@ func (in *install) webhooks(t *testing.T) (*admissionregistrationv1.MutatingWebh
 func TestRenderedWebhookConfigurations(t *testing.T) {
 	checks := []struct {
 		name  string
-		check func(w webhook) error
+		check func(w webhookView) error
 	}{
-		{"fails closed", func(w webhook) error {
+		{"fails closed", func(w webhookView) error {
 			if w.failurePolicy == nil || *w.failurePolicy != admissionregistrationv1.Fail {
 				return fmt.Errorf("failurePolicy is not Fail")
 			}
 			return nil
 		}},
-		{"answers within 5s", func(w webhook) error {
+		{"answers within 5s", func(w webhookView) error {
 			if w.timeoutSeconds == nil || *w.timeoutSeconds > 5 {
 				return fmt.Errorf("timeoutSeconds is not at most 5 (the default is 10)")
 			}
 			return nil
 		}},
-		{"matches equivalent versions", func(w webhook) error {
+		{"matches equivalent versions", func(w webhookView) error {
 			if w.matchPolicy == nil || *w.matchPolicy != admissionregistrationv1.Equivalent {
 				return fmt.Errorf("matchPolicy is not Equivalent")
 			}
 			return nil
 		}},
-		{"excludes exactly the protected namespaces", func(w webhook) error {
+		{"excludes exactly the protected namespaces", func(w webhookView) error {
 			sel := w.namespaceSelector
 			if sel == nil {
 				return fmt.Errorf("no namespaceSelector")
@@ -614,14 +614,14 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 				return fmt.Errorf("namespaceSelector has not exactly one NotIn on %s: %v", corev1.LabelMetadataName, byName)
 			}
 			values := slices.Sorted(slices.Values(byName[0].Values))
-			if !slices.Equal(values, protectedNamespaces) {
-				return fmt.Errorf("namespaceSelector excludes %v, not %v", values, protectedNamespaces)
+			if !slices.Equal(values, excludedNamespaceNames) {
+				return fmt.Errorf("namespaceSelector excludes %v, not %v", values, excludedNamespaceNames)
 			}
 			return nil
 		}},
-		{"declares its side effects", func(w webhook) error {
+		{"declares its side effects", func(w webhookView) error {
 			want := admissionregistrationv1.SideEffectClassNone
-			if w.kind == "mutating" && w.name == writingWebhook {
+			if w.kind == "mutating" && w.name == writingWebhookName {
 				want = admissionregistrationv1.SideEffectClassNoneOnDryRun
 			}
 			if w.sideEffects == nil || *w.sideEffects != want {
@@ -629,13 +629,13 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 			}
 			return nil
 		}},
-		{"mutating webhooks are reinvoked", func(w webhook) error {
+		{"mutating webhooks are reinvoked", func(w webhookView) error {
 			if w.kind == "mutating" && ptr.Deref(w.reinvocationPolicy, "") != admissionregistrationv1.IfNeededReinvocationPolicy {
 				return fmt.Errorf("reinvocationPolicy is not IfNeeded")
 			}
 			return nil
 		}},
-		{"pod webhooks have matchConditions", func(w webhook) error {
+		{"pod webhooks have matchConditions", func(w webhookView) error {
 			for _, r := range w.rules {
 				for _, res := range r.Resources {
 					if (res == "pods" || strings.HasPrefix(res, "pods/")) && len(w.matchConditions) == 0 {
@@ -645,7 +645,7 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 			}
 			return nil
 		}},
-		{"no wildcard rules", func(w webhook) error {
+		{"no wildcard rules", func(w webhookView) error {
 			if len(w.rules) == 0 {
 				return fmt.Errorf("no rules")
 			}
@@ -661,14 +661,14 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 			}
 			return nil
 		}},
-		{"calls the Service iss-system/iss-webhook on 443", func(w webhook) error {
+		{"calls the Service iss-system/iss-webhook on 443", func(w webhookView) error {
 			cc := w.clientConfig
 			switch {
 			case cc.URL != nil:
 				return fmt.Errorf("clientConfig has a URL")
 			case cc.Service == nil:
 				return fmt.Errorf("clientConfig has no service")
-			case cc.Service.Namespace != installNamespace || cc.Service.Name != webhookName || ptr.Deref(cc.Service.Port, 443) != 443:
+			case cc.Service.Namespace != issNamespace || cc.Service.Name != issWebhookName || ptr.Deref(cc.Service.Port, 443) != 443:
 				return fmt.Errorf("clientConfig calls %s/%s:%d", cc.Service.Namespace, cc.Service.Name, ptr.Deref(cc.Service.Port, 443))
 			case ptr.Deref(cc.Service.Path, "") == "":
 				return fmt.Errorf("clientConfig has no path")
@@ -676,11 +676,11 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 			return nil
 		}},
 	}
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		in := renderInstall(t, mode)
 		_, _, webhooks := in.webhooks(t)
-		if !slices.ContainsFunc(webhooks, func(w webhook) bool { return w.kind == "mutating" && w.name == writingWebhook }) {
-			t.Errorf("%s: no mutating webhook %s", mode, writingWebhook)
+		if !slices.ContainsFunc(webhooks, func(w webhookView) bool { return w.kind == "mutating" && w.name == writingWebhookName }) {
+			t.Errorf("%s: no mutating webhook %s", mode, writingWebhookName)
 		}
 		for _, tc := range checks {
 			t.Run(mode+"/"+tc.name, func(t *testing.T) {
@@ -694,11 +694,11 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 	}
 }
 
-// certVolume returns the volume the webhook container mounts at --cert-dir, and its mount.
-func certVolume(t *testing.T, d *appsv1.Deployment) (*corev1.Volume, *corev1.VolumeMount) {
+// certDirVolume returns the volume the webhook container mounts at --cert-dir, and its mount.
+func certDirVolume(t *testing.T, d *appsv1.Deployment) (*corev1.Volume, *corev1.VolumeMount) {
 	t.Helper()
 	c := webhookContainer(t, d)
-	dir := flagValue(c.Args, "--cert-dir")
+	dir := argValue(c.Args, "--cert-dir")
 	for i := range c.VolumeMounts {
 		m := &c.VolumeMounts[i]
 		if m.MountPath != dir {
@@ -729,24 +729,24 @@ func TestRenderedCertificateModes(t *testing.T) {
 			t.Errorf("no cert-manager Certificate")
 		}
 		for _, o := range []metav1.Object{mutating, validating} {
-			if got := o.GetAnnotations()[injectCAFrom]; got != installNamespace+"/"+webhookName {
-				t.Errorf("%T: %s is %q, not %s/%s", o, injectCAFrom, got, installNamespace, webhookName)
+			if got := o.GetAnnotations()[injectCAFromAnnotation]; got != issNamespace+"/"+issWebhookName {
+				t.Errorf("%T: %s is %q, not %s/%s", o, injectCAFromAnnotation, got, issNamespace, issWebhookName)
 			}
 		}
 		// The annotation names this Certificate; it must be the one the webhook serves.
-		cert := mustGet[certmanagerv1.Certificate](t, in, "cert-manager.io", "Certificate", installNamespace, webhookName)
-		if !slices.Contains(cert.Spec.DNSNames, webhookName+"."+installNamespace+".svc") {
-			t.Errorf("Certificate: dnsNames %v lack %s.%s.svc, the name the API server calls", cert.Spec.DNSNames, webhookName, installNamespace)
+		cert := mustGet[certmanagerv1.Certificate](t, in, "cert-manager.io", "Certificate", issNamespace, issWebhookName)
+		if !slices.Contains(cert.Spec.DNSNames, issWebhookName+"."+issNamespace+".svc") {
+			t.Errorf("Certificate: dnsNames %v lack %s.%s.svc, the name the API server calls", cert.Spec.DNSNames, issWebhookName, issNamespace)
 		}
 		ref := cert.Spec.IssuerRef
-		if (ref.Kind == "" || ref.Kind == "Issuer") && in.get("cert-manager.io", "Issuer", installNamespace, ref.Name) == nil {
+		if (ref.Kind == "" || ref.Kind == "Issuer") && in.get("cert-manager.io", "Issuer", issNamespace, ref.Name) == nil {
 			t.Errorf("Certificate: its Issuer %s is not rendered", ref.Name)
 		}
-		vol, _ := certVolume(t, d)
+		vol, _ := certDirVolume(t, d)
 		if vol.Secret == nil || vol.Secret.SecretName != cert.Spec.SecretName {
 			t.Errorf("--cert-dir is volume %s, not the Certificate's Secret %s", vol.Name, cert.Spec.SecretName)
 		}
-		if m := flagValue(c.Args, "--cert-mode"); m != CertModeCertManager {
+		if m := argValue(c.Args, "--cert-mode"); m != CertModeCertManager {
 			t.Errorf("the Deployment runs --cert-mode=%s", m)
 		}
 		for _, kind := range []string{"Role", "ClusterRole"} {
@@ -766,14 +766,14 @@ func TestRenderedCertificateModes(t *testing.T) {
 			if gvk := o.GroupVersionKind(); strings.HasSuffix(gvk.Group, "cert-manager.io") {
 				t.Errorf("%s %s/%s: a cert-manager object", gvk.Kind, o.GetNamespace(), o.GetName())
 			}
-			if _, ok := o.GetAnnotations()[injectCAFrom]; ok {
-				t.Errorf("%s %s: carries %s", o.GetKind(), o.GetName(), injectCAFrom)
+			if _, ok := o.GetAnnotations()[injectCAFromAnnotation]; ok {
+				t.Errorf("%s %s: carries %s", o.GetKind(), o.GetName(), injectCAFromAnnotation)
 			}
 		}
-		if !slices.Contains(c.Args, "--cert-mode=self-signed") || flagValue(c.Args, "--cert-mode") != CertModeSelfSigned {
+		if !slices.Contains(c.Args, "--cert-mode=self-signed") || argValue(c.Args, "--cert-mode") != CertModeSelfSigned {
 			t.Errorf("the Deployment's args %v lack --cert-mode=self-signed", c.Args)
 		}
-		vol, mount := certVolume(t, d)
+		vol, mount := certDirVolume(t, d)
 		if vol.EmptyDir == nil || vol.Secret != nil {
 			t.Errorf("--cert-dir is volume %s, not an emptyDir", vol.Name)
 		}
@@ -783,8 +783,8 @@ func TestRenderedCertificateModes(t *testing.T) {
 		if mount.ReadOnly {
 			t.Errorf("--cert-dir is mounted read-only: the webhook writes its serving certificate there")
 		}
-		if in.get("rbac.authorization.k8s.io", "Role", installNamespace, "iss-webhook-self-signed") == nil {
-			t.Errorf("no Role %s/iss-webhook-self-signed", installNamespace)
+		if in.get("rbac.authorization.k8s.io", "Role", issNamespace, "iss-webhook-self-signed") == nil {
+			t.Errorf("no Role %s/iss-webhook-self-signed", issNamespace)
 		}
 		if in.get("rbac.authorization.k8s.io", "ClusterRole", "", "iss-webhook-self-signed") == nil {
 			t.Errorf("no ClusterRole iss-webhook-self-signed")
@@ -792,8 +792,8 @@ func TestRenderedCertificateModes(t *testing.T) {
 	})
 }
 
-// grant is one verb on one resource that the webhook's ServiceAccount holds.
-type grant struct {
+// rbacGrant is one verb on one resource that the webhook's ServiceAccount holds.
+type rbacGrant struct {
 	namespace string // "" for every namespace
 	group     string
 	resource  string
@@ -801,21 +801,25 @@ type grant struct {
 	names     string // the resourceNames, comma-separated; "" for any name
 }
 
-func (g grant) String() string {
+func (g rbacGrant) String() string {
 	scope := "cluster-wide"
 	if g.namespace != "" {
 		scope = "in " + g.namespace
 	}
-	s := fmt.Sprintf("%s %s.%s %s", g.verb, g.resource, g.group, scope)
+	resource := g.resource
+	if g.group != "" {
+		resource += "." + g.group
+	}
+	s := fmt.Sprintf("%s %s %s", g.verb, resource, scope)
 	if g.names != "" {
 		s += " named " + g.names
 	}
 	return s
 }
 
-// permission is an entry of the allow-list: verbs on a resource, in a namespace or cluster-wide,
+// allowedPermission is an entry of the allow-list: verbs on a resource, in a namespace or cluster-wide,
 // of any name or of the names listed.
-type permission struct {
+type allowedPermission struct {
 	selfSignedOnly bool
 	namespace      string
 	group          string
@@ -826,7 +830,7 @@ type permission struct {
 
 // allowedPermissions are all the permissions the install grants the webhook, each with what uses
 // it. A permission the manifests add must be added here, with its reason.
-var allowedPermissions = []permission{
+var allowedPermissions = []allowedPermission{
 	// The informer of engine pods (cacheOptions, CachedEngines, the egress Collector), and the
 	// Collector's uncached List before it deletes a policy.
 	{group: "", resource: "pods", verbs: []string{"list", "watch"}},
@@ -860,30 +864,30 @@ var allowedPermissions = []permission{
 	{group: "iss.platform", resource: "isspolicies/status", verbs: []string{"update"}},
 	// Leader election of the Collector and the self-signed Keeper: client-go's LeaseLock gets,
 	// creates and updates the Lease.
-	{namespace: installNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "create", "update"}},
+	{namespace: issNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "create", "update"}},
 	// LeaseLock neither lists, watches nor patches Leases.
-	{namespace: installNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"list", "watch", "patch"}},
+	{namespace: issNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"list", "watch", "patch"}},
 	// Leader election records its events through controller-runtime's core/v1 event recorder,
 	// which creates events and patches them when they repeat.
-	{namespace: installNamespace, group: "", resource: "events", verbs: []string{"create", "patch"}},
+	{namespace: issNamespace, group: "", resource: "events", verbs: []string{"create", "patch"}},
 	// No code path records events.k8s.io events: leader election uses the core/v1 recorder, and
 	// nothing else records any.
-	{namespace: installNamespace, group: "events.k8s.io", resource: "events", verbs: []string{"create", "patch"}},
+	{namespace: issNamespace, group: "events.k8s.io", resource: "events", verbs: []string{"create", "patch"}},
 
 	// Self-signed mode: the Keeper and Bootstrap create the Secret of the CA and serving
 	// certificate on first start (a create cannot be restricted by name).
-	{selfSignedOnly: true, namespace: installNamespace, group: "", resource: "secrets", verbs: []string{"create"}},
+	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"create"}},
 	// The informer that holds that Secret, for the Syncer (cacheOptions restrict it by name).
-	{selfSignedOnly: true, namespace: installNamespace, group: "", resource: "secrets", verbs: []string{"list", "watch"}},
+	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"list", "watch"}},
 	// The Keeper and Bootstrap read the Secret from the API server and rotate it.
-	{selfSignedOnly: true, namespace: installNamespace, group: "", resource: "secrets", verbs: []string{"get", "update"}, names: []string{"iss-webhook-tls"}},
+	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"get", "update"}, names: []string{"iss-webhook-tls"}},
 	// The Keeper reads the webhook configurations and injects its CA bundle into them.
-	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{webhookName}},
-	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{webhookName}},
+	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
+	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
 }
 
 // grants returns every permission the roles bound to the webhook's ServiceAccount hold.
-func (in *install) grants(t *testing.T) map[grant]bool {
+func (in *renderedInstall) grants(t *testing.T) map[rbacGrant]bool {
 	t.Helper()
 	const group = "rbac.authorization.k8s.io"
 	isWebhook := func(s rbacv1.Subject, bindingNamespace string) bool {
@@ -891,22 +895,22 @@ func (in *install) grants(t *testing.T) map[grant]bool {
 		if ns == "" {
 			ns = bindingNamespace
 		}
-		return s.Kind == rbacv1.ServiceAccountKind && s.Name == webhookName && ns == installNamespace
+		return s.Kind == rbacv1.ServiceAccountKind && s.Name == issWebhookName && ns == issNamespace
 	}
 	rules := func(ref rbacv1.RoleRef, namespace string) ([]rbacv1.PolicyRule, bool) {
 		switch ref.Kind {
 		case "ClusterRole":
 			if u := in.get(group, "ClusterRole", "", ref.Name); u != nil {
-				return typed[rbacv1.ClusterRole](t, u).Rules, true
+				return convertTo[rbacv1.ClusterRole](t, u).Rules, true
 			}
 		case "Role":
 			if u := in.get(group, "Role", namespace, ref.Name); u != nil {
-				return typed[rbacv1.Role](t, u).Rules, true
+				return convertTo[rbacv1.Role](t, u).Rules, true
 			}
 		}
 		return nil, false
 	}
-	out := map[grant]bool{}
+	out := map[rbacGrant]bool{}
 	add := func(binding string, ref rbacv1.RoleRef, subjects []rbacv1.Subject, namespace string) {
 		if !slices.ContainsFunc(subjects, func(s rbacv1.Subject) bool { return isWebhook(s, namespace) }) {
 			return
@@ -924,18 +928,18 @@ func (in *install) grants(t *testing.T) map[grant]bool {
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
 					for _, v := range r.Verbs {
-						out[grant{namespace, g, res, v, strings.Join(names, ",")}] = true
+						out[rbacGrant{namespace, g, res, v, strings.Join(names, ",")}] = true
 					}
 				}
 			}
 		}
 	}
 	for _, u := range in.all(group, "ClusterRoleBinding") {
-		b := typed[rbacv1.ClusterRoleBinding](t, u)
+		b := convertTo[rbacv1.ClusterRoleBinding](t, u)
 		add("ClusterRoleBinding "+b.Name, b.RoleRef, b.Subjects, "")
 	}
 	for _, u := range in.all(group, "RoleBinding") {
-		b := typed[rbacv1.RoleBinding](t, u)
+		b := convertTo[rbacv1.RoleBinding](t, u)
 		add("RoleBinding "+b.Namespace+"/"+b.Name, b.RoleRef, b.Subjects, b.Namespace)
 	}
 	return out
@@ -945,45 +949,45 @@ func TestRenderedRBACIsLeastPrivilege(t *testing.T) {
 	writeVerbs := []string{"create", "update", "patch", "delete", "deletecollection"}
 	checks := []struct {
 		name  string
-		check func(mode string, g grant) error
+		check func(mode string, g rbacGrant) error
 	}{
-		{"no wildcards", func(_ string, g grant) error {
+		{"no wildcards", func(_ string, g rbacGrant) error {
 			if strings.Contains(g.verb, "*") || strings.Contains(g.resource, "*") || g.group == "*" {
 				return fmt.Errorf("a wildcard")
 			}
 			return nil
 		}},
-		{"secrets in iss-system only", func(_ string, g grant) error {
-			if g.group == "" && (g.resource == "secrets" || strings.HasPrefix(g.resource, "secrets/")) && g.namespace != installNamespace {
-				return fmt.Errorf("secrets outside %s", installNamespace)
+		{"secrets in iss-system only", func(_ string, g rbacGrant) error {
+			if g.group == "" && (g.resource == "secrets" || strings.HasPrefix(g.resource, "secrets/")) && g.namespace != issNamespace {
+				return fmt.Errorf("secrets outside %s", issNamespace)
 			}
 			return nil
 		}},
-		{"no privilege escalation", func(_ string, g grant) error {
+		{"no privilege escalation", func(_ string, g rbacGrant) error {
 			if slices.Contains([]string{"escalate", "bind", "impersonate"}, g.verb) {
 				return fmt.Errorf("verb %s", g.verb)
 			}
 			return nil
 		}},
-		{"webhook configurations written by name, in self-signed mode only", func(mode string, g grant) error {
+		{"webhook configurations written by name, in self-signed mode only", func(mode string, g rbacGrant) error {
 			if g.group != "admissionregistration.k8s.io" || !slices.Contains(writeVerbs, g.verb) {
 				return nil
 			}
 			if mode != CertModeSelfSigned {
 				return fmt.Errorf("writes admission configurations in %s mode", mode)
 			}
-			if g.names != webhookName {
-				return fmt.Errorf("writes admission configurations not restricted to resourceNames [%s]", webhookName)
+			if g.names != issWebhookName {
+				return fmt.Errorf("writes admission configurations not restricted to resourceNames [%s]", issWebhookName)
 			}
 			return nil
 		}},
 	}
-	for _, mode := range certModes {
+	for _, mode := range allCertModes {
 		t.Run(mode, func(t *testing.T) {
 			in := renderInstall(t, mode)
 			granted := in.grants(t)
 			if len(granted) == 0 {
-				t.Fatalf("no role is bound to the ServiceAccount %s/%s", installNamespace, webhookName)
+				t.Fatalf("no role is bound to the ServiceAccount %s/%s", issNamespace, issWebhookName)
 			}
 			for _, tc := range checks {
 				for g := range granted {
@@ -993,13 +997,13 @@ func TestRenderedRBACIsLeastPrivilege(t *testing.T) {
 				}
 			}
 
-			allowed := map[grant]bool{}
+			allowed := map[rbacGrant]bool{}
 			for _, p := range allowedPermissions {
 				if p.selfSignedOnly && mode != CertModeSelfSigned {
 					continue
 				}
 				for _, v := range p.verbs {
-					allowed[grant{p.namespace, p.group, p.resource, v, strings.Join(slices.Sorted(slices.Values(p.names)), ",")}] = true
+					allowed[rbacGrant{p.namespace, p.group, p.resource, v, strings.Join(slices.Sorted(slices.Values(p.names)), ",")}] = true
 				}
 			}
 			var extra, missing []string

@@ -292,8 +292,6 @@ func mergeOpenBao(o *OpenBaoPolicy, s *v1alpha1.OpenBao, path *field.Path) field
 		setString(&o.AuthMethod, a.Method)
 		setString(&o.KubernetesMount, a.KubernetesMount)
 		setString(&o.KubernetesRole, a.Role)
-		setString(&o.ServiceAccountTokenFile, a.ServiceAccountTokenFile)
-		setString(&o.TokenFile, a.TokenFile)
 	}
 	setDuration(&o.Timeout, s.Timeout)
 	if c := s.CacheTTL; c != nil {
@@ -310,11 +308,7 @@ func mergeOpenBao(o *OpenBaoPolicy, s *v1alpha1.OpenBao, path *field.Path) field
 		errs = append(errs, field.Required(path.Child("address"), "verify needs the address of OpenBao, such as https://openbao.openbao.svc:8200"))
 	}
 	switch o.AuthMethod {
-	case AuthKubernetes:
-	case AuthToken:
-		if o.TokenFile == "" {
-			errs = append(errs, field.Required(path.Child("auth", "tokenFile"), "the token method reads its token from this file"))
-		}
+	case AuthKubernetes, AuthToken:
 	default:
 		errs = append(errs, field.NotSupported(path.Child("auth", "method"), o.AuthMethod, []string{AuthKubernetes, AuthToken}))
 	}
@@ -495,7 +489,6 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				Verify: p.OpenBao.Verify, Address: p.OpenBao.Address,
 				Auth: &v1alpha1.OpenBaoAuth{
 					Method: p.OpenBao.AuthMethod, KubernetesMount: p.OpenBao.KubernetesMount, Role: p.OpenBao.KubernetesRole,
-					ServiceAccountTokenFile: p.OpenBao.ServiceAccountTokenFile, TokenFile: p.OpenBao.TokenFile,
 				},
 				Timeout:       &metav1.Duration{Duration: p.OpenBao.Timeout},
 				CacheTTL:      &v1alpha1.OpenBaoCacheTTL{Hit: &metav1.Duration{Duration: p.OpenBao.HitTTL}, Miss: &metav1.Duration{Duration: p.OpenBao.MissTTL}},

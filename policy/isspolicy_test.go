@@ -123,9 +123,9 @@ func TestInvalidISSPolicy(t *testing.T) {
 			{"spec.secrets.environments[1].name", "Duplicate"},
 			{"spec.secrets.environments[1].store.kind", "supported values"},
 		}},
-		{"openbao", v1alpha1.ISSPolicySpec{OpenBao: &v1alpha1.OpenBao{Verify: true, Auth: &v1alpha1.OpenBaoAuth{Method: "token"}, Timeout: &metav1.Duration{Duration: 5 * time.Second}, OnUnavailable: "Allow"}}, []wantErr{
+		{"openbao", v1alpha1.ISSPolicySpec{OpenBao: &v1alpha1.OpenBao{Verify: true, Auth: &v1alpha1.OpenBaoAuth{Method: "ldap"}, Timeout: &metav1.Duration{Duration: 5 * time.Second}, OnUnavailable: "Allow"}}, []wantErr{
 			{"spec.openbao.address", "needs the address"},
-			{"spec.openbao.auth.tokenFile", "Required"},
+			{"spec.openbao.auth.method", "supported values"},
 			{"spec.openbao.timeout", "at most 4s"},
 			{"spec.openbao.onUnavailable", "supported values"},
 		}},

@@ -37,10 +37,6 @@ type OpenBaoPolicy struct {
 	AuthMethod string
 	// KubernetesMount and KubernetesRole are the Kubernetes auth method's mount and role.
 	KubernetesMount, KubernetesRole string
-	// ServiceAccountTokenFile holds the JWT the Kubernetes auth method logs in with.
-	ServiceAccountTokenFile string
-	// TokenFile holds the token of AuthToken.
-	TokenFile string
 	// Timeout bounds the check of one object, all its paths together.
 	Timeout time.Duration
 	// HitTTL and MissTTL are how long a path found, or not found, is remembered.
@@ -55,7 +51,6 @@ func DefaultOpenBaoPolicy() OpenBaoPolicy {
 		AuthMethod:              AuthKubernetes,
 		KubernetesMount:         "kubernetes",
 		KubernetesRole:          "iss-webhook",
-		ServiceAccountTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token",
 		Timeout:                 time.Second,
 		HitTTL:                  5 * time.Minute,
 		MissTTL:                 30 * time.Second,

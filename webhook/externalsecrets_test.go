@@ -56,8 +56,8 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := policy.Default()
-	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod, pol.OpenBao.TokenFile = true, double.Server.URL, policy.AuthToken, file
-	verifier, err := openbao.NewPool(prometheus.NewRegistry())
+	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod = true, double.Server.URL, policy.AuthToken
+	verifier, err := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +72,14 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 	}
 
 	double.Seed("kv-dev", "artifacts/team-a/users/alice/secrets/db")
-	fresh, _ := openbao.NewPool(prometheus.NewRegistry()) // the first one cached the miss
+	fresh, _ := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry()) // the first one cached the miss
 	validator = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), fresh)
 	if resp := validator.Handle(ctx, esRequest(tokensES)); !resp.Allowed {
 		t.Fatalf("found paths denied: %+v", resp.Result)
 	}
 
 	double.Server.Close()
-	down, _ := openbao.NewPool(prometheus.NewRegistry())
+	down, _ := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry())
 	resp = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
 	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao was unreachable") || !strings.Contains(resp.Result.Message, "onUnavailable: Deny") {
 		t.Fatalf("down, Deny: %+v", resp.Result)
@@ -164,8 +164,8 @@ func TestSecretBindingsHoldInEveryMode(t *testing.T) {
 	}
 	pol := policy.Default()
 	pol.Enforcement[policy.RuleSecrets] = v1alpha1.Warn
-	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod, pol.OpenBao.TokenFile = true, double.Server.URL, policy.AuthToken, file
-	verifier, err := openbao.NewPool(prometheus.NewRegistry())
+	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod = true, double.Server.URL, policy.AuthToken
+	verifier, err := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

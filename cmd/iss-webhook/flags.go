@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/iss-platform/iss-webhook/webhook/openbao"
 	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
 )
 
@@ -30,6 +31,9 @@ type options struct {
 	// cert-manager in the install manifests) or certModeSelfSigned.
 	CertMode   string
 	SelfSigned selfsigned.Options
+	// OpenBao are the files the OpenBao existence check logs in with; the rest of its settings
+	// are the policy's.
+	OpenBao openbao.Credentials
 
 	LeaderElect             bool
 	LeaderElectionNamespace string
@@ -74,6 +78,8 @@ Flags:
 	fs.DurationVar(&o.SelfSigned.CAValidity, "self-signed-ca-validity", 365*24*time.Hour, "with --cert-mode self-signed: the CA's lifetime; a new CA is made when a third is left, and the old one stays trusted until it expires or is no longer needed")
 	fs.DurationVar(&o.SelfSigned.CertValidity, "self-signed-cert-validity", 90*24*time.Hour, "with --cert-mode self-signed: the serving certificate's lifetime, at most a third of the CA's; it is reissued when a third is left")
 	fs.StringVar(&o.SelfSigned.WebhookConfiguration, "webhook-configuration", "iss-webhook", "with --cert-mode self-signed: name of the Mutating- and ValidatingWebhookConfiguration that get the CA bundle")
+	fs.StringVar(&o.OpenBao.ServiceAccountTokenFile, "openbao-service-account-token-file", "/var/run/secrets/openbao/token", "the JWT the OpenBao Kubernetes auth method logs in with (the policy's openbao.auth.method kubernetes): a service account token bound to the audience openbao, as the install mounts it")
+	fs.StringVar(&o.OpenBao.TokenFile, "openbao-token-file", "", "the file holding the OpenBao token of the policy's openbao.auth.method token")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy collector")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "iss-system", "namespace of the leader election Lease")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1; off by default to stay clear of HTTP/2 stream-reset attacks")

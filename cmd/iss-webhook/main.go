@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), served)
-	verifiers, err := openbao.NewPool(ctrlmetrics.Registry)
+	verifiers, err := openbao.NewPool(opts.OpenBao, ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}

@@ -301,12 +301,12 @@ type OpenBao struct {
 	OnUnavailable OnUnavailable `json:"onUnavailable,omitempty"`
 }
 
-// OpenBaoAuth is how the webhook logs in to OpenBao.
-//
-// +kubebuilder:validation:XValidation:rule="!has(self.method) || self.method != 'token' || (has(self.tokenFile) && size(self.tokenFile) > 0)",message="the token method needs tokenFile",fieldPath=".tokenFile"
+// OpenBaoAuth is how the webhook logs in to OpenBao. The files it logs in with are the
+// Deployment's (the flags --openbao-service-account-token-file and --openbao-token-file), never
+// the policy's, so that editing the policy cannot make the webhook send a file elsewhere.
 type OpenBaoAuth struct {
 	// Method is kubernetes (the Kubernetes auth method, with the webhook's service account
-	// token) or token (a token read from tokenFile).
+	// token) or token (a token read from the file of --openbao-token-file).
 	// +kubebuilder:validation:Enum=kubernetes;token
 	// +default="kubernetes"
 	Method string `json:"method,omitempty"`
@@ -316,11 +316,6 @@ type OpenBaoAuth struct {
 	// Role is the role of the Kubernetes auth method.
 	// +default="iss-webhook"
 	Role string `json:"role,omitempty"`
-	// ServiceAccountTokenFile holds the JWT the Kubernetes auth method logs in with.
-	// +default="/var/run/secrets/kubernetes.io/serviceaccount/token"
-	ServiceAccountTokenFile string `json:"serviceAccountTokenFile,omitempty"`
-	// TokenFile holds the token of the token method, in the webhook's file system.
-	TokenFile string `json:"tokenFile,omitempty"`
 }
 
 // OpenBaoCacheTTL is how long answers of OpenBao are remembered.

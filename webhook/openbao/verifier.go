@@ -20,10 +20,21 @@ import (
 	"github.com/iss-platform/iss-webhook/webhook/promreg"
 )
 
+// Credentials are the files the webhook logs in to OpenBao with. They are the Deployment's, set
+// by flags, not the policy's: whoever may edit the ISSPolicy must not be able to make the webhook
+// send a file of its choice to an address of its choice.
+type Credentials struct {
+	// ServiceAccountTokenFile holds the JWT of the Kubernetes auth method.
+	ServiceAccountTokenFile string
+	// TokenFile holds the token of the token auth method.
+	TokenFile string
+}
+
 // Verifier answers whether KV v2 paths exist in OpenBao.
 type Verifier struct {
 	client  *api.Client
 	cfg     policy.OpenBaoPolicy
+	creds   Credentials
 	metrics *metrics
 	now     func() time.Time
 
@@ -47,15 +58,15 @@ type cached struct {
 }
 
 // New returns a verifier for the policy's OpenBao, registering its metrics with reg.
-func New(cfg policy.OpenBaoPolicy, reg prometheus.Registerer) (*Verifier, error) {
+func New(cfg policy.OpenBaoPolicy, creds Credentials, reg prometheus.Registerer) (*Verifier, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return newVerifier(cfg, m)
+	return newVerifier(cfg, creds, m)
 }
 
-func newVerifier(cfg policy.OpenBaoPolicy, m *metrics) (*Verifier, error) {
+func newVerifier(cfg policy.OpenBaoPolicy, creds Credentials, m *metrics) (*Verifier, error) {
 	conf := api.DefaultConfig()
 	if conf.Error != nil {
 		return nil, conf.Error
@@ -69,7 +80,7 @@ func newVerifier(cfg policy.OpenBaoPolicy, m *metrics) (*Verifier, error) {
 		return nil, fmt.Errorf("creating the OpenBao client for %s: %w", cfg.Address, err)
 	}
 	client.ClearToken()
-	return &Verifier{client: client, cfg: cfg, metrics: m, now: time.Now, cache: map[string]cached{}}, nil
+	return &Verifier{client: client, cfg: cfg, creds: creds, metrics: m, now: time.Now, cache: map[string]cached{}}, nil
 }
 
 // Pool answers with the verifier of the OpenBao settings in force: the same one while the
@@ -77,19 +88,21 @@ func newVerifier(cfg policy.OpenBaoPolicy, m *metrics) (*Verifier, error) {
 // them. It implements webhook.PathVerifier.
 type Pool struct {
 	metrics *metrics
+	creds   Credentials
 
 	mu      sync.Mutex
 	cfg     policy.OpenBaoPolicy
 	current *Verifier
 }
 
-// NewPool returns an empty pool, registering the verifiers' metrics with reg.
-func NewPool(reg prometheus.Registerer) (*Pool, error) {
+// NewPool returns an empty pool whose verifiers log in with creds, registering their metrics
+// with reg.
+func NewPool(creds Credentials, reg prometheus.Registerer) (*Pool, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{metrics: m}, nil
+	return &Pool{metrics: m, creds: creds}, nil
 }
 
 // Exists tells whether path exists in the KV v2 mount of the OpenBao that cfg describes (see
@@ -97,7 +110,7 @@ func NewPool(reg prometheus.Registerer) (*Pool, error) {
 func (p *Pool) Exists(ctx context.Context, cfg policy.OpenBaoPolicy, mount, path string) (bool, error) {
 	p.mu.Lock()
 	if p.current == nil || p.cfg != cfg {
-		v, err := newVerifier(cfg, p.metrics)
+		v, err := newVerifier(cfg, p.creds, p.metrics)
 		if err != nil {
 			p.mu.Unlock()
 			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -242,14 +255,17 @@ func (v *Verifier) login(ctx context.Context) error {
 func (v *Verifier) newToken(ctx context.Context) (string, time.Duration, error) {
 	switch v.cfg.AuthMethod {
 	case policy.AuthToken:
-		token, err := os.ReadFile(v.cfg.TokenFile)
+		if v.creds.TokenFile == "" {
+			return "", 0, errors.New("the policy's OpenBao auth method is token, but iss-webhook runs without --openbao-token-file")
+		}
+		token, err := os.ReadFile(v.creds.TokenFile)
 		if err != nil {
 			return "", 0, fmt.Errorf("reading the OpenBao token file: %w", err)
 		}
 		// A token file can be rotated: read it again every minute.
 		return strings.TrimSpace(string(token)), time.Minute, nil
 	case policy.AuthKubernetes:
-		jwt, err := os.ReadFile(v.cfg.ServiceAccountTokenFile)
+		jwt, err := os.ReadFile(v.creds.ServiceAccountTokenFile)
 		if err != nil {
 			return "", 0, fmt.Errorf("reading the service account token: %w", err)
 		}

@@ -27,8 +27,8 @@ func testVerifier(t *testing.T, double *openbaotest.KVv2TestDouble, timeout time
 		t.Fatal(err)
 	}
 	cfg := policy.DefaultOpenBaoPolicy()
-	cfg.Verify, cfg.Address, cfg.ServiceAccountTokenFile, cfg.Timeout = true, double.Server.URL, jwt, timeout
-	v, err := New(cfg, prometheus.NewRegistry())
+	cfg.Verify, cfg.Address, cfg.Timeout = true, double.Server.URL, timeout
+	v, err := New(cfg, Credentials{ServiceAccountTokenFile: jwt}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +112,8 @@ func TestVerifierTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := policy.DefaultOpenBaoPolicy()
-	cfg.Address, cfg.AuthMethod, cfg.TokenFile = double.Server.URL, policy.AuthToken, file
-	v, err := New(cfg, prometheus.NewRegistry())
+	cfg.Address, cfg.AuthMethod = double.Server.URL, policy.AuthToken
+	v, err := New(cfg, Credentials{TokenFile: file}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +156,8 @@ func TestAgainstRealOpenBao(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := policy.DefaultOpenBaoPolicy()
-	cfg.Address, cfg.AuthMethod, cfg.TokenFile = addr, policy.AuthToken, file
-	v, err := New(cfg, prometheus.NewRegistry())
+	cfg.Address, cfg.AuthMethod = addr, policy.AuthToken
+	v, err := New(cfg, Credentials{TokenFile: file}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

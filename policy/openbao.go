@@ -48,13 +48,13 @@ type OpenBaoPolicy struct {
 // DefaultOpenBaoPolicy is the check off, with the settings it uses when turned on.
 func DefaultOpenBaoPolicy() OpenBaoPolicy {
 	return OpenBaoPolicy{
-		AuthMethod:              AuthKubernetes,
-		KubernetesMount:         "kubernetes",
-		KubernetesRole:          "iss-webhook",
-		Timeout:                 time.Second,
-		HitTTL:                  5 * time.Minute,
-		MissTTL:                 30 * time.Second,
-		OnUnavailable:           UnavailableDeny,
+		AuthMethod:      AuthKubernetes,
+		KubernetesMount: "kubernetes",
+		KubernetesRole:  "iss-webhook",
+		Timeout:         time.Second,
+		HitTTL:          5 * time.Minute,
+		MissTTL:         30 * time.Second,
+		OnUnavailable:   UnavailableDeny,
 	}
 }
 

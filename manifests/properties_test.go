@@ -30,7 +30,7 @@ import (
 )
 
 // The tests below check the objects Render produces, in both certificate modes, against what an
-// renderedInstall of iss-webhook must be: highly available, locked down, reachable only where it must be,
+// install of iss-webhook must be: highly available, locked down, reachable only where it must be,
 // unable to lock a cluster out, and given no more RBAC than its code uses.
 
 const (
@@ -151,7 +151,7 @@ var argDefaults = map[string]string{
 	"--cert-mode":                 CertModeCertManager,
 }
 
-// flag returns the value of a --name=value argument (the last one wins, as in package flag), or
+// argValue returns the value of a --name=value argument (the last one wins, as in package flag), or
 // iss-webhook's default.
 func argValue(args []string, name string) string {
 	v, ok := argDefaults[name]
@@ -832,55 +832,39 @@ type allowedPermission struct {
 // it. A permission the manifests add must be added here, with its reason.
 var allowedPermissions = []allowedPermission{
 	// The informer of engine pods (cacheOptions, CachedEngines, the egress Collector), and the
-	// Collector's uncached List before it deletes a policy.
+	// Collector's uncached List before it deletes a policy. Every read goes through informers
+	// (list, watch): nothing asks for a single object, so nothing is granted get.
 	{group: "", resource: "pods", verbs: []string{"list", "watch"}},
-	// No code path asks for a single pod: pods are read from the informer cache only.
-	{group: "", resource: "pods", verbs: []string{"get"}},
 	// The metadata informer of namespaces, for their ISS labels (CachedNamespaces).
 	{group: "", resource: "namespaces", verbs: []string{"list", "watch"}},
-	// No code path asks for a single namespace: CachedNamespaces reads the informer cache.
-	{group: "", resource: "namespaces", verbs: []string{"get"}},
 	// The egress Writer applies the generated NetworkPolicies server-side (patch, and create when
 	// the apply creates), reads them from its informer (list, watch), and the Collector deletes
 	// those no engine selects.
 	{group: "networking.k8s.io", resource: "networkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
-	// No code path asks for a single NetworkPolicy: the Writer reads the informer cache.
-	{group: "networking.k8s.io", resource: "networkpolicies", verbs: []string{"get"}},
 	// The same for the FQDN policies of the cilium backend, when the cluster serves them.
 	{group: "cilium.io", resource: "ciliumnetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
-	// No code path asks for a single CiliumNetworkPolicy.
-	{group: "cilium.io", resource: "ciliumnetworkpolicies", verbs: []string{"get"}},
 	// The same for the FQDN policies of the clusternetworkpolicy backend.
 	{group: "policy.networking.k8s.io", resource: "clusternetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
-	// No code path asks for a single ClusterNetworkPolicy.
-	{group: "policy.networking.k8s.io", resource: "clusternetworkpolicies", verbs: []string{"get"}},
 	// whoAmI: the webhook learns its user name once, to recognise its own writes.
 	{group: "authentication.k8s.io", resource: "selfsubjectreviews", verbs: []string{"create"}},
 	// The ISSPolicy controller's informer (reload.Reconciler).
 	{group: "iss.platform", resource: "isspolicies", verbs: []string{"list", "watch"}},
-	// No code path asks for the ISSPolicy itself: the Reconciler's client reads the informer cache.
-	{group: "iss.platform", resource: "isspolicies", verbs: []string{"get"}},
 	// The Reconciler reports in the ISSPolicy's status whether it is enforced.
 	{group: "iss.platform", resource: "isspolicies/status", verbs: []string{"update"}},
 	// Leader election of the Collector and the self-signed Keeper: client-go's LeaseLock gets,
 	// creates and updates the Lease.
 	{namespace: issNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "create", "update"}},
-	// LeaseLock neither lists, watches nor patches Leases.
-	{namespace: issNamespace, group: "coordination.k8s.io", resource: "leases", verbs: []string{"list", "watch", "patch"}},
 	// Leader election records its events through controller-runtime's core/v1 event recorder,
 	// which creates events and patches them when they repeat.
 	{namespace: issNamespace, group: "", resource: "events", verbs: []string{"create", "patch"}},
-	// No code path records events.k8s.io events: leader election uses the core/v1 recorder, and
-	// nothing else records any.
-	{namespace: issNamespace, group: "events.k8s.io", resource: "events", verbs: []string{"create", "patch"}},
 
 	// Self-signed mode: the Keeper and Bootstrap create the Secret of the CA and serving
 	// certificate on first start (a create cannot be restricted by name).
 	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"create"}},
-	// The informer that holds that Secret, for the Syncer (cacheOptions restrict it by name).
-	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"list", "watch"}},
-	// The Keeper and Bootstrap read the Secret from the API server and rotate it.
-	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"get", "update"}, names: []string{"iss-webhook-tls"}},
+	// The Keeper and Bootstrap read the Secret from the API server and rotate it (get, update);
+	// the informer that holds it for the Syncer lists and watches it with the field selector
+	// metadata.name (cacheOptions), which the name restriction admits.
+	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"get", "list", "watch", "update"}, names: []string{"iss-webhook-tls"}},
 	// The Keeper reads the webhook configurations and injects its CA bundle into them.
 	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
 	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},

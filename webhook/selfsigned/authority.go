@@ -1,8 +1,12 @@
 // Package selfsigned is the webhook's certificate authority for clusters without cert-manager:
 // it keeps a CA and a serving certificate in a Secret, puts the CA bundle into the webhook
-// configurations, and rotates both before they expire, with the old CA still trusted until the
-// serving certificate it signed is replaced everywhere. Writes go through the API server with
-// resourceVersion preconditions, so that replicas agree on one content whoever writes.
+// configurations, and rotates both before they expire. A new CA is trusted beside the old one
+// first, and the old one issues whatever serving certificate is due until the configurations
+// trust the new bundle; then the new CA reissues it, and the old one stays trusted until that
+// certificate is served everywhere. The elected leader's Keeper alone renews and rotates; a
+// starting replica writes the Secret only when it holds no serving certificate it could serve.
+// Writes go through the API server with resourceVersion preconditions, so that replicas agree on
+// one content whoever writes.
 package selfsigned
 
 import (
@@ -70,7 +74,9 @@ func (c Config) Validate() error {
 // Next returns the Secret data the authority wants at now, given the current data, and whether
 // it differs. trusted tells whether the webhook configurations already trust the data's CA
 // bundle: a serving certificate from a new CA is issued only then, so that the API server never
-// meets a certificate it does not trust.
+// meets a certificate it does not trust. In the pass that creates a new CA, the configurations
+// trust only the old one, so a serving certificate due then (renewal, expiry, new hosts) is
+// issued from the old CA, and the new CA reissues it in a later pass, once it is trusted.
 func Next(data map[string][]byte, cfg Config, now time.Time, trusted bool) (map[string][]byte, bool, error) {
 	ca, caKey, caErr := parsePair(data[KeyCACert], data[KeyCAKey])
 	if caErr != nil || !now.Before(ca.NotAfter) {
@@ -84,34 +90,51 @@ func Next(data map[string][]byte, cfg Config, now time.Time, trusted bool) (map[
 	}
 	out := map[string][]byte{KeyCACert: data[KeyCACert], KeyCAKey: data[KeyCAKey]}
 
+	// issuer signs the serving certificate of this pass, if one is due: the current CA, or the
+	// old one in the pass that replaces it.
+	issuer, issuerKey, replacing := ca, caKey, false
 	if renewDue(ca, now) && bundle[0].Equal(ca) && len(bundle) == 1 {
-		// A new CA, trusted beside the old one; the serving certificate waits for the next pass,
-		// once the configurations trust the new bundle.
+		// A new CA, trusted beside the old one. It signs from the next pass on, once the
+		// configurations trust the new bundle; until then the old CA, which they trust, issues
+		// whatever serving certificate is due.
 		newCA, newKey, err := newCA(cfg.CAValidity, now)
 		if err != nil {
 			return nil, false, err
 		}
-		ca, caKey = newCA, newKey
+		ca, caKey, replacing = newCA, newKey, true
 		out[KeyCACert], out[KeyCAKey] = encodeCert(newCA), encodeKey(newKey)
 		bundle = append([]*x509.Certificate{newCA}, bundle...)
 		trusted = false
 	}
-	// The old CA leaves the bundle once the serving certificate no longer needs it: signed by
-	// the current CA, and the configurations trust that.
 	serving, servingKey, servingErr := parsePair(data[KeyServingCert], data[KeyServingKey])
-	servingOK := servingErr == nil && now.Before(serving.NotAfter) && !renewDue(serving, now) && coversHosts(serving, cfg.Hosts)
+	usable := servingErr == nil && now.Before(serving.NotAfter) && coversHosts(serving, cfg.Hosts)
 	signedByCurrent := servingErr == nil && serving.CheckSignatureFrom(ca) == nil
+	var reissue bool
 	switch {
-	case !servingOK, !signedByCurrent && trusted:
-		cert, key, err := issue(ca, caKey, cfg, now)
+	case replacing, signedByCurrent:
+		reissue = !usable || renewDue(serving, now)
+	case trusted:
+		// From the old CA, and the configurations trust the new one: the new one reissues.
+		reissue = true
+	default:
+		// From the old CA, and the configurations may trust only that one: it serves on, even
+		// when due for renewal, until they trust the new CA, as long as it is usable and its CA
+		// still in the bundle. Only the current CA's key is kept, so that is the CA that issues
+		// when it is not.
+		reissue = !usable || !slices.ContainsFunc(bundle, func(c *x509.Certificate) bool { return serving.CheckSignatureFrom(c) == nil })
+	}
+	if reissue {
+		cert, key, err := issue(issuer, issuerKey, cfg, now)
 		if err != nil {
 			return nil, false, err
 		}
 		out[KeyServingCert], out[KeyServingKey] = encodeCert(cert), encodeKey(key)
-	default:
+	} else {
 		out[KeyServingCert], out[KeyServingKey] = encodeCert(serving), encodeKey(servingKey)
-		// Every replica must have read the new serving certificate before the API server stops
-		// trusting the old one: the old CA stays for a settling time after the issue.
+		// The old CA leaves the bundle once the serving certificate no longer needs it: signed
+		// by the current CA, and the configurations trust that. Every replica must have read the
+		// new serving certificate before the API server stops trusting the old one: the old CA
+		// stays for a settling time after the issue.
 		issued := serving.NotBefore.Add(backdate(cfg.CertValidity))
 		if signedByCurrent && trusted && now.Sub(issued) >= cfg.settle() {
 			bundle = bundle[:1]
@@ -181,10 +204,16 @@ func issue(ca *x509.Certificate, caKey crypto.Signer, cfg Config, now time.Time)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Never beyond the CA: an old CA that issues in the pass that replaces it may have less than
+	// CertValidity left.
+	notAfter := now.Add(cfg.CertValidity)
+	if ca.NotAfter.Before(notAfter) {
+		notAfter = ca.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cfg.Hosts[0]},
-		NotBefore:    now.Add(-backdate(cfg.CertValidity)), NotAfter: now.Add(cfg.CertValidity),
+		NotBefore:    now.Add(-backdate(cfg.CertValidity)), NotAfter: notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

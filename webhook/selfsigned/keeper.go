@@ -39,8 +39,9 @@ func (o Options) interval() time.Duration {
 }
 
 // Keeper writes the Secret and injects its CA bundle into the webhook configurations. It runs on
-// the elected leader; the writes carry resourceVersion preconditions, so a replica that lost the
-// lease mid-write cannot overwrite a newer content.
+// the elected leader, and alone renews and rotates (Bootstrap only repairs a Secret no replica
+// could serve); the writes carry resourceVersion preconditions, so a replica that lost the lease
+// mid-write cannot overwrite a newer content.
 type Keeper struct {
 	client client.Client
 	reader client.Reader
@@ -83,12 +84,29 @@ func (k *Keeper) Ensure(ctx context.Context) error {
 
 // ensureSecret writes the Secret when Next changes it, and returns its content.
 func (k *Keeper) ensureSecret(ctx context.Context) (map[string][]byte, error) {
+	secret, found, err := k.readSecret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k.writeNext(ctx, secret, found)
+}
+
+// readSecret reads the Secret, and tells whether it exists: when not, it returns an empty one.
+func (k *Keeper) readSecret(ctx context.Context) (*corev1.Secret, bool, error) {
 	secret := &corev1.Secret{}
 	err := k.reader.Get(ctx, k.opts.Secret, secret)
-	notFound := apierrors.IsNotFound(err)
-	if err != nil && !notFound {
-		return nil, fmt.Errorf("reading Secret %s: %w", k.opts.Secret, err)
+	switch {
+	case apierrors.IsNotFound(err):
+		return &corev1.Secret{}, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("reading Secret %s: %w", k.opts.Secret, err)
 	}
+	return secret, true, nil
+}
+
+// writeNext writes what Next wants of secret, as read, and returns the content: a Create when it
+// was not found, else an Update with the read resourceVersion as precondition.
+func (k *Keeper) writeNext(ctx context.Context, secret *corev1.Secret, found bool) (map[string][]byte, error) {
 	trusted, err := k.trusted(ctx, secret.Data[KeyCABundle])
 	if err != nil {
 		return nil, err
@@ -98,7 +116,7 @@ func (k *Keeper) ensureSecret(ctx context.Context) (map[string][]byte, error) {
 		return data, err
 	}
 	log := logf.FromContext(ctx).WithName("self-signed")
-	if notFound {
+	if !found {
 		secret = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: k.opts.Secret.Name, Namespace: k.opts.Secret.Namespace,
 				Labels: map[string]string{"app.kubernetes.io/name": "iss-webhook", "app.kubernetes.io/component": "self-signed-certificates"}},
@@ -195,14 +213,18 @@ func (k *Keeper) inject(ctx context.Context, bundle []byte) error {
 	return nil
 }
 
-// Bootstrap makes sure the Secret exists and writes its serving certificate into the cert
+// Bootstrap makes sure the Secret holds a usable serving certificate and writes it into the cert
 // directory, before the webhook server starts (it cannot start without one). Every replica runs
-// it; the first to create the Secret wins, the others read what it wrote.
+// it, not only the leader, so it writes the Secret only when a replica could not serve otherwise:
+// when it is missing or its serving certificate is not usable (see needsBootstrapWrite). A
+// renewal or a CA rotation that is merely due is left to the leader's Keeper, which alone
+// rotates. The first replica to create the Secret wins; the others read what it wrote.
 func Bootstrap(ctx context.Context, c client.Client, opts Options) error {
 	k := NewKeeper(c, c, opts)
+	log := logf.FromContext(ctx).WithName("self-signed")
 	deadline := time.Now().Add(time.Minute)
 	for {
-		data, err := k.ensureSecret(ctx)
+		data, err := k.bootstrapSecret(ctx)
 		if err == nil {
 			_, err = writeServing(opts.CertDir, data)
 			return err
@@ -210,13 +232,42 @@ func Bootstrap(ctx context.Context, c client.Client, opts Options) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bootstrapping the self-signed certificates: %w", err)
 		}
-		logf.FromContext(ctx).WithName("self-signed").Info("bootstrapping the self-signed certificates; retrying", "error", err.Error())
+		if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+			// Another replica wrote first: read what it wrote.
+			log.Info("another replica wrote the self-signed certificates; reading them again", "error", err.Error())
+			continue
+		}
+		log.Info("bootstrapping the self-signed certificates; retrying", "error", err.Error())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// bootstrapSecret returns the Secret's content, after writing what Next wants of it only when
+// needsBootstrapWrite says a replica could not serve its serving certificate.
+func (k *Keeper) bootstrapSecret(ctx context.Context) (map[string][]byte, error) {
+	secret, found, err := k.readSecret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !needsBootstrapWrite(secret.Data, k.now()) {
+		return secret.Data, nil
+	}
+	return k.writeNext(ctx, secret, found)
+}
+
+// needsBootstrapWrite tells whether a starting replica must write the Secret data before it can
+// serve: when it holds no usable serving certificate, because the Secret is missing (nil data),
+// or the certificate or its key is missing or unparsable, the key is another certificate's, or
+// the certificate has expired. A renewal that is due, a CA that is due or rotating, hosts that
+// changed, are no reason: the replica serves the certificate as it is, and the leader's Keeper
+// replaces it.
+func needsBootstrapWrite(data map[string][]byte, now time.Time) bool {
+	cert, _, err := parsePair(data[KeyServingCert], data[KeyServingKey])
+	return err != nil || !now.Before(cert.NotAfter)
 }
 
 // Syncer writes the Secret's serving certificate into the cert directory whenever it changes,

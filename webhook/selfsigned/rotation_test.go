@@ -97,32 +97,36 @@ func TestCARenewalIssuesFromTheTrustedCA(t *testing.T) {
 		name string
 		data func(t *testing.T) map[string][]byte
 		cfg  Config
+		// late delays the pass beyond t0+30s, as when the keeper was down.
+		late time.Duration
 	}{
-		{"serving certificate due for renewal", func(t *testing.T) map[string][]byte { return freshAt(t, t0.Add(20*time.Second)) }, shortConfig},
-		{"serving certificate expired", func(t *testing.T) map[string][]byte { return freshAt(t, t0) }, shortConfig},
+		{"serving certificate due for renewal", func(t *testing.T) map[string][]byte { return freshAt(t, t0.Add(20*time.Second)) }, shortConfig, 0},
+		{"serving certificate expired", func(t *testing.T) map[string][]byte { return freshAt(t, t0) }, shortConfig, 0},
 		{"serving certificate missing", func(t *testing.T) map[string][]byte {
 			return without(freshAt(t, t0.Add(20*time.Second)), KeyServingCert, KeyServingKey)
-		}, shortConfig},
+		}, shortConfig, 0},
 		{"serving key missing", func(t *testing.T) map[string][]byte {
 			return without(freshAt(t, t0.Add(20*time.Second)), KeyServingKey)
-		}, shortConfig},
+		}, shortConfig, 0},
 		{"serving key of another certificate", func(t *testing.T) map[string][]byte {
 			data := without(freshAt(t, t0.Add(20*time.Second)))
 			data[KeyServingKey] = data[KeyCAKey]
 			return data
-		}, shortConfig},
+		}, shortConfig, 0},
 		{"serving certificate unparsable", func(t *testing.T) map[string][]byte {
 			data := without(freshAt(t, t0.Add(20*time.Second)))
 			data[KeyServingCert] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 			return data
-		}, shortConfig},
-		{"hosts changed", func(t *testing.T) map[string][]byte { return freshAt(t, t0.Add(20*time.Second)) }, moved},
+		}, shortConfig, 0},
+		{"hosts changed", func(t *testing.T) map[string][]byte { return freshAt(t, t0.Add(20*time.Second)) }, moved, 0},
+		// The old CA has 10s left, less than the serving certificate's 15s.
+		{"keeper late", func(t *testing.T) map[string][]byte { return freshAt(t, t0.Add(25*time.Second)) }, shortConfig, 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := tc.data(t)
 			host := tc.cfg.Hosts[0]
 			oldCA := certOf(t, data, KeyCACert)
-			at := t0.Add(30 * time.Second)
+			at := t0.Add(30*time.Second + tc.late)
 
 			rotated, changed, err := Next(data, tc.cfg, at, true)
 			if err != nil || !changed {
@@ -135,6 +139,9 @@ func TestCARenewalIssuesFromTheTrustedCA(t *testing.T) {
 			serving := certOf(t, rotated, KeyServingCert)
 			if serving.CheckSignatureFrom(oldCA) != nil {
 				t.Error("the serving certificate is not from the old CA")
+			}
+			if serving.NotAfter.After(oldCA.NotAfter) {
+				t.Errorf("the serving certificate outlives its CA: %s after %s", serving.NotAfter, oldCA.NotAfter)
 			}
 			if err := verifies(t, rotated, data[KeyCABundle], host, at); err != nil {
 				t.Errorf("the bundle the configurations trust does not verify the serving certificate: %v", err)
@@ -166,11 +173,68 @@ func TestCARenewalIssuesFromTheTrustedCA(t *testing.T) {
 	}
 }
 
+// TestUntrustedNewCA: after the pass that created a new CA, until the configurations trust it,
+// the serving certificate from the old CA serves on, even when due for renewal; only when it can
+// no longer serve does the new CA, the only one whose key is kept, issue.
+func TestUntrustedNewCA(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	// A serving certificate issued at t0+21s, the CA replaced at t0+29s: the certificate is due
+	// for renewal at t0+30.5s and expires at t0+36s, before the old CA.
+	data, _, err := Next(nil, shortConfig, t0, false)
+	if err == nil {
+		data, _, err = Next(data, shortConfig, t0.Add(21*time.Second), true)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCA := certOf(t, data, KeyCACert)
+	rotated, _, err := Next(data, shortConfig, t0.Add(29*time.Second), true)
+	if err != nil || len(bundleOf(t, rotated)) != 2 || !bytes.Equal(rotated[KeyServingCert], data[KeyServingCert]) {
+		t.Fatalf("no CA rotation with the serving certificate kept: %v", err)
+	}
+	newCA := certOf(t, rotated, KeyCACert)
+	serving := certOf(t, rotated, KeyServingCert)
+	moved := shortConfig
+	moved.Hosts = []string{"iss-webhook.platform.svc"}
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		at      time.Time
+		reissue bool
+	}{
+		{"valid", shortConfig, t0.Add(30 * time.Second), false},
+		{"due for renewal", shortConfig, serving.NotAfter.Add(-time.Second), false},
+		{"expired", shortConfig, serving.NotAfter, true},
+		{"hosts changed", moved, t0.Add(30 * time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next, changed, err := Next(rotated, tc.cfg, tc.at, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reissued := !bytes.Equal(next[KeyServingCert], rotated[KeyServingCert]); reissued != tc.reissue {
+				t.Fatalf("reissued %v, want %v", reissued, tc.reissue)
+			}
+			want := oldCA
+			if tc.reissue {
+				want = newCA
+			}
+			if certOf(t, next, KeyServingCert).CheckSignatureFrom(want) != nil {
+				t.Errorf("the serving certificate is not from the %s CA", map[bool]string{false: "old", true: "new"}[tc.reissue])
+			}
+			if !bytes.Equal(next[KeyCABundle], rotated[KeyCABundle]) || changed != tc.reissue {
+				t.Errorf("changed %v; the bundle changed %v", changed, !bytes.Equal(next[KeyCABundle], rotated[KeyCABundle]))
+			}
+		})
+	}
+}
+
 // TestServingCertificateAlwaysVerifies runs the authority over several CA lifetimes, pass by
 // pass, with the keeper's injection after each write, and checks the invariant the rotation
 // exists for: whatever a replica serves verifies against what the configurations trust at that
 // moment, and against the bundle they are about to trust.
 func TestServingCertificateAlwaysVerifies(t *testing.T) {
+	sameTime := 0
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -180,6 +244,7 @@ func TestServingCertificateAlwaysVerifies(t *testing.T) {
 		lag int
 	}{
 		{"45s/15s, every second", shortConfig, time.Second, 0},
+		{"45s/15s, every 1.3s", shortConfig, 1300 * time.Millisecond, 0},
 		{"45s/15s, every 2s", shortConfig, 2 * time.Second, 0},
 		{"45s/15s, every 3s", shortConfig, 3 * time.Second, 0},
 		{"45s/15s, every 4s", shortConfig, 4 * time.Second, 0},
@@ -205,23 +270,23 @@ func TestServingCertificateAlwaysVerifies(t *testing.T) {
 			// injected is what the configurations trust; pending is a bundle that waits for its
 			// injection, for age passes.
 			injected, pending, age := data[KeyCABundle], []byte(nil), 0
-			var rotations, settled, sameTime int
+			var rotations, settled, both int
 			end := start.Add(4 * tc.cfg.CAValidity)
 			for now := start.Add(tc.step); now.Before(end); now = now.Add(tc.step) {
 				trusted := bytes.Equal(injected, data[KeyCABundle])
 				next, changed, err := Next(data, tc.cfg, now, trusted)
 				if err != nil {
-					t.Fatalf("%s: %v", now, err)
+					t.Fatalf("%s: %v", now.Sub(start), err)
 				}
 				if !changed != sameData(data, next) {
-					t.Fatalf("%s: changed %v does not say whether the data changed", now, changed)
+					t.Fatalf("%s: changed %v does not say whether the data changed", now.Sub(start), changed)
 				}
 				newCA := !bytes.Equal(next[KeyCACert], data[KeyCACert])
 				newServing := !bytes.Equal(next[KeyServingCert], data[KeyServingCert])
 				if newCA {
 					rotations++
 					if newServing {
-						sameTime++
+						both++
 					}
 				}
 				if cas(data) == 2 && cas(next) == 1 {
@@ -255,8 +320,12 @@ func TestServingCertificateAlwaysVerifies(t *testing.T) {
 			if rotations < 3 || settled < rotations-1 {
 				t.Errorf("%d CA rotations, %d settled", rotations, settled)
 			}
-			t.Logf("%d CA rotations, %d with a serving certificate issued in the same pass, %d settled", rotations, sameTime, settled)
+			t.Logf("%d CA rotations, %d with a serving certificate issued in the same pass, %d settled", rotations, both, settled)
+			sameTime += both
 		})
+	}
+	if sameTime == 0 {
+		t.Error("no timeline issued a serving certificate in the pass that created a CA")
 	}
 }
 

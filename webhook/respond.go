@@ -57,7 +57,7 @@ type verdict struct {
 	pol      *policy.Policy
 	metrics  *Metrics
 	resource string
-	log      logr.Logger
+	ctx      context.Context
 
 	// deny are the violations of enforced groups.
 	deny field.ErrorList
@@ -71,8 +71,11 @@ type verdict struct {
 
 // newVerdict starts the verdict of a review of resource under pol.
 func newVerdict(ctx context.Context, pol *policy.Policy, metrics *Metrics, resource string) *verdict {
-	return &verdict{pol: pol, metrics: metrics, resource: resource, log: logf.FromContext(ctx)}
+	return &verdict{pol: pol, metrics: metrics, resource: resource, ctx: ctx}
 }
+
+// log returns the review's logger; only reviews with violations need it.
+func (v *verdict) log() logr.Logger { return logf.FromContext(v.ctx) }
 
 // add records the violations of one rule group.
 func (v *verdict) add(group policy.RuleGroup, errs field.ErrorList) {
@@ -84,11 +87,11 @@ func (v *verdict) add(group policy.RuleGroup, errs field.ErrorList) {
 		for _, err := range errs {
 			v.warnings = append(v.warnings, fmt.Sprintf("iss-webhook (%s: Warn): %s", group, err.Error()))
 		}
-		v.log.Info("admitted a violation in Warn mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
+		v.log().Info("admitted a violation in Warn mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
 		v.metrics.count(v.pol, v.resource, group, decisionWarned)
 		v.admitted = append(v.admitted, group)
 	case v1alpha1.Audit:
-		v.log.Info("admitted a violation in Audit mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
+		v.log().Info("admitted a violation in Audit mode", "rule", group, "violations", len(errs), "error", errs.ToAggregate().Error())
 		v.metrics.count(v.pol, v.resource, group, decisionAudited)
 		v.admitted = append(v.admitted, group)
 	default:
@@ -107,7 +110,7 @@ func (v *verdict) denied(gk schema.GroupKind, meta *metav1.ObjectMeta) (admissio
 	for _, g := range v.denyGroups {
 		v.metrics.count(v.pol, v.resource, g, decisionDenied)
 	}
-	v.log.Info("denied", "violations", len(v.deny), "error", v.deny.ToAggregate().Error())
+	v.log().Info("denied", "violations", len(v.deny), "error", v.deny.ToAggregate().Error())
 	return denyInvalid(gk, meta, v.deny), true
 }
 

@@ -126,6 +126,29 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 		}
 	})
 
+	It("rewrites the webhook configurations' image tests when the policy adds an engine image", func(ctx SpecContext) {
+		imageTests := func() string {
+			out, err := kubectl(ctx, "", "get", "mutatingwebhookconfiguration", "iss-webhook", "-o", "jsonpath={.webhooks[0].matchConditions[*].expression}")
+			Expect(err).NotTo(HaveOccurred())
+			return out
+		}
+		applyPolicy(ctx, suitePolicy()+"engines:\n  images: [registry.dagger.io/engine, registry.example.com/mirror/dagger-engine]\n")
+		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).Should(ContainSubstring(`registry\\.example\\.com(:443)?/mirror/dagger-engine`))
+		// A pod of the mirrored image, without any label, now reaches the webhook.
+		out, err := kubectl(ctx, `apiVersion: v1
+kind: Pod
+metadata: {name: mirrored-engine, namespace: `+namespace+`}
+spec:
+  containers:
+    - {name: dagger-engine, image: registry.example.com/mirror/dagger-engine:v0.19.7}
+`, "apply", "--dry-run=server", "-o", "jsonpath={.metadata.labels}", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(ContainSubstring(policy.LabelEgressPolicy))
+
+		applyPolicy(ctx, suitePolicy())
+		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).ShouldNot(ContainSubstring("example"))
+	})
+
 	It("refuses an invalid policy on apply, naming every field", func(ctx SpecContext) {
 		_, err := kubectl(ctx, policyManifest(`engines:
   profiles:

@@ -786,8 +786,8 @@ func TestRenderedCertificateModes(t *testing.T) {
 		if in.get("rbac.authorization.k8s.io", "Role", issNamespace, "iss-webhook-self-signed") == nil {
 			t.Errorf("no Role %s/iss-webhook-self-signed", issNamespace)
 		}
-		if in.get("rbac.authorization.k8s.io", "ClusterRole", "", "iss-webhook-self-signed") == nil {
-			t.Errorf("no ClusterRole iss-webhook-self-signed")
+		if in.get("rbac.authorization.k8s.io", "ClusterRole", "", "iss-webhook-self-signed") != nil {
+			t.Errorf("a ClusterRole iss-webhook-self-signed: the base RBAC grants what the mode needs cluster-wide")
 		}
 	})
 }
@@ -865,9 +865,11 @@ var allowedPermissions = []allowedPermission{
 	// the informer that holds it for the Syncer lists and watches it with the field selector
 	// metadata.name (cacheOptions), which the name restriction admits.
 	{selfSignedOnly: true, namespace: issNamespace, group: "", resource: "secrets", verbs: []string{"get", "list", "watch", "update"}, names: []string{"iss-webhook-tls"}},
-	// The Keeper reads the webhook configurations and injects its CA bundle into them.
-	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
-	{selfSignedOnly: true, group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
+	// The configsync Syncer keeps the engine image tests of its own webhook configurations in
+	// step with the policy (get, update), and in self-signed mode the Keeper injects its CA
+	// bundle into them.
+	{group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
+	{group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", verbs: []string{"get", "update"}, names: []string{issWebhookName}},
 }
 
 // grants returns every permission the roles bound to the webhook's ServiceAccount hold.
@@ -953,12 +955,9 @@ func TestRenderedRBACIsLeastPrivilege(t *testing.T) {
 			}
 			return nil
 		}},
-		{"webhook configurations written by name, in self-signed mode only", func(mode string, g rbacGrant) error {
+		{"webhook configurations written by name only", func(mode string, g rbacGrant) error {
 			if g.group != "admissionregistration.k8s.io" || !slices.Contains(writeVerbs, g.verb) {
 				return nil
-			}
-			if mode != CertModeSelfSigned {
-				return fmt.Errorf("writes admission configurations in %s mode", mode)
 			}
 			if g.names != issWebhookName {
 				return fmt.Errorf("writes admission configurations not restricted to resourceNames [%s]", issWebhookName)

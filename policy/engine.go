@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"regexp"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -147,4 +148,24 @@ func ImageRepository(image string) string {
 		image = host + "/" + rest
 	}
 	return image
+}
+
+// EngineImagePattern returns the RE2 pattern of an image reference that runs one of the
+// repositories, in any spelling of its registry host (case, the default port :443) and with any
+// tag or digest. The webhook configurations' matchConditions test container images with it, so
+// that pods of the policy's engine images reach the webhook without a label.
+func EngineImagePattern(repos []string) string {
+	parts := make([]string, len(repos))
+	for i, r := range repos {
+		if host, rest, ok := strings.Cut(r, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
+			parts[i] = regexp.QuoteMeta(host) + "(:443)?/" + regexp.QuoteMeta(rest)
+		} else {
+			parts[i] = regexp.QuoteMeta(r)
+		}
+	}
+	if len(parts) == 0 {
+		// No image makes an engine: a pattern that matches nothing.
+		return "$^"
+	}
+	return "(?i)^(" + strings.Join(parts, "|") + ")([:@]|$)"
 }

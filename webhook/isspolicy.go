@@ -57,12 +57,6 @@ func (h *ISSPolicyValidator) Handle(_ context.Context, req admission.Request) ad
 func issPolicyWarnings(p *policy.Policy) []string {
 	var warnings []string
 	def := policy.Default()
-	for _, img := range p.Engines.Images {
-		if !slices.Contains(def.Engines.Images, img) {
-			warnings = append(warnings, fmt.Sprintf("spec.engines.images: pods that run %s reach iss-webhook only when they carry an iss.platform/ label or annotation, "+
-				"unless the matchConditions of the engine-pods webhooks also name the image: add it there (manifests/webhook/webhooks.yaml)", img))
-		}
-	}
 	for k := range p.Engines.Labels {
 		if _, ok := def.Engines.Labels[k]; !ok && !isISSKey(k) {
 			warnings = append(warnings, fmt.Sprintf("spec.engines.labels: pods labelled %s reach iss-webhook only when the matchConditions of the engine-pods and workloads webhooks name the label: add it there (manifests/webhook/webhooks.yaml)", k))

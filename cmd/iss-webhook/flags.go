@@ -31,6 +31,8 @@ type options struct {
 	// cert-manager in the install manifests) or certModeSelfSigned.
 	CertMode   string
 	SelfSigned selfsigned.Options
+	// WebhookConfiguration names the webhook configurations the webhook keeps in step.
+	WebhookConfiguration string
 	// OpenBao are the files the OpenBao existence check logs in with; the rest of its settings
 	// are the policy's.
 	OpenBao openbao.Credentials
@@ -77,7 +79,7 @@ Flags:
 	hosts := fs.String("self-signed-hosts", "iss-webhook.iss-system.svc,iss-webhook.iss-system.svc.cluster.local", "with --cert-mode self-signed: comma-separated DNS names and IP addresses of the serving certificate")
 	fs.DurationVar(&o.SelfSigned.CAValidity, "self-signed-ca-validity", 365*24*time.Hour, "with --cert-mode self-signed: the CA's lifetime; a new CA is made when a third is left, and the old one stays trusted until it expires or is no longer needed")
 	fs.DurationVar(&o.SelfSigned.CertValidity, "self-signed-cert-validity", 90*24*time.Hour, "with --cert-mode self-signed: the serving certificate's lifetime, at most a third of the CA's; it is reissued when a third is left")
-	fs.StringVar(&o.SelfSigned.WebhookConfiguration, "webhook-configuration", "iss-webhook", "with --cert-mode self-signed: name of the Mutating- and ValidatingWebhookConfiguration that get the CA bundle")
+	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "iss-webhook", "name of the Mutating- and ValidatingWebhookConfiguration whose engine image tests follow the policy, and which get the CA bundle with --cert-mode self-signed")
 	fs.StringVar(&o.OpenBao.ServiceAccountTokenFile, "openbao-service-account-token-file", "/var/run/secrets/openbao/token", "the JWT the OpenBao Kubernetes auth method logs in with (the policy's openbao.auth.method kubernetes): a service account token bound to the audience openbao, as the install mounts it")
 	fs.StringVar(&o.OpenBao.TokenFile, "openbao-token-file", "", "the file holding the OpenBao token of the policy's openbao.auth.method token")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy collector")
@@ -106,6 +108,7 @@ Flags:
 			}
 		}
 		o.SelfSigned.CertDir = o.CertDir
+		o.SelfSigned.WebhookConfiguration = o.WebhookConfiguration
 		if err := o.SelfSigned.Config.Validate(); err != nil {
 			return nil, fmt.Errorf("--cert-mode self-signed: %w", err)
 		}

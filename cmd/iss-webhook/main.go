@@ -43,6 +43,7 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook"
+	"github.com/iss-platform/iss-webhook/webhook/configsync"
 	"github.com/iss-platform/iss-webhook/webhook/egress"
 	"github.com/iss-platform/iss-webhook/webhook/openbao"
 	"github.com/iss-platform/iss-webhook/webhook/reload"
@@ -146,6 +147,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
 		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache())})
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies)); err != nil {
+		return err
+	}
+	// Pods of the policy's engine images reach the webhook only if the configurations' image
+	// tests name them: the leader keeps them in step with the policy.
+	if err := mgr.Add(configsync.New(mgr.GetClient(), mgr.GetAPIReader(), policies, opts.WebhookConfiguration, 10*time.Second)); err != nil {
 		return err
 	}
 	if opts.CertMode == certModeSelfSigned {

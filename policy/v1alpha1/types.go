@@ -430,6 +430,11 @@ type ISSPolicyStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// EnforcedGeneration is the last generation the webhook found valid and enforced.
+	EnforcedGeneration int64 `json:"enforcedGeneration,omitempty"`
+	// EnforcedSpec is the spec of EnforcedGeneration: while the current spec is invalid, every
+	// replica enforces this one, a replica that starts meanwhile too.
+	EnforcedSpec *ISSPolicySpec `json:"enforcedSpec,omitempty"`
 }
 
 // ConditionReady is the condition that says whether the webhook enforces the policy.

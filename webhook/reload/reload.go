@@ -88,25 +88,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: obj.Generation}
+	before := obj.Status.DeepCopy()
 	p, errs := policy.FromISSPolicy(&obj.Spec)
 	if len(errs) > 0 {
+		// The last good spec, as the status records it: the same for every replica, and for one
+		// that starts while the spec is invalid.
+		kept := "the built-in default"
+		if last := obj.Status.EnforcedSpec; last != nil {
+			if good, lastErrs := policy.FromISSPolicy(last); len(lastErrs) == 0 {
+				r.holder.Set(good)
+				kept = fmt.Sprintf("generation %d", obj.Status.EnforcedGeneration)
+			}
+		} else {
+			r.holder.Set(policy.Default())
+		}
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
-		cond.Message = fmt.Sprintf("the last good policy stays in force: %v", errs.ToAggregate())
+		cond.Message = fmt.Sprintf("the last good policy stays in force (%s): %v", kept, errs.ToAggregate())
 		r.ready.Set(0)
-		log.Info("ISSPolicy is invalid; the last good policy stays in force", "generation", obj.Generation, "error", errs.ToAggregate().Error())
+		log.Info("ISSPolicy is invalid; the last good policy stays in force", "generation", obj.Generation, "kept", kept, "error", errs.ToAggregate().Error())
 	} else {
 		r.holder.Set(p)
 		r.ready.Set(1)
 		cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha1.ReasonEnforced
 		cond.Message = fmt.Sprintf("iss-webhook enforces generation %d", obj.Generation)
+		obj.Status.EnforcedGeneration, obj.Status.EnforcedSpec = obj.Generation, obj.Spec.DeepCopy()
 		log.Info("enforcing ISSPolicy", "generation", obj.Generation)
 	}
 	r.loaded.Store(true)
 
-	before := obj.Status.DeepCopy()
 	obj.Status.ObservedGeneration = obj.Generation
 	apimeta.SetStatusCondition(&obj.Status.Conditions, cond)
-	if before.ObservedGeneration == obj.Generation && sameCondition(before.Conditions, cond) {
+	if before.ObservedGeneration == obj.Generation && before.EnforcedGeneration == obj.Status.EnforcedGeneration && sameCondition(before.Conditions, cond) {
 		return ctrl.Result{}, nil
 	}
 	if err := r.client.Status().Update(ctx, obj); err != nil {

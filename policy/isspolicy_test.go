@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -161,13 +160,18 @@ func TestInvalidISSPolicy(t *testing.T) {
 	}
 }
 
+// TestModesOnlyForConfigurableGroups: the integrity rules and egress writes have no mode, even
+// when a policy value names them.
 func TestModesOnlyForConfigurableGroups(t *testing.T) {
 	p := Default()
-	p.Enforcement[RuleIntegrity] = v1alpha1.Audit
-	if p.Mode(RuleIntegrity) != v1alpha1.Enforce {
-		t.Error("the integrity rules took a mode")
+	for _, g := range []RuleGroup{RuleIntegrity, RuleEgressWrite} {
+		p.Enforcement[g] = v1alpha1.Audit
+		if p.Mode(g) != v1alpha1.Enforce {
+			t.Errorf("%s took a mode", g)
+		}
 	}
-	if !strings.Contains(string(RuleEnginePods), "engine") {
-		t.Error("unexpected group name")
+	p.Enforcement[RuleEnginePods] = v1alpha1.Warn
+	if p.Mode(RuleEnginePods) != v1alpha1.Warn || p.Mode(RuleSecrets) != v1alpha1.Enforce {
+		t.Error("configurable groups do not follow the policy")
 	}
 }

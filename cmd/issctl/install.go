@@ -274,22 +274,35 @@ func deleteOtherMode(ctx context.Context, c client.Client, certMode string, objs
 	}
 	ours := map[string]bool{}
 	for _, obj := range objs {
-		ours[obj.GetKind()+"/"+objectName(obj)] = true
+		ours[objectKey(obj)] = true
 	}
 	for _, obj := range theirs {
-		if ours[obj.GetKind()+"/"+objectName(obj)] {
+		if ours[objectKey(obj)] {
 			continue
 		}
-		err := c.Delete(ctx, obj)
-		switch {
-		case err == nil:
-			fmt.Fprintf(out, "deleted %s %s (of the %s mode)\n", strings.ToLower(obj.GetKind()), objectName(obj), other)
-		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
-		default:
-			return fmt.Errorf("deleting %s %s of the %s mode: %w", obj.GetKind(), objectName(obj), other, err)
+		if err := deleteIfPresent(ctx, c, obj, out, " (of the "+other+" mode)"); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// objectKey identifies an object among the install's: its kind and namespaced name.
+func objectKey(obj *unstructured.Unstructured) string { return obj.GetKind() + "/" + objectName(obj) }
+
+// deleteIfPresent deletes obj and says so, what it deleted followed by why; an object or kind
+// that is not there is no error.
+func deleteIfPresent(ctx context.Context, c client.Client, obj *unstructured.Unstructured, out io.Writer, why string, opts ...client.DeleteOption) error {
+	err := c.Delete(ctx, obj, opts...)
+	switch {
+	case err == nil:
+		fmt.Fprintf(out, "deleted %s %s%s\n", strings.ToLower(obj.GetKind()), objectName(obj), why)
+		return nil
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		return nil
+	default:
+		return fmt.Errorf("deleting %s %s: %w", obj.GetKind(), objectName(obj), err)
+	}
 }
 
 func objectName(obj *unstructured.Unstructured) string {
@@ -454,9 +467,8 @@ func runUninstall(ctx context.Context, c client.Client, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		for _, obj := range installOrder(rendered) {
-			key := obj.GetKind() + "/" + objectName(obj)
-			if !seen[key] {
+		for _, obj := range rendered {
+			if key := objectKey(obj); !seen[key] {
 				seen[key] = true
 				objs = append(objs, obj)
 			}
@@ -473,13 +485,8 @@ func runUninstall(ctx context.Context, c client.Client, out io.Writer) error {
 	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return installPhase(b) - installPhase(a) })
 
 	for _, obj := range objs {
-		err := c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationForeground))
-		switch {
-		case err == nil:
-			fmt.Fprintf(out, "deleted %s %s\n", strings.ToLower(obj.GetKind()), objectName(obj))
-		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
-		default:
-			return fmt.Errorf("deleting %s %s: %w", obj.GetKind(), objectName(obj), err)
+		if err := deleteIfPresent(ctx, c, obj, out, "", client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
+			return err
 		}
 	}
 	for _, obj := range objs {

@@ -93,15 +93,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(errs) > 0 {
 		// The last good spec, as the status records it: the same for every replica, and for one
 		// that starts while the spec is invalid.
-		kept := "the built-in default"
+		good, kept := policy.Default(), "the built-in default"
 		if last := obj.Status.EnforcedSpec; last != nil {
-			if good, lastErrs := policy.FromISSPolicy(last); len(lastErrs) == 0 {
-				r.holder.Set(good)
-				kept = fmt.Sprintf("generation %d", obj.Status.EnforcedGeneration)
+			if p, lastErrs := policy.FromISSPolicy(last); len(lastErrs) == 0 {
+				good, kept = p, fmt.Sprintf("generation %d", obj.Status.EnforcedGeneration)
 			}
-		} else {
-			r.holder.Set(policy.Default())
 		}
+		r.holder.Set(good)
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
 		cond.Message = fmt.Sprintf("the last good policy stays in force (%s): %v", kept, errs.ToAggregate())
 		r.ready.Set(0)

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -287,12 +285,9 @@ func bootstrapSelfSigned(ctx context.Context, cfg *rest.Config, o selfsigned.Opt
 // requireISSPolicyCRD fails with a clear message when the cluster does not serve the ISSPolicy
 // CRD, which the webhook reads its policy from.
 func requireISSPolicyCRD(dc discovery.DiscoveryInterface) error {
-	list, err := dc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
-	if err == nil && slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "isspolicies" }) {
-		return nil
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("asking the API server for %s: %w", v1alpha1.GroupVersion, err)
+	served, err := egress.Serves(dc, v1alpha1.GroupVersion, "isspolicies")
+	if err != nil || served {
+		return err
 	}
 	return errors.New("the cluster does not serve the ISSPolicy CRD (isspolicies.iss.platform): install it first: kubectl apply -k manifests/crds")
 }

@@ -36,24 +36,27 @@ type Served struct {
 // DiscoverServed asks the API server which FQDN policy kinds it serves.
 func DiscoverServed(dc discovery.DiscoveryInterface) (Served, error) {
 	var s Served
-	for _, c := range []struct {
-		served   *bool
-		gvk      schema.GroupVersionKind
-		resource string
-	}{
-		{&s.Cilium, CiliumNetworkPolicyGVK, "ciliumnetworkpolicies"},
-		{&s.ClusterNetworkPolicy, ClusterNetworkPolicyGVK, "clusternetworkpolicies"},
-	} {
-		list, err := dc.ServerResourcesForGroupVersion(c.gvk.GroupVersion().String())
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return Served{}, fmt.Errorf("asking the API server for %s: %w", c.gvk.GroupVersion(), err)
-		}
-		*c.served = slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == c.resource })
+	var err error
+	if s.Cilium, err = Serves(dc, CiliumNetworkPolicyGVK.GroupVersion(), "ciliumnetworkpolicies"); err != nil {
+		return Served{}, err
+	}
+	if s.ClusterNetworkPolicy, err = Serves(dc, ClusterNetworkPolicyGVK.GroupVersion(), "clusternetworkpolicies"); err != nil {
+		return Served{}, err
 	}
 	return s, nil
+}
+
+// Serves tells whether the API server serves a resource of a group version. It asks the API
+// server, so it runs at start-up, never during a review.
+func Serves(dc discovery.DiscoveryInterface, gv schema.GroupVersion, resource string) (bool, error) {
+	list, err := dc.ServerResourcesForGroupVersion(gv.String())
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("asking the API server for %s: %w", gv, err)
+	}
+	return slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == resource }), nil
 }
 
 // Resolve returns the backend the policy's fqdnBackend means on this cluster: auto is the first

@@ -33,8 +33,8 @@ const (
 	BackendNone FQDNBackend = "none"
 )
 
-// NetworkPolicy is the part of the policy about engine egress (design.md 4.3).
-type NetworkPolicy struct {
+// NetworkSection is the section of the policy about engine egress (design.md 4.3).
+type NetworkSection struct {
 	// FQDNBackend is the backend of FQDN allowances; BackendAuto by default.
 	FQDNBackend FQDNBackend
 	// DNSNamespace and DNSPodLabels select the cluster DNS pods that engines may query.
@@ -49,9 +49,9 @@ type NetworkPolicy struct {
 	GCGracePeriod time.Duration
 }
 
-// DefaultNetworkPolicy returns the built-in network section of the policy.
-func DefaultNetworkPolicy() NetworkPolicy {
-	return NetworkPolicy{
+// DefaultNetworkSection returns the built-in network section of the policy.
+func DefaultNetworkSection() NetworkSection {
+	return NetworkSection{
 		FQDNBackend:                  BackendAuto,
 		DNSNamespace:                 "kube-system",
 		DNSPodLabels:                 map[string]string{"k8s-app": "kube-dns"},
@@ -88,7 +88,7 @@ const LabelEgressNamespace = Prefix + "egress-namespace"
 
 // BaseEgressPolicy returns the NetworkPolicy that every engine gets: all egress denied but DNS
 // to the cluster DNS pods. It selects the pods labelled with the allowlist's hash.
-func (n *NetworkPolicy) BaseEgressPolicy(namespace, hash string) *networkingv1.NetworkPolicy {
+func (n *NetworkSection) BaseEgressPolicy(namespace, hash string) *networkingv1.NetworkPolicy {
 	var ports []networkingv1.NetworkPolicyPort
 	for _, p := range n.DNSPorts {
 		for _, proto := range []corev1.Protocol{corev1.ProtocolUDP, corev1.ProtocolTCP} {
@@ -145,7 +145,7 @@ func groupByPorts(list Allowlist) []portGroup {
 // CiliumEgressPolicy returns the CiliumNetworkPolicy (cilium.io/v2) that allows the allowlist's
 // FQDNs, with the DNS rule that sends the pods' lookups through Cilium's DNS proxy (without it
 // toFQDNs never learns an address). It is nil for the empty allowlist.
-func (n *NetworkPolicy) CiliumEgressPolicy(namespace, hash string, list Allowlist) *unstructured.Unstructured {
+func (n *NetworkSection) CiliumEgressPolicy(namespace, hash string, list Allowlist) *unstructured.Unstructured {
 	if len(list) == 0 {
 		return nil
 	}
@@ -195,7 +195,7 @@ func (n *NetworkPolicy) CiliumEgressPolicy(namespace, hash string, list Allowlis
 // ClusterEgressPolicy returns the Admin-tier ClusterNetworkPolicy that accepts egress to the
 // cluster DNS and the allowlist's domain names from the namespace's pods labelled with its hash,
 // and denies the rest. It is nil for the empty allowlist.
-func (n *NetworkPolicy) ClusterEgressPolicy(namespace, hash string, list Allowlist) *cnpv1beta1.ClusterNetworkPolicy {
+func (n *NetworkSection) ClusterEgressPolicy(namespace, hash string, list Allowlist) *cnpv1beta1.ClusterNetworkPolicy {
 	if len(list) == 0 {
 		return nil
 	}
@@ -266,7 +266,7 @@ func (n *NetworkPolicy) ClusterEgressPolicy(namespace, hash string, list Allowli
 // EgressObjects returns every object the engine's egress needs in the namespace, as the API
 // server will store them: the base NetworkPolicy, and the FQDN object of the backend when the
 // allowlist is not empty. backend must be resolved (not BackendAuto).
-func (n *NetworkPolicy) EgressObjects(namespace string, eng Engine, backend FQDNBackend) ([]*unstructured.Unstructured, error) {
+func (n *NetworkSection) EgressObjects(namespace string, eng Engine, backend FQDNBackend) ([]*unstructured.Unstructured, error) {
 	objs := []runtime.Object{n.BaseEgressPolicy(namespace, eng.EgressHash)}
 	switch backend {
 	case BackendCilium:

@@ -19,7 +19,7 @@ func TestEgressObjectsGolden(t *testing.T) {
 		t.Fatal(errs)
 	}
 	eng := Engine{Egress: list, EgressHash: list.Hash()}
-	net := DefaultNetworkPolicy()
+	net := DefaultNetworkSection()
 	for _, backend := range []FQDNBackend{BackendCilium, BackendClusterNetworkPolicy, BackendNone} {
 		t.Run(string(backend), func(t *testing.T) {
 			objs, err := net.EgressObjects("team-a-dev", eng, backend)

@@ -327,7 +327,7 @@ func mergeOpenBao(o *OpenBaoPolicy, s *v1alpha1.OpenBao, path *field.Path) field
 	return errs
 }
 
-func mergeNetwork(n *NetworkPolicy, s *v1alpha1.Network, path *field.Path) field.ErrorList {
+func mergeNetwork(n *NetworkSection, s *v1alpha1.Network, path *field.Path) field.ErrorList {
 	if s == nil {
 		return nil
 	}

@@ -22,7 +22,7 @@ type Policy struct {
 	// Engines says how Dagger engine pods are recognised and which quota profiles they may use.
 	Engines EnginePolicy
 	// Network says how engine egress is restricted.
-	Network NetworkPolicy
+	Network NetworkSection
 	// Secrets says where each environment's OpenBao secrets live.
 	Secrets SecretsPolicy
 	// OpenBao is the optional existence check of ExternalSecret paths.
@@ -133,7 +133,7 @@ func Default() *Policy {
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),
 			},
 		},
-		Network:         DefaultNetworkPolicy(),
+		Network:         DefaultNetworkSection(),
 		Secrets:         DefaultSecretsPolicy(),
 		OpenBao:         DefaultOpenBaoPolicy(),
 		Autoscaling:     DefaultAutoscalingPolicy(),

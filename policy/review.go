@@ -67,13 +67,16 @@ func ValidateISSMetadataUnchanged(oldMeta, newMeta *metav1.ObjectMeta, root *fie
 
 func singular(kind string) string { return kind[:len(kind)-1] }
 
+// isISSKey tells whether a label or annotation key is an ISS one.
+func isISSKey(k string) bool { return strings.HasPrefix(k, Prefix) }
+
 // issKeys returns the iss.platform/ keys of either map, sorted.
 func issKeys(a, b map[string]string) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, m := range []map[string]string{a, b} {
 		for k := range m {
-			if strings.HasPrefix(k, Prefix) && !seen[k] {
+			if isISSKey(k) && !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
 			}

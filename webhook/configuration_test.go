@@ -32,13 +32,13 @@ func TestConfigurationProperties(t *testing.T) {
 		all = append(all, common{name, f, to, m, se, exprs})
 	}
 	for _, w := range mutating.Webhooks {
-		collect(w.Name, w.FailurePolicy, w.TimeoutSeconds, w.MatchPolicy, w.SideEffects, excludedNamespaces(w.NamespaceSelector))
+		collect(w.Name, w.FailurePolicy, w.TimeoutSeconds, w.MatchPolicy, w.SideEffects, selectorExcludedNamespaces(w.NamespaceSelector))
 		if w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
 			t.Errorf("%s: reinvocationPolicy is not IfNeeded", w.Name)
 		}
 	}
 	for _, w := range validating.Webhooks {
-		collect(w.Name, w.FailurePolicy, w.TimeoutSeconds, w.MatchPolicy, w.SideEffects, excludedNamespaces(w.NamespaceSelector))
+		collect(w.Name, w.FailurePolicy, w.TimeoutSeconds, w.MatchPolicy, w.SideEffects, selectorExcludedNamespaces(w.NamespaceSelector))
 	}
 	for _, w := range all {
 		if w.failure == nil || *w.failure != admissionregistrationv1.Fail {
@@ -61,8 +61,8 @@ func TestConfigurationProperties(t *testing.T) {
 	}
 }
 
-// excludedNamespaces returns the namespaces a selector excludes by name.
-func excludedNamespaces(sel *metav1.LabelSelector) []string {
+// selectorExcludedNamespaces returns the namespaces a selector excludes by name.
+func selectorExcludedNamespaces(sel *metav1.LabelSelector) []string {
 	if sel == nil {
 		return nil
 	}

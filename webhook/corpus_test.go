@@ -228,7 +228,7 @@ func TestAdmissionCorpus(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus in %s (%v): record it with -record-corpus", corpusDir, err)
 	}
-	total := 0
+	total, changed := 0, map[string]int{}
 	for _, file := range files {
 		cases, err := readJSONLines[corpusCase](file)
 		if err != nil {
@@ -242,22 +242,107 @@ func TestAdmissionCorpus(t *testing.T) {
 				continue
 			}
 			got := answer(t, hook, c.Request)
-			if diff := diffResponses(c.Response, got); diff != "" {
+			diff := diffResponses(c.Response, got)
+			if diff == "" {
+				continue
+			}
+			if d := explainDifference(c, got); d != nil {
+				changed[d.name]++
+				continue
+			}
+			{
 				t.Errorf("%s: %s (policy %s, %s %s %s/%s):\n%s", filepath.Base(file), c.Name, c.Policy, c.Request.Operation, c.Path, c.Request.Namespace, c.Request.Name, diff)
 			}
 		}
 	}
 	t.Logf("replayed %d reviews", total)
+	for _, d := range intendedDifferences {
+		t.Logf("%d reviews answered otherwise than when recorded, as intended: %s (%s)", changed[d.name], d.name, d.test)
+	}
+}
+
+// intendedDifference is a way in which the handlers answer otherwise than when the corpus was
+// recorded, because the old answer was a bug: where the handlers disagreed with each other, or
+// let through what the rules exist to stop.
+type intendedDifference struct {
+	name string
+	// test is the test that pins the new answer down.
+	test string
+	// matches tells whether the difference explains the new answer to a case.
+	matches func(c corpusCase, got corpusResponse) bool
+}
+
+var intendedDifferences = []intendedDifference{
+	{
+		name: "an undecodable object names its kind as the API does (the pod and namespace handlers said pod and namespace)",
+		test: "TestUndecodableObjects",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			return c.Response.Code == 400 && got.Code == 400 &&
+				strings.NewReplacer("the pod:", "the Pod:", "previous pod:", "previous Pod:", "the namespace:", "the Namespace:", "previous namespace:", "previous Namespace:").Replace(c.Response.Message) == got.Message
+		},
+	},
+	{
+		name: "an object that cannot be decoded is refused everywhere: in exempt namespaces (the validating pod handler exempted before decoding) and by the secrets handlers (which read only the fields they knew)",
+		test: "TestUndecodableObjects",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			return strings.Contains(c.Name, "undecodable") && c.Response.Code != 400 && got.Code == 400 && strings.HasPrefix(got.Message, "iss-webhook cannot decode")
+		},
+	},
+	{
+		name: "an update of an object being deleted that changes only metadata is admitted without the kind's rules, so that no rule keeps its finalizers (several handlers judged the whole object again, and denied an object admitted in Warn mode)",
+		test: "TestObjectsBeingDeleted",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			return strings.HasSuffix(c.Name, "/update-deleting-finalizer") && got.Allowed && got.Patched == nil && len(got.Warnings) == 0
+		},
+	},
+	{
+		name: "an update of an object being deleted that changes more than metadata is denied for every kind (the secrets, workload and provisioning handlers admitted any update of such an object: a PushSecret held by its finalizer could be retargeted)",
+		test: "TestObjectsBeingDeleted",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			return strings.HasSuffix(c.Name, "/update-deleting-spec") && !got.Allowed && got.Code == 422 &&
+				strings.Contains(got.Message, "is being deleted") || strings.HasSuffix(c.Name, "/update-deleting-spec") && !got.Allowed && strings.Contains(got.Message, "are immutable once the webhook admitted")
+		},
+	},
+}
+
+// explainDifference returns the listed difference that explains got, or nil.
+func explainDifference(c corpusCase, got corpusResponse) *intendedDifference {
+	for i := range intendedDifferences {
+		if intendedDifferences[i].matches(c, got) {
+			return &intendedDifferences[i]
+		}
+	}
+	return nil
 }
 
 // diffResponses says how got differs from want, or nothing.
 func diffResponses(want, got corpusResponse) string {
-	w, _ := json.MarshalIndent(want, "", "  ")
-	g, _ := json.MarshalIndent(got, "", "  ")
+	w, _ := json.Marshal(want)
+	g, _ := json.Marshal(got)
 	if bytes.Equal(w, g) {
 		return ""
 	}
-	return "want " + string(w) + "\n got " + string(g)
+	return "  want " + want.summary() + "\n   got " + got.summary()
+}
+
+// summary is a response in one line.
+func (r corpusResponse) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "allowed=%v", r.Allowed)
+	if !r.Allowed {
+		fmt.Fprintf(&b, " code=%d message=%q", r.Code, r.Message)
+	}
+	for _, c := range r.Causes {
+		fmt.Fprintf(&b, " cause[%s]=%q", c.Field, c.Message)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, " warning=%q", w)
+	}
+	if r.Patched != nil {
+		sum := sha256.Sum256(r.Patched)
+		fmt.Fprintf(&b, " patched=%x", sum[:4])
+	}
+	return b.String()
 }
 
 func readJSONLines[T any](file string) ([]T, error) {

@@ -62,7 +62,7 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 		t.Fatal(err)
 	}
 	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}}
-	validator := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), verifier)
+	validator := secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), verifier)
 	ctx := context.Background()
 
 	resp := validator.Handle(ctx, esRequest(tokensES))
@@ -73,21 +73,21 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 
 	double.Seed("kv-dev", "artifacts/team-a/users/alice/secrets/db")
 	fresh, _ := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry()) // the first one cached the miss
-	validator = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), fresh)
+	validator = secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), fresh)
 	if resp := validator.Handle(ctx, esRequest(tokensES)); !resp.Allowed {
 		t.Fatalf("found paths denied: %+v", resp.Result)
 	}
 
 	double.Server.Close()
 	down, _ := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry())
-	resp = NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
+	resp = secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
 	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao was unreachable") || !strings.Contains(resp.Result.Message, "onUnavailable: Deny") {
 		t.Fatalf("down, Deny: %+v", resp.Result)
 	}
 	warn := *pol
 	warn.OpenBao.OnUnavailable = policy.UnavailableWarn
 	warn.OpenBao.Timeout = 200 * time.Millisecond
-	resp = NewSecretsValidator(policy.NewHolder(&warn), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
+	resp = secretsHandler(policy.NewHolder(&warn), namespaces, testMetrics(t), down).Handle(ctx, esRequest(tokensES))
 	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "OpenBao was unreachable") {
 		t.Fatalf("down, Warn: allowed %v, warnings %v", resp.Allowed, resp.Warnings)
 	}
@@ -95,7 +95,7 @@ func TestSecretsValidatorWithOpenBao(t *testing.T) {
 
 func TestInitiatorDefaulter(t *testing.T) {
 	req := esRequest(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"tokens"},"spec":{"refreshInterval":"1h","unknownField":{"kept":true}}}`)
-	resp := InitiatorDefaulter{}.Handle(context.Background(), req)
+	resp := initiatorHandler().Handle(context.Background(), req)
 	if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/annotations" {
 		t.Fatalf("got %+v", resp.Patches)
 	}
@@ -103,14 +103,14 @@ func TestInitiatorDefaulter(t *testing.T) {
 		t.Errorf("initiator %v", v)
 	}
 	req = esRequest(tokensES)
-	if resp := (InitiatorDefaulter{}).Handle(context.Background(), req); len(resp.Patches) != 0 {
+	if resp := initiatorHandler().Handle(context.Background(), req); len(resp.Patches) != 0 {
 		t.Errorf("an initiator that is set was changed: %+v", resp.Patches)
 	}
 }
 
 func TestSecretsValidatorUpdates(t *testing.T) {
 	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}}
-	validator := NewSecretsValidator(policy.NewHolder(policy.Default()), namespaces, testMetrics(t), nil)
+	validator := secretsHandler(policy.NewHolder(policy.Default()), namespaces, testMetrics(t), nil)
 	ctx := context.Background()
 	update := func(old, cur, user string) admission.Request {
 		req := esRequest(cur)
@@ -129,7 +129,7 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 		{"another user changes what alice's object reads", update(tokensES, pointed, "bob"), false, `only its initiator "alice"`},
 		{"alice changes it herself", update(tokensES, pointed, "alice"), true, ""},
 		{"the controller adds a finalizer", update(tokensES, finalized, "system:serviceaccount:external-secrets:external-secrets"), true, ""},
-		{"an object being deleted", update(tokensES, deleting, "bob"), true, ""},
+		{"an object being deleted may not be retargeted", update(tokensES, deleting, "bob"), false, "is being deleted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := validator.Handle(ctx, tc.req)
@@ -150,7 +150,7 @@ func TestSecretBindingsHoldInEveryMode(t *testing.T) {
 		pol := policy.Default()
 		pol.Enforcement[policy.RuleSecrets] = mode
 		pol.ExemptNamespaces = []string{"team-a-dev"}
-		resp := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), nil).Handle(context.Background(), esRequest(otherApp))
+		resp := secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), nil).Handle(context.Background(), esRequest(otherApp))
 		if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, `belongs to the app "team-b"`) {
 			t.Errorf("%s, exempt namespace: another app's path was not denied: %+v", mode, resp.Result)
 		}
@@ -169,8 +169,19 @@ func TestSecretBindingsHoldInEveryMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := NewSecretsValidator(policy.NewHolder(pol), namespaces, testMetrics(t), verifier).Handle(context.Background(), esRequest(tokensES))
+	resp := secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), verifier).Handle(context.Background(), esRequest(tokensES))
 	if !resp.Allowed || len(resp.Warnings) != 2 || !strings.Contains(resp.Warnings[0], "iss-webhook (secrets: Warn): spec.data[0].remoteRef.key: Not found") {
 		t.Errorf("missing paths in Warn mode: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
 	}
+}
+
+// secretsHandler is the handler of the validating secrets webhook.
+func secretsHandler(pol policy.Provider, namespaces policy.NamespaceLookup, metrics *Metrics, verifier policy.PathVerifier) admission.Handler {
+	return Handlers(NewScheme(), Options{Policies: pol, Namespaces: namespaces, Metrics: metrics, OpenBao: verifier})[ValidateSecretsPath].Handler
+}
+
+// initiatorHandler is the handler of the mutating secrets webhook.
+func initiatorHandler() admission.Handler {
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	return Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: m})[MutateExternalSecretsPath].Handler
 }

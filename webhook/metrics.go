@@ -40,7 +40,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return &Metrics{decisions: decisions}, nil
 }
 
-// count records one decision under the mode the policy gives the rule group.
+// count records one decision under the mode the policy gives the rule group; nil Metrics count
+// nothing.
 func (m *Metrics) count(pol *policy.Policy, resource string, group policy.RuleGroup, decision string) {
+	if m == nil {
+		return
+	}
 	m.decisions.WithLabelValues(resource, string(group), string(pol.Mode(group)), decision).Inc()
 }

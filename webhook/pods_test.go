@@ -132,7 +132,7 @@ func TestEnginePodDefaulter(t *testing.T) {
 		if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusBadRequest {
 			t.Fatalf("got %+v", resp.Result)
 		}
-		if !strings.Contains(resp.Result.Message, "cannot decode the pod") {
+		if !strings.Contains(resp.Result.Message, "cannot decode the Pod") {
 			t.Errorf("message %q", resp.Result.Message)
 		}
 	})
@@ -341,7 +341,7 @@ func TestTamperProtection(t *testing.T) {
 }
 
 func TestNetworkPolicyGuard(t *testing.T) {
-	guard := NewNetworkPolicyGuard(policy.NewHolder(policy.Default()), testMetrics(t), "system:serviceaccount:iss-system:iss-webhook", runningEngines{})
+	guard := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: "system:serviceaccount:iss-system:iss-webhook", Engines: runningEngines{}})[ValidateNetworkPoliciesPath].Handler
 	ctx := context.Background()
 	generated := []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"iss-egress-4f53cda18c2baa0c","namespace":"team-a-dev","labels":{"app.kubernetes.io/managed-by":"iss-webhook"}},"spec":{"podSelector":{}}}`)
 	open := []byte(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"allow-all","namespace":"team-a-dev"},"spec":{"podSelector":{},"egress":[{}]}}`)

@@ -1,41 +1,22 @@
 package webhook
 
 import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
-// The paths the webhook serves. The webhook configurations in manifests/webhook name them.
-const (
-	// MutateEnginePodsPath serves the mutating webhook for pods.
-	MutateEnginePodsPath = "/mutate-engine-pods"
-	// ValidateEnginePodsPath serves the validating webhook for pods and pods/resize.
-	ValidateEnginePodsPath = "/validate-engine-pods"
-	// ValidateNetworkPoliciesPath serves the validating webhook for network policies.
-	ValidateNetworkPoliciesPath = "/validate-network-policies"
-	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
-	MutateExternalSecretsPath = "/mutate-external-secrets"
-	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
-	ValidateSecretsPath = "/validate-secrets"
-	// ValidateNamespacesPath serves the validating webhook for Namespaces.
-	ValidateNamespacesPath = "/validate-namespaces"
-	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
-	ValidateWorkloadsPath = "/validate-workloads"
-	// MutateHPAsPath and ValidateHPAsPath serve the webhooks for HorizontalPodAutoscalers.
-	MutateHPAsPath   = "/mutate-hpas"
-	ValidateHPAsPath = "/validate-hpas"
-	// ValidateProvisioningPath serves the validating webhook for Pulumi Stacks and Terraforms.
-	ValidateProvisioningPath = "/validate-provisioning"
-	// ValidateISSPoliciesPath serves the validating webhook for ISSPolicies.
-	ValidateISSPoliciesPath = "/validate-isspolicies"
-)
-
 // Options are what the handlers need.
 type Options struct {
-	// Policies hands out the policy in force.
+	// Policies hands out the policy in force; nil hands out the built-in default.
 	Policies policy.Provider
 	// Metrics counts decisions.
 	Metrics *Metrics
@@ -43,30 +24,31 @@ type Options struct {
 	Egress EgressWriter
 	// Self is the user name the webhook authenticates as to the API server.
 	Self string
-	// Namespaces looks up namespaces' ISS labels.
-	Namespaces NamespaceLookup
+	// Namespaces looks up namespaces' ISS labels; nil knows no namespace's labels.
+	Namespaces policy.NamespaceLookup
 	// OpenBao checks that ExternalSecret paths exist; nil never checks.
-	OpenBao PathVerifier
+	OpenBao policy.PathVerifier
 	// Engines counts the running engines a generated policy selects; nil never checks.
-	Engines EngineLookup
+	Engines policy.EngineLookup
+}
+
+// EgressWriter writes the generated egress objects of an engine (design.md 4.3) before its pod
+// is admitted. It returns admission warnings for the user, and an error when an object could not
+// be written, in which case the pod is denied: it never runs with open egress.
+type EgressWriter interface {
+	Ensure(ctx context.Context, namespace string, eng policy.Engine, pol *policy.Policy) (warnings []string, err error)
 }
 
 // Handlers maps each webhook path to its admission webhook.
 func Handlers(scheme *runtime.Scheme, o Options) map[string]*admission.Webhook {
-	decoder := admission.NewDecoder(scheme)
-	return map[string]*admission.Webhook{
-		MutateEnginePodsPath:        {Handler: NewEnginePodDefaulter(o.Policies, decoder, o.Metrics, o.Egress)},
-		ValidateEnginePodsPath:      {Handler: NewEnginePodValidator(o.Policies, decoder, o.Metrics)},
-		ValidateNetworkPoliciesPath: {Handler: NewNetworkPolicyGuard(o.Policies, o.Metrics, o.Self, o.Engines)},
-		MutateExternalSecretsPath:   {Handler: InitiatorDefaulter{}},
-		ValidateSecretsPath:         {Handler: NewSecretsValidator(o.Policies, o.Namespaces, o.Metrics, o.OpenBao)},
-		ValidateNamespacesPath:      {Handler: NewNamespaceValidator(o.Policies, o.Metrics)},
-		ValidateWorkloadsPath:       {Handler: NewWorkloadValidator(o.Policies, decoder, o.Metrics)},
-		MutateHPAsPath:              {Handler: NewHPADefaulter(o.Policies, decoder, o.Metrics)},
-		ValidateHPAsPath:            {Handler: NewHPAValidator(o.Policies, decoder, o.Metrics)},
-		ValidateProvisioningPath:    {Handler: NewProvisioningValidator(o.Policies, o.Metrics)},
-		ValidateISSPoliciesPath:     {Handler: NewISSPolicyValidator(decoder)},
+	if o.Policies == nil {
+		o.Policies = policy.NewHolder(policy.Default())
 	}
+	hooks := map[string]*admission.Webhook{}
+	for path, h := range newPathHandlers(scheme, o) {
+		hooks[path] = &admission.Webhook{Handler: h}
+	}
+	return hooks
 }
 
 // Register adds every handler to the webhook server.
@@ -74,4 +56,58 @@ func Register(server ctrlwebhook.Server, scheme *runtime.Scheme, o Options) {
 	for path, hook := range Handlers(scheme, o) {
 		server.Register(path, hook)
 	}
+}
+
+// CachedNamespaces looks namespaces up in an informer cache of their metadata.
+type CachedNamespaces struct {
+	cache client.Reader
+}
+
+// NewCachedNamespaces returns a NamespaceLookup that reads cache, which must hold Namespaces as
+// metav1.PartialObjectMetadata (see NamespaceMetadata).
+func NewCachedNamespaces(cache client.Reader) *CachedNamespaces {
+	return &CachedNamespaces{cache: cache}
+}
+
+// NamespaceMetadata returns the empty object under which the cache holds namespaces.
+func NamespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// Namespace implements policy.NamespaceLookup.
+func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.Namespace, error) {
+	ns := NamespaceMetadata()
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return policy.Namespace{Name: name}, nil
+		}
+		return policy.Namespace{}, err
+	}
+	return policy.NamespaceFromLabels(name, ns.Labels), nil
+}
+
+// CachedEngines counts running engine pods in an informer cache of pods. The cache must hold
+// every pod with the egress label (EngineCacheSelector), which every engine carries.
+type CachedEngines struct {
+	cache client.Reader
+}
+
+// NewCachedEngines returns an EngineLookup over cache.
+func NewCachedEngines(cache client.Reader) *CachedEngines { return &CachedEngines{cache: cache} }
+
+// RunningEngines implements policy.EngineLookup.
+func (c *CachedEngines) RunningEngines(ctx context.Context, namespace, hash string) (int, error) {
+	pods := &corev1.PodList{}
+	if err := c.cache.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{policy.LabelEgressPolicy: hash}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range pods.Items {
+		if policy.PodRunning(&pods.Items[i]) {
+			n++
+		}
+	}
+	return n, nil
 }

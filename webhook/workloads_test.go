@@ -18,7 +18,7 @@ import (
 )
 
 func TestWorkloadUpdates(t *testing.T) {
-	v := NewWorkloadValidator(policy.NewHolder(policy.Default()), admission.NewDecoder(NewScheme()), testMetrics(t))
+	v := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t)})[ValidateWorkloadsPath].Handler
 	// An engine Deployment admitted before the policy fixed its cpu limit at 2.
 	old := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},

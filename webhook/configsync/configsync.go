@@ -28,11 +28,15 @@ func celQuote(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
 }
 
+// ImageTest returns the CEL test of a container c whose image matches pattern, the form in
+// which the configurations carry it and RewriteImageTests finds it.
+func ImageTest(pattern string) string { return "c.image.matches('" + celQuote(pattern) + "')" }
+
 // RewriteImageTests returns expr with the pattern of every image test replaced by pattern, and
 // whether that changed it.
 func RewriteImageTests(expr, pattern string) (string, bool) {
-	quoted := celQuote(pattern)
-	out := imageTest.ReplaceAllStringFunc(expr, func(string) string { return "c.image.matches('" + quoted + "')" })
+	test := ImageTest(pattern)
+	out := imageTest.ReplaceAllStringFunc(expr, func(string) string { return test })
 	return out, out != expr
 }
 

@@ -23,10 +23,10 @@ import (
 
 // denyInvalid turns a list of violations into a 422 Invalid denial with one cause per field, the
 // way the API server reports its own validation errors, so that kubectl prints every field path.
-func denyInvalid(gk schema.GroupKind, meta *metav1.ObjectMeta, errs field.ErrorList) admission.Response {
-	name := meta.Name
-	if name == "" && meta.GenerateName != "" {
-		name = meta.GenerateName + "*"
+func denyInvalid(gk schema.GroupKind, meta metav1.Object, errs field.ErrorList) admission.Response {
+	name := meta.GetName()
+	if name == "" && meta.GetGenerateName() != "" {
+		name = meta.GetGenerateName() + "*"
 	}
 	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
@@ -51,8 +51,8 @@ func badRequest(what string, err error) admission.Response {
 
 // verdict gathers the violations of one review by rule group and applies each group's
 // enforcement mode: Enforce denies, Warn admits with one admission warning per violation
-// (kubectl prints them), Audit admits and only logs and counts. Every handler judges through
-// it, so that a mode means the same everywhere.
+// (kubectl prints them), Audit admits and only logs and counts. The adapter judges every kind
+// through it, so that a mode means the same everywhere.
 type verdict struct {
 	pol      *policy.Policy
 	metrics  *Metrics
@@ -102,29 +102,11 @@ func (v *verdict) add(group policy.RuleGroup, errs field.ErrorList) {
 	}
 }
 
-// denied returns the 422 denial when an enforced group found violations, counting it.
-func (v *verdict) denied(gk schema.GroupKind, meta *metav1.ObjectMeta) (admission.Response, bool) {
-	if len(v.deny) == 0 {
-		return admission.Response{}, false
-	}
+// deny422 returns the 422 denial of the enforced groups' violations, counting it.
+func (v *verdict) deny422(kind Kind, meta metav1.Object) admission.Response {
 	for _, g := range v.denyGroups {
 		v.metrics.count(v.pol, v.resource, g, decisionDenied)
 	}
 	v.log().Info("denied", "violations", len(v.deny), "error", v.deny.ToAggregate().Error())
-	return denyInvalid(gk, meta, v.deny), true
-}
-
-// allow returns resp with the verdict's warnings, counting the decision under group unless the
-// review already counted an admitted violation of it.
-func (v *verdict) allow(resp admission.Response, group policy.RuleGroup, decision string) admission.Response {
-	if !slices.Contains(v.admitted, group) {
-		v.metrics.count(v.pol, v.resource, group, decision)
-	}
-	return resp.WithWarnings(v.warnings...)
-}
-
-// exempt answers a review in a namespace the policy exempts.
-func exempt(pol *policy.Policy, metrics *Metrics, resource string, group policy.RuleGroup) admission.Response {
-	metrics.count(pol, resource, group, decisionExempt)
-	return admission.Allowed("namespace exempt by the ISSPolicy")
+	return denyInvalid(kind.GroupKind(), meta, v.deny)
 }

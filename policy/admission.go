@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+)
+
+// This file holds the one shape every rule of the webhook has, in policy and in mutators:
+//
+//	func(ctx, pol *Policy, req *Request, obj, old T) Outcome
+//
+// obj is the object as it would be stored (nil for a deletion), old the stored one (nil for a
+// creation). The admission adapter of package webhook decodes, exempts, checks objects being
+// deleted and turns the Outcome into a response; issctl calls the same functions through it.
+
+// Operation is what a request does to an object, as the API server names it.
+type Operation string
+
+// The operations.
+const (
+	Create  Operation = "CREATE"
+	Update  Operation = "UPDATE"
+	Delete  Operation = "DELETE"
+	Connect Operation = "CONNECT"
+)
+
+// Request is what a rule knows of a request besides the objects.
+type Request struct {
+	Operation Operation
+	// SubResource is empty for the object itself, else status, resize, scale, and so on.
+	SubResource string
+	// Namespace and Name are those of the request; Namespace is empty for cluster-scoped kinds.
+	Namespace, Name string
+	// User and Groups are the requester's, as the API server authenticated them.
+	User   string
+	Groups []string
+	// Trusted tells whether the requester is one of the policy's trusted identities.
+	Trusted bool
+	// Self tells whether the requester is the webhook itself (it writes the generated objects).
+	Self bool
+	// DryRun requests have no side effects: nothing is written for them.
+	DryRun bool
+	// Facts are what the webhook knows beside the request; every part may be nil offline.
+	Facts Facts
+}
+
+// Facts are the read-only facts rules may consult: what the webhook caches of the cluster, and
+// the OpenBao existence check. A nil part means the fact cannot be had (issctl offline): rules
+// that need it skip the check it serves.
+type Facts struct {
+	// Namespaces tells a namespace's ISS labels.
+	Namespaces NamespaceLookup
+	// Engines counts the running engines of a generated egress policy.
+	Engines EngineLookup
+	// Paths tells whether an OpenBao path exists.
+	Paths PathVerifier
+}
+
+// NamespaceLookup tells what the rules need of a namespace: its ISS labels. A namespace that
+// does not exist is one of no app.
+type NamespaceLookup interface {
+	Namespace(ctx context.Context, name string) (Namespace, error)
+}
+
+// EngineLookup counts the running engine pods that a generated policy selects: those of a
+// namespace with an egress-policy hash.
+type EngineLookup interface {
+	RunningEngines(ctx context.Context, namespace, hash string) (int, error)
+}
+
+// PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
+// not answer.
+type PathVerifier interface {
+	Exists(ctx context.Context, cfg OpenBaoPolicy, mount, path string) (bool, error)
+}
+
+// Outcome is what a rule decides about one request. The zero Outcome admits without a count.
+type Outcome struct {
+	// Skip says why the rules do not concern the object (not an engine, say): admitted,
+	// counted nowhere.
+	Skip string
+	// Group is the rule group an admission is counted under.
+	Group RuleGroup
+	// Findings are the violations, by rule group; each group's mode decides what they do.
+	Findings []Finding
+	// Refusal denies the request without field violations, whatever the findings' modes.
+	Refusal *Refusal
+	// Warnings are admission warnings besides those of findings in Warn mode.
+	Warnings []string
+	// Notes are logged: what was admitted unchecked in Audit mode.
+	Notes []string
+	// Mutate changes the object in place and names what it changed; it runs only when nothing
+	// denied the request.
+	Mutate func() []string
+	// Egress names the engine whose generated egress objects must exist before it is admitted.
+	Egress *EgressWrite
+}
+
+// Finding is the violations of one rule group.
+type Finding struct {
+	Group  RuleGroup
+	Errors field.ErrorList
+}
+
+// Refusal is a denial without field violations: a check that failed as a whole.
+type Refusal struct {
+	// Group is the rule group the denial is counted under.
+	Group RuleGroup
+	// Message says what happened and what to do.
+	Message string
+	// Unavailable marks a fact that could not be had: the API server may retry.
+	Unavailable bool
+}
+
+// EgressWrite is an engine whose egress objects the adapter writes during admission.
+type EgressWrite struct {
+	Namespace string
+	Engine    Engine
+}
+
+// Add appends the violations of a group, if any.
+func (o *Outcome) Add(group RuleGroup, errs field.ErrorList) {
+	if len(errs) > 0 {
+		o.Findings = append(o.Findings, Finding{Group: group, Errors: errs})
+	}
+}
+
+// Denies tells whether a group that always denies found violations: the integrity rules, or a
+// group in Enforce mode.
+func (o *Outcome) Denies(p *Policy) bool {
+	for _, f := range o.Findings {
+		if p.Mode(f.Group) == v1alpha1.Enforce {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateUpdateWhileDeleting checks an update of an object that is being deleted (it has a
+// deletionTimestamp and waits for its finalizers): only its metadata may change, since its
+// controller may still act on the spec (a PushSecret keeps pushing, a Stack still destroys),
+// and its ISS labels and annotations stay as they were unless a trusted identity changes them.
+// old and cur are the objects' JSON fields.
+func ValidateUpdateWhileDeleting(old, cur map[string]any, oldMeta, curMeta metav1.Object, trusted bool) field.ErrorList {
+	var errs field.ErrorList
+	keys := map[string]bool{}
+	for k := range old {
+		keys[k] = true
+	}
+	for k := range cur {
+		keys[k] = true
+	}
+	deleted := curMeta.GetDeletionTimestamp()
+	if deleted == nil {
+		deleted = oldMeta.GetDeletionTimestamp()
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		switch k {
+		case "metadata", "status", "apiVersion", "kind":
+			continue
+		}
+		if !equality.Semantic.DeepEqual(old[k], cur[k]) {
+			errs = append(errs, field.Forbidden(field.NewPath(k), fmt.Sprintf("the object is being deleted (deletionTimestamp %s) and waits for its finalizers: only its metadata may change, so that nothing acts on a changed %s meanwhile; create a new object once this one is gone", deleted.UTC().Format("2006-01-02T15:04:05Z"), k)))
+		}
+	}
+	if !trusted {
+		o := metav1.ObjectMeta{Labels: oldMeta.GetLabels(), Annotations: oldMeta.GetAnnotations()}
+		c := metav1.ObjectMeta{Labels: curMeta.GetLabels(), Annotations: curMeta.GetAnnotations()}
+		errs = append(errs, ValidateISSMetadataUnchanged(&o, &c, nil)...)
+	}
+	return errs
+}
+

@@ -1,0 +1,228 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// kindAdapter answers the reviews of one governed kind at one path. It owns everything a review
+// has in common, so that no rule repeats it and every kind behaves alike: it decodes the
+// objects once, admits exempt namespaces, tells the rule who is asking (trusted identities, the
+// webhook itself), holds objects being deleted to metadata changes, runs the kind's rule, and
+// turns its Outcome into a response: the verdict of each rule group's mode, the patch of a
+// mutation, the egress objects to write, the metrics.
+type kindAdapter struct {
+	kind   Kind
+	review review
+	// sent are the operations and subresources the configurations send this path.
+	sent    map[operationOn]bool
+	decoder admission.Decoder
+	scheme  *runtime.Scheme
+	o       Options
+}
+
+// operationOn is an operation on an object ("") or one of its subresources.
+type operationOn struct {
+	op          admissionv1.Operation
+	subresource string
+}
+
+// Handle implements admission.Handler.
+func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if !a.sent[operationOn{req.Operation, req.SubResource}] {
+		return admission.Allowed("iss-webhook does not review this operation")
+	}
+	obj, err := a.decode(req.Object)
+	if err != nil {
+		return badRequest(a.kind.Kind, err)
+	}
+	old, err := a.decode(req.OldObject)
+	if err != nil {
+		return badRequest("previous "+a.kind.Kind, err)
+	}
+	pol := a.o.Policies.Current()
+	if a.kind.Exemptable && pol.Exempt(req.Namespace) {
+		a.o.Metrics.count(pol, a.kind.Resource, a.kind.Groups[0], decisionExempt)
+		return admission.Allowed("namespace exempt by the ISSPolicy")
+	}
+	r := &policy.Request{
+		Operation: policy.Operation(req.Operation), SubResource: req.SubResource,
+		Namespace: req.Namespace, Name: req.Name,
+		User: req.UserInfo.Username, Groups: req.UserInfo.Groups,
+		Trusted: pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups),
+		Self:    a.o.Self != "" && req.UserInfo.Username == a.o.Self,
+		DryRun:  req.DryRun != nil && *req.DryRun,
+		Facts:   policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao},
+	}
+	if resp, done := a.whileDeleting(ctx, pol, req, r, obj, old); done {
+		return resp
+	}
+	return a.respond(ctx, pol, req, r, obj, old, a.review.run(ctx, pol, r, obj, old))
+}
+
+// decode reads one side of a request into the kind's object; an absent side is nil. Kinds of the
+// scheme are read as the API server writes them; the others (unstructured objects, metadata,
+// the policy's views of foreign kinds) as JSON.
+func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
+	if len(raw.Raw) == 0 {
+		return nil, nil
+	}
+	obj := a.review.new()
+	switch o := obj.(type) {
+	case *unstructured.Unstructured:
+		if err := json.Unmarshal(raw.Raw, &o.Object); err != nil {
+			return nil, err
+		}
+		return obj, nil
+	case json.Unmarshaler:
+		// A view of its own (policy.SecretObject), which reads itself.
+	case runtime.Object:
+		if _, isMeta := o.(*metav1.PartialObjectMetadata); !isMeta {
+			if _, _, err := a.scheme.ObjectKinds(o); err == nil {
+				return obj, a.decoder.DecodeRaw(raw, o)
+			}
+		}
+	}
+	return obj, json.Unmarshal(raw.Raw, obj)
+}
+
+// whileDeleting answers an update of an object that is being deleted: only its metadata may
+// change, the same for every kind (policy.ValidateUpdateWhileDeleting), and what it allows is
+// admitted without the kind's rules, so that no rule can keep a finalizer from being removed.
+func (a *kindAdapter) whileDeleting(ctx context.Context, pol *policy.Policy, req admission.Request, r *policy.Request, obj, old metav1.Object) (admission.Response, bool) {
+	if req.Operation != admissionv1.Update || req.SubResource != "" || r.Self || obj == nil || old == nil ||
+		(obj.GetDeletionTimestamp() == nil && old.GetDeletionTimestamp() == nil) {
+		return admission.Response{}, false
+	}
+	var cur, prev map[string]any
+	if err := json.Unmarshal(req.Object.Raw, &cur); err != nil {
+		return badRequest(a.kind.Kind, err), true
+	}
+	if err := json.Unmarshal(req.OldObject.Raw, &prev); err != nil {
+		return badRequest("previous "+a.kind.Kind, err), true
+	}
+	out := policy.Outcome{Group: a.kind.Groups[0]}
+	out.Add(policy.RuleIntegrity, policy.ValidateUpdateWhileDeleting(prev, cur, old, obj, r.Trusted))
+	if len(out.Findings) == 0 {
+		return admission.Allowed("being deleted: only metadata changed"), true
+	}
+	return a.respond(ctx, pol, req, r, obj, old, out), true
+}
+
+// respond turns a rule's outcome into the response.
+func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, req admission.Request, r *policy.Request, obj, old metav1.Object, out policy.Outcome) admission.Response {
+	if out.Skip != "" {
+		return admission.Allowed(out.Skip)
+	}
+	meta := obj
+	if meta == nil {
+		meta = old
+	}
+	v := newVerdict(ctx, pol, a.o.Metrics, a.kind.Resource)
+	for _, f := range out.Findings {
+		v.add(f.Group, f.Errors)
+	}
+	if len(v.deny) > 0 {
+		return v.deny422(a.kind, meta)
+	}
+	if out.Refusal != nil {
+		a.o.Metrics.count(pol, a.kind.Resource, out.Refusal.Group, decisionDenied)
+		v.log().Info("denied", "error", out.Refusal.Message)
+		if out.Refusal.Unavailable {
+			return admission.Errored(http.StatusServiceUnavailable, errors.New(out.Refusal.Message))
+		}
+		return admission.Denied(out.Refusal.Message)
+	}
+	for _, note := range out.Notes {
+		v.log().Info(note)
+	}
+	warnings := append(v.warnings, out.Warnings...)
+	resp := admission.Allowed("")
+	decision := decisionAllowed
+	if out.Mutate != nil {
+		original, err := json.Marshal(obj)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if changed := out.Mutate(); len(changed) > 0 {
+			logf.FromContext(ctx).V(1).Info("mutated", "kind", a.kind.Kind, "mutators", changed)
+			resp, decision = patchFrom(original, obj), decisionMutated
+		}
+	}
+	if out.Egress != nil && a.o.Egress != nil && !r.DryRun {
+		written, err := a.o.Egress.Ensure(ctx, out.Egress.Namespace, out.Egress.Engine, pol)
+		if err != nil {
+			a.o.Metrics.count(pol, a.kind.Resource, policy.RuleEgressWrite, decisionDenied)
+			logf.FromContext(ctx).Error(err, "writing egress policies failed; denying the engine pod")
+			return admission.Denied(fmt.Sprintf("iss-webhook could not write the egress policies of this engine (%v); "+
+				"the pod is denied so that it never runs with open egress: retry, and if it persists ask the platform team", err))
+		}
+		warnings = append(warnings, written...)
+	}
+	if !slices.Contains(v.admitted, out.Group) {
+		a.o.Metrics.count(pol, a.kind.Resource, out.Group, decision)
+	}
+	return resp.WithWarnings(warnings...)
+}
+
+// pathHandler answers one path: it hands each review to the adapter of its kind.
+type pathHandler map[string]*kindAdapter
+
+// Handle implements admission.Handler.
+func (h pathHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	a, ok := h[req.Kind.Group+"/"+req.Kind.Kind]
+	if !ok {
+		return admission.Allowed("iss-webhook does not govern " + req.Kind.Kind + " here")
+	}
+	return a.Handle(ctx, req)
+}
+
+// newPathHandlers returns the handler of every path, with the adapter of every kind whose rules
+// name a webhook served there.
+func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
+	decoder := admission.NewDecoder(scheme)
+	paths := map[string]pathHandler{}
+	for _, e := range Endpoints() {
+		if paths[e.Path] == nil {
+			paths[e.Path] = pathHandler{}
+		}
+	}
+	for _, k := range GovernedKinds() {
+		for _, r := range k.Rules {
+			h := paths[r.Webhook.Path]
+			key := k.Group + "/" + k.Kind
+			a := h[key]
+			if a == nil {
+				rv := k.Validate
+				if r.Webhook.Mutating {
+					rv = k.Mutate
+				}
+				a = &kindAdapter{kind: k, review: rv, sent: map[operationOn]bool{}, decoder: decoder, scheme: scheme, o: o}
+				h[key] = a
+			}
+			for _, op := range r.Operations {
+				for _, sub := range r.Subresources {
+					a.sent[operationOn{admissionv1.Operation(op), sub}] = true
+					if op == admissionregistrationv1.OperationAll {
+						panic("governed kinds name their operations")
+					}
+				}
+			}
+		}
+	}
+	return paths
+}

@@ -1,0 +1,315 @@
+package webhook
+
+import (
+	"fmt"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/webhook/configsync"
+)
+
+// The paths the webhook serves; the webhook configurations, rendered from the endpoints below,
+// name them.
+const (
+	// MutateEnginePodsPath serves the mutating webhook for pods.
+	MutateEnginePodsPath = "/mutate-engine-pods"
+	// ValidateEnginePodsPath serves the validating webhooks for pods and their subresources.
+	ValidateEnginePodsPath = "/validate-engine-pods"
+	// ValidateNetworkPoliciesPath serves the validating webhook for network policies.
+	ValidateNetworkPoliciesPath = "/validate-network-policies"
+	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
+	MutateExternalSecretsPath = "/mutate-external-secrets"
+	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
+	ValidateSecretsPath = "/validate-secrets"
+	// ValidateNamespacesPath serves the validating webhook for Namespaces.
+	ValidateNamespacesPath = "/validate-namespaces"
+	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
+	ValidateWorkloadsPath = "/validate-workloads"
+	// MutateHPAsPath serves the mutating webhook for HorizontalPodAutoscalers.
+	MutateHPAsPath = "/mutate-hpas"
+	// ValidateHPAsPath serves the validating webhook for HorizontalPodAutoscalers.
+	ValidateHPAsPath = "/validate-hpas"
+	// ValidateProvisioningPath serves the validating webhook for Pulumi Stacks and Terraforms.
+	ValidateProvisioningPath = "/validate-provisioning"
+	// ValidateISSPoliciesPath serves the validating webhook for ISSPolicies.
+	ValidateISSPoliciesPath = "/validate-isspolicies"
+)
+
+// Endpoint is one webhook of the configurations. Several may share a path (the pods' status
+// webhook has its own matchConditions); the kinds' rules say what each is sent.
+type Endpoint struct {
+	// Name is the webhook's name in its configuration.
+	Name string
+	// Path is where the webhook server serves it.
+	Path string
+	// Mutating webhooks go into the MutatingWebhookConfiguration.
+	Mutating bool
+	// SideEffects is None unless the webhook writes objects (NoneOnDryRun), said in
+	// SideEffectsComment.
+	SideEffects        admissionregistrationv1.SideEffectClass
+	SideEffectsComment string
+	// AppNamespacesOnly sends only objects of namespaces with an iss.platform/app-id label.
+	AppNamespacesOnly bool
+	// FailureComment explains the failure policy, where it needs explaining.
+	FailureComment string
+	// MatchConditions spare the webhook the calls it would answer with allowed.
+	MatchConditions []MatchCondition
+}
+
+// MatchCondition is a CEL condition of a webhook, with the comment that says what it spares.
+type MatchCondition struct {
+	Name, Comment string
+	// Expression renders the condition for the engine image test of a policy (see
+	// configsync.ImageTest); conditions without one ignore it.
+	Expression func(imageTest string) string
+}
+
+// engineOrISSMetadata is the condition of the pod webhooks: pods that are (or were, on update)
+// engines or carry ISS labels or annotations.
+var engineOrISSMetadata = MatchCondition{
+	Name: "engine-or-iss-metadata",
+	Comment: `Only pods that are (or were, on update) Dagger engines or carry iss.platform/ labels or
+annotations reach the webhook; a plain pod costs no call. The image test is that of
+the policy's engine images, in any spelling of their registry host: iss-webhook
+rewrites it in every webhook when the policy's images change.`,
+	Expression: func(image string) string {
+		return `[object, oldObject].exists(o, o != null && (
+  (has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
+  (has(o.metadata.annotations) && o.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
+  (has(o.spec.containers) && o.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
+  (has(o.spec.initContainers) && o.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
+  (has(o.spec.ephemeralContainers) && o.spec.ephemeralContainers.exists(c, has(c.image) && ` + image + `))
+))`
+	},
+}
+
+// The endpoints, in the order of the configurations.
+var (
+	mutateEnginePods = Endpoint{
+		Name: "engine-pods.mutate.iss.platform", Path: MutateEnginePodsPath, Mutating: true,
+		SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: "It writes the engine's egress NetworkPolicies, except on dry run.",
+		MatchConditions: []MatchCondition{engineOrISSMetadata},
+	}
+	mutateExternalSecrets = Endpoint{Name: "external-secrets.mutate.iss.platform", Path: MutateExternalSecretsPath, Mutating: true}
+	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true}
+	validateEnginePods    = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
+	validatePodStatus     = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
+		Name: "metadata-changed",
+		Comment: `Status updates (the kubelet's, many a minute) reach the webhook only when they also
+change labels or annotations, which the status subresource keeps.`,
+		Expression: func(string) string {
+			return `object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
+object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})`
+		},
+	}}}
+	validateNetworkPolicies = Endpoint{Name: "network-policies.validate.iss.platform", Path: ValidateNetworkPoliciesPath, MatchConditions: []MatchCondition{{
+		Name: "generated-or-egress",
+		Comment: `Policies that allow egress (which could widen an engine's), that use the names or the
+label of generated objects, and changes to generated objects.`,
+		Expression: func(string) string {
+			return `(object != null && (object.metadata.name.startsWith('iss-egress-') ||
+  (has(object.metadata.labels) && 'app.kubernetes.io/managed-by' in object.metadata.labels) ||
+  (has(object.spec) && has(object.spec.egress)) || has(object.specs))) ||
+(oldObject != null && has(oldObject.metadata.labels) && 'app.kubernetes.io/managed-by' in oldObject.metadata.labels)`
+		},
+	}}}
+	validateExternalSecrets = Endpoint{Name: "external-secrets.validate.iss.platform", Path: ValidateSecretsPath}
+	validateNamespaces      = Endpoint{Name: "namespaces.validate.iss.platform", Path: ValidateNamespacesPath, MatchConditions: []MatchCondition{
+		{
+			Name:    "iss-labels",
+			Comment: "Only namespaces that have, or had, ISS labels reach the webhook.",
+			Expression: func(string) string {
+				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) &&
+  o.metadata.labels.exists(k, k.startsWith('iss.platform/')))`
+			},
+		},
+		{
+			Name: "labels-changed",
+			Comment: `Updates that leave the labels as they were, the namespace controller's status and
+finalize updates among them, never wait on the webhook: deleting a namespace works
+while the webhook is down.`,
+			Expression: func(string) string {
+				return `request.operation != 'UPDATE' ||
+object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
+			},
+		},
+	}}
+	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, MatchConditions: []MatchCondition{
+		{
+			Name: "engine-template-or-iss-labels",
+			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
+and those (Temporal workers) that have or had ISS labels themselves.`,
+			Expression: func(image string) string {
+				template := func(t string) string {
+					return `(has(` + t + `.metadata) && has(` + t + `.metadata.labels) && ` + t + `.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
+  (has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && ` + t + `.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
+  (has(` + t + `.spec.containers) && ` + t + `.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
+  (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `))`
+				}
+				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
+(has(object.spec.template) && (
+  ` + template("object.spec.template") + `)) ||
+(has(object.spec.jobTemplate) && (
+  ` + template("object.spec.jobTemplate.spec.template") + `))`
+			},
+		},
+		{
+			Name: "template-or-labels-changed",
+			Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
+the controllers' bookkeeping) create no pod the rules have not seen: they never wait
+on the webhook.`,
+			Expression: func(string) string {
+				return `request.operation != 'UPDATE' ||
+object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
+object.spec.?template.orValue({}) != oldObject.spec.?template.orValue({}) ||
+object.spec.?jobTemplate.orValue({}) != oldObject.spec.?jobTemplate.orValue({})`
+			},
+		},
+	}}
+	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true}
+	validateProvisioning = Endpoint{Name: "provisioning.validate.iss.platform", Path: ValidateProvisioningPath}
+	validateISSPolicies  = Endpoint{
+		Name: "isspolicies.validate.iss.platform", Path: ValidateISSPoliciesPath,
+		FailureComment: `The checks the CRD's schema cannot make; the webhook's policy reload makes them too, so
+that a policy applied while the webhook was down is reported in its status, not enforced.`,
+	}
+)
+
+// Endpoints returns every webhook of the configurations, mutating ones first.
+func Endpoints() []*Endpoint {
+	return []*Endpoint{
+		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs,
+		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets,
+		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
+	}
+}
+
+// excludedNamespaces are never sent to any webhook: the control plane's and iss-webhook's own,
+// so that the webhook cannot lock out its own recovery.
+var excludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "iss-system"}
+
+// RenderConfigurations returns manifests/webhook/webhooks.yaml: the webhook configurations of
+// every endpoint, their rules from the governed kinds, their image tests those of the default
+// policy's engine images (iss-webhook rewrites them when the policy's differ).
+func RenderConfigurations() []byte {
+	imageTest := configsync.ImageTest(policy.EngineImagePattern(policy.Default().Engines.Images))
+	var b strings.Builder
+	b.WriteString(`# The webhook configurations of iss-webhook, written by make generate from the governed kinds
+# and endpoints of package webhook: edit those, not this file. The API server calls the webhook
+# only for objects that can concern ISS-001: namespaces of the control plane and of iss-webhook
+# itself are never sent (so the webhook cannot lock out its own recovery), and pods reach it
+# only when they are Dagger engines or carry ISS labels or annotations (matchConditions).
+`)
+	for _, mutating := range []bool{true, false} {
+		kind := "ValidatingWebhookConfiguration"
+		if mutating {
+			kind = "MutatingWebhookConfiguration"
+		} else {
+			b.WriteString("---\n")
+		}
+		fmt.Fprintf(&b, "apiVersion: admissionregistration.k8s.io/v1\nkind: %s\nmetadata:\n  name: iss-webhook\n  labels:\n    app.kubernetes.io/name: iss-webhook\nwebhooks:\n", kind)
+		for _, e := range Endpoints() {
+			if e.Mutating == mutating {
+				e.render(&b, imageTest)
+			}
+		}
+	}
+	return []byte(b.String())
+}
+
+// render writes one webhook of a configuration.
+func (e *Endpoint) render(b *strings.Builder, imageTest string) {
+	fmt.Fprintf(b, "  - name: %s\n    admissionReviewVersions: [\"v1\"]\n", e.Name)
+	fmt.Fprintf(b, "    clientConfig:\n      service:\n        name: iss-webhook\n        namespace: iss-system\n        path: %s\n        port: 443\n", e.Path)
+	b.WriteString("    rules:\n")
+	for _, r := range e.rules() {
+		fmt.Fprintf(b, "      - apiGroups: %s\n        apiVersions: %s\n        resources: %s\n        operations: %s\n        scope: %s\n",
+			flowList(r.APIGroups), flowList(r.APIVersions), flowList(r.Resources), flowList(r.Operations), *r.Scope)
+	}
+	comment(b, "    ", e.FailureComment)
+	b.WriteString("    failurePolicy: Fail\n")
+	comment(b, "    ", e.SideEffectsComment)
+	sideEffects := e.SideEffects
+	if sideEffects == "" {
+		sideEffects = admissionregistrationv1.SideEffectClassNone
+	}
+	fmt.Fprintf(b, "    sideEffects: %s\n    timeoutSeconds: 5\n    matchPolicy: Equivalent\n", sideEffects)
+	if e.Mutating {
+		b.WriteString("    reinvocationPolicy: IfNeeded\n")
+	}
+	if e.AppNamespacesOnly {
+		b.WriteString("    # The apps' namespaces only: HPAs of the platform's own components scale as they like.\n")
+	}
+	fmt.Fprintf(b, "    namespaceSelector:\n      matchExpressions:\n        - key: kubernetes.io/metadata.name\n          operator: NotIn\n          values: %s\n", flowList(excludedNamespaces))
+	if e.AppNamespacesOnly {
+		fmt.Fprintf(b, "        - key: %s\n          operator: Exists\n", policy.LabelAppID)
+	}
+	if len(e.MatchConditions) > 0 {
+		b.WriteString("    matchConditions:\n")
+	}
+	for _, c := range e.MatchConditions {
+		fmt.Fprintf(b, "      - name: %s\n", c.Name)
+		comment(b, "        ", c.Comment)
+		b.WriteString("        expression: >-\n")
+		for _, line := range strings.Split(c.Expression(imageTest), "\n") {
+			fmt.Fprintf(b, "          %s\n", line)
+		}
+	}
+}
+
+// rules returns the rules of the webhook, from every governed kind that names it; rules of one
+// API group, versions, operations and scope in a row are merged into one.
+func (e *Endpoint) rules() []admissionregistrationv1.RuleWithOperations {
+	var out []admissionregistrationv1.RuleWithOperations
+	for _, k := range GovernedKinds() {
+		for _, r := range k.Rules {
+			if r.Webhook != e {
+				continue
+			}
+			var resources []string
+			for _, sub := range r.Subresources {
+				if sub == "" {
+					resources = append(resources, k.Resource)
+				} else {
+					resources = append(resources, k.Resource+"/"+sub)
+				}
+			}
+			scope := k.Scope
+			rule := admissionregistrationv1.RuleWithOperations{Operations: r.Operations, Rule: admissionregistrationv1.Rule{
+				APIGroups: []string{k.Group}, APIVersions: k.Versions, Resources: resources, Scope: &scope,
+			}}
+			if n := len(out); n > 0 && sameRuleButResources(out[n-1], rule) {
+				out[n-1].Resources = append(out[n-1].Resources, resources...)
+				continue
+			}
+			out = append(out, rule)
+		}
+	}
+	return out
+}
+
+func sameRuleButResources(a, b admissionregistrationv1.RuleWithOperations) bool {
+	return flowList(a.APIGroups) == flowList(b.APIGroups) && flowList(a.APIVersions) == flowList(b.APIVersions) &&
+		flowList(a.Operations) == flowList(b.Operations) && *a.Scope == *b.Scope
+}
+
+// flowList writes a list of strings in YAML flow style: ["a", "b"].
+func flowList[S ~string](items []S) string {
+	quoted := make([]string, len(items))
+	for i, it := range items {
+		quoted[i] = fmt.Sprintf("%q", string(it))
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// comment writes text as YAML comment lines.
+func comment(b *strings.Builder, indent, text string) {
+	if text == "" {
+		return
+	}
+	for _, line := range strings.Split(text, "\n") {
+		fmt.Fprintf(b, "%s# %s\n", indent, line)
+	}
+}

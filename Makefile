@@ -8,6 +8,9 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e$$')
 # controller-gen, pinned; go run fetches and builds it on first use.
 CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 GENERATED = policy/v1alpha1/zz_generated.deepcopy.go manifests/crds/iss.platform_isspolicies.yaml
+# Packages whose TestGenerated* tests compare a checked-in file with what the code renders (the
+# webhook configurations, the docs' references); with -update they rewrite it.
+GENERATED_PKGS = ./webhook/ ./policy/v1alpha1/ ./cmd/iss-webhook/ ./cmd/issctl/
 
 .PHONY: help
 help: ## list the targets
@@ -28,17 +31,20 @@ run: build controlplane ## local control plane with the webhook registered; stay
 	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev
 
 .PHONY: generate
-generate: ## regenerate the ISSPolicy deepcopy code and CRD from policy/v1alpha1 (controller-gen)
+generate: ## regenerate the ISSPolicy code and CRD (controller-gen), the webhook configurations and the docs' references
 	$(CONTROLLER_GEN) object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crds
+	$(GO) test -count=1 $(GENERATED_PKGS) -run '^TestGenerated' -update
 
 .PHONY: test
 test: check unit e2e e2e-kind ## formatting, vet, tidiness, unit tests, the end-to-end suite, and on kind where Docker runs
 
 .PHONY: check
 check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code and CRD are current
-	@before=$$(cat $(GENERATED) | sha256sum); $(MAKE) -s generate; \
+	@before=$$(cat $(GENERATED) | sha256sum); $(CONTROLLER_GEN) object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crds; \
 	if [[ "$$(cat $(GENERATED) | sha256sum)" != "$$before" ]]; then \
-		echo "the generated files were stale and make generate has rewritten them: $(GENERATED)"; exit 1; fi
+		echo "the generated files were stale and controller-gen has rewritten them: $(GENERATED)"; exit 1; fi
+	@$(GO) test -count=1 $(GENERATED_PKGS) -run '^TestGenerated' >/dev/null || { \
+		echo "generated files are stale: run make generate"; $(GO) test -count=1 $(GENERATED_PKGS) -run '^TestGenerated' 2>&1 | grep -v '^ok' ; exit 1; }
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...

@@ -83,10 +83,10 @@ func reviewOf[T metav1.Object](newObject func() T, fn func(context.Context, *pol
 }
 
 var (
-	create       = admissionregistrationv1.Create
-	update       = admissionregistrationv1.Update
-	del          = admissionregistrationv1.Delete
-	createUpdate = []admissionregistrationv1.OperationType{create, update}
+	opCreate     = admissionregistrationv1.Create
+	opUpdate     = admissionregistrationv1.Update
+	opDelete     = admissionregistrationv1.Delete
+	createUpdate = []admissionregistrationv1.OperationType{opCreate, opUpdate}
 	objectOnly   = []string{""}
 )
 
@@ -111,7 +111,7 @@ func workload(group, kind, resource string, newObject func() metav1.Object) Kind
 func networkPolicy(group, version, kind, resource string, scope admissionregistrationv1.ScopeType) Kind {
 	return Kind{
 		Group: group, Versions: []string{version}, Kind: kind, Resource: resource, Scope: scope,
-		Rules:    []Rule{{Webhook: &validateNetworkPolicies, Operations: []admissionregistrationv1.OperationType{create, update, del}, Subresources: objectOnly}},
+		Rules:    []Rule{{Webhook: &validateNetworkPolicies, Operations: []admissionregistrationv1.OperationType{opCreate, opUpdate, opDelete}, Subresources: objectOnly}},
 		Groups:   []policy.RuleGroup{policy.RuleIntegrity},
 		Validate: reviewOf(newUnstructured, policy.AdmitNetworkPolicy),
 	}
@@ -122,7 +122,7 @@ func networkPolicy(group, version, kind, resource string, scope admissionregistr
 func GovernedKinds() []Kind {
 	namespaced, cluster := admissionregistrationv1.NamespacedScope, admissionregistrationv1.ClusterScope
 	externalSecretRules := []Rule{
-		{Webhook: &mutateExternalSecrets, Operations: []admissionregistrationv1.OperationType{create}, Subresources: objectOnly},
+		{Webhook: &mutateExternalSecrets, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly},
 		{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly},
 	}
 	hpaRules := []Rule{
@@ -133,10 +133,10 @@ func GovernedKinds() []Kind {
 		{
 			Group: "", Versions: []string{"v1"}, Kind: "Pod", Resource: "pods", Scope: namespaced,
 			Rules: []Rule{
-				{Webhook: &mutateEnginePods, Operations: []admissionregistrationv1.OperationType{create}, Subresources: objectOnly},
+				{Webhook: &mutateEnginePods, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly},
 				{Webhook: &validateEnginePods, Operations: createUpdate, Subresources: objectOnly},
-				{Webhook: &validateEnginePods, Operations: []admissionregistrationv1.OperationType{update}, Subresources: []string{"resize", "ephemeralcontainers"}},
-				{Webhook: &validatePodStatus, Operations: []admissionregistrationv1.OperationType{update}, Subresources: []string{"status"}},
+				{Webhook: &validateEnginePods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"resize", "ephemeralcontainers"}},
+				{Webhook: &validatePodStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}},
 			},
 			Groups: []policy.RuleGroup{policy.RuleEnginePods, policy.RuleIntegrity}, Exemptable: true, Audited: true,
 			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),

@@ -10,7 +10,7 @@ CONTROLLER_GEN = $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23
 GENERATED = policy/v1alpha1/zz_generated.deepcopy.go manifests/crds/iss.platform_isspolicies.yaml
 # Packages whose TestGenerated* tests compare a checked-in file with what the code renders (the
 # webhook configurations, the docs' references); with -update they rewrite it.
-GENERATED_PKGS = ./webhook/ ./policy/v1alpha1/ ./cmd/iss-webhook/ ./cmd/issctl/
+GENERATED_PKGS = ./policy/ ./webhook/ ./policy/v1alpha1/ ./cmd/iss-webhook/ ./cmd/issctl/
 
 .PHONY: help
 help: ## list the targets

@@ -36,17 +36,16 @@ func FromISSPolicy(spec *v1alpha1.ISSPolicySpec) (*Policy, field.ErrorList) {
 	}
 	if e := spec.Enforcement; e != nil {
 		path := root.Child("enforcement")
-		modes := map[RuleGroup]v1alpha1.EnforcementMode{
-			RuleEnginePods: e.EnginePods, RuleSecrets: e.Secrets, RuleAutoscaling: e.Autoscaling,
-			RuleTemporalWorkers: e.TemporalWorkers, RuleProvisioning: e.Provisioning,
-		}
-		for _, group := range ConfigurableRuleGroups() {
-			switch mode := modes[group]; mode {
+		for _, g := range RuleGroups() {
+			if g.Mode == nil {
+				continue
+			}
+			switch mode := *g.Mode(e); mode {
 			case "":
 			case v1alpha1.Enforce, v1alpha1.Warn, v1alpha1.Audit:
-				p.Enforcement[group] = mode
+				p.Enforcement[g.Group] = mode
 			default:
-				errs = append(errs, field.NotSupported(path.Child(string(group)), mode, []string{string(v1alpha1.Enforce), string(v1alpha1.Warn), string(v1alpha1.Audit)}))
+				errs = append(errs, field.NotSupported(path.Child(string(g.Group)), mode, []string{string(v1alpha1.Enforce), string(v1alpha1.Warn), string(v1alpha1.Audit)}))
 			}
 		}
 	}
@@ -467,14 +466,17 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 		envs[i] = v1alpha1.SecretEnvironment{Name: name, Store: v1alpha1.StoreRef{Kind: e.Store.kind(), Name: e.Store.Name}, Mount: e.Mount}
 	}
 	target := p.Autoscaling.Target.DeepCopy()
+	enforcement := &v1alpha1.Enforcement{}
+	for _, g := range RuleGroups() {
+		if g.Mode != nil {
+			*g.Mode(enforcement) = p.Mode(g.Group)
+		}
+	}
 	return &v1alpha1.ISSPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ISSPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.PolicyName},
 		Spec: v1alpha1.ISSPolicySpec{
-			Enforcement: &v1alpha1.Enforcement{
-				EnginePods: p.Mode(RuleEnginePods), Secrets: p.Mode(RuleSecrets), Autoscaling: p.Mode(RuleAutoscaling),
-				TemporalWorkers: p.Mode(RuleTemporalWorkers), Provisioning: p.Mode(RuleProvisioning),
-			},
+			Enforcement:      enforcement,
 			ExemptNamespaces: slices.Clone(p.ExemptNamespaces),
 			TrustedIdentities: &v1alpha1.TrustedIdentities{
 				Users: slices.Clone(p.TrustedIdentities.Users), Groups: slices.Clone(p.TrustedIdentities.Groups),

@@ -201,3 +201,14 @@ func GovernedKinds() []Kind {
 		},
 	}
 }
+
+// FindKind returns the governed kind of a group and kind, or nil when iss-webhook does not
+// govern it.
+func FindKind(group, kind string) *Kind {
+	for _, k := range GovernedKinds() {
+		if k.Group == group && k.Kind == kind {
+			return &k
+		}
+	}
+	return nil
+}

@@ -30,27 +30,6 @@ import (
 // ReportName is the name of the OpenReports Report that issctl audit writes in each namespace.
 const ReportName = "iss-webhook-audit"
 
-// auditedKinds are the kinds issctl audit lists: every kind whose create the webhook judges by
-// the object alone. NetworkPolicies are left out: whether one may open engine egress depends on
-// who wrote it (trusted identities may), which an audit cannot know.
-func auditedKinds() []schema.GroupVersionKind {
-	return []schema.GroupVersionKind{
-		{Version: "v1", Kind: "Pod"},
-		{Group: "apps", Version: "v1", Kind: "Deployment"},
-		{Group: "apps", Version: "v1", Kind: "StatefulSet"},
-		{Group: "apps", Version: "v1", Kind: "DaemonSet"},
-		{Group: "apps", Version: "v1", Kind: "ReplicaSet"},
-		{Group: "batch", Version: "v1", Kind: "Job"},
-		{Group: "batch", Version: "v1", Kind: "CronJob"},
-		{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
-		{Group: "external-secrets.io", Version: "v1", Kind: "ExternalSecret"},
-		{Group: "external-secrets.io", Version: "v1alpha1", Kind: "PushSecret"},
-		{Group: "external-secrets.io", Version: "v1", Kind: "SecretStore"},
-		{Group: "pulumi.com", Version: "v1", Kind: "Stack"},
-		{Group: "infra.contrib.fluxcd.io", Version: "v1alpha2", Kind: "Terraform"},
-	}
-}
-
 // auditOptions are the flags of issctl audit.
 type auditOptions struct {
 	kubeconfig   string
@@ -159,10 +138,18 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 		return 0, err
 	}
 	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: namespaces})
+	r, err := newReviewer(handlers)
+	if err != nil {
+		return 0, err
+	}
 
 	byNamespace := map[string][]auditedObject{}
 	total := 0
-	for _, gvk := range auditedKinds() {
+	for _, kind := range webhook.GovernedKinds() {
+		if !kind.Audited {
+			continue
+		}
+		gvk := schema.GroupVersionKind{Group: kind.Group, Version: kind.Versions[0], Kind: kind.Kind}
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.List(ctx, list); err != nil {
@@ -171,7 +158,7 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 			}
 			return 0, fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
-		fmt.Fprintf(stderr, "audited %d %s\n", len(list.Items), plural(gvk.Kind))
+		fmt.Fprintf(stderr, "audited %d %s\n", len(list.Items), kind.Resource)
 		for i := range list.Items {
 			obj := &list.Items[i]
 			if skipInAudit(obj) || pol.Exempt(obj.GetNamespace()) {
@@ -184,11 +171,7 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 				// The initiator created it; the audit judges what it reads, not who asks now.
 				user.Username = initiator
 			}
-			r, err := newReviewer(handlers, namespaces[obj.GetNamespace()], user)
-			if err != nil {
-				return 0, err
-			}
-			out, err := r.review(ctx, obj, obj.GetNamespace())
+			out, err := r.review(ctx, obj, obj.GetNamespace(), namespaces[obj.GetNamespace()], user)
 			if err != nil {
 				return 0, fmt.Errorf("%s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 			}

@@ -104,7 +104,8 @@ Flags:
 	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{
 		Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: fixedNamespace{labels: o.namespaceLabels},
 	})
-	r, err := newReviewer(handlers, o.namespaceLabels, authenticationv1.UserInfo{Username: o.user, Groups: []string{"system:authenticated"}})
+	r, err := newReviewer(handlers)
+	user := authenticationv1.UserInfo{Username: o.user, Groups: []string{"system:authenticated"}}
 	if err != nil {
 		fmt.Fprintln(stderr, "issctl check:", err)
 		return exitUsage
@@ -117,7 +118,7 @@ Flags:
 		if namespace == "" {
 			namespace = o.namespace
 		}
-		out, err := r.review(ctx, obj.Unstructured, namespace)
+		out, err := r.review(ctx, obj.Unstructured, namespace, o.namespaceLabels, user)
 		if err != nil {
 			fmt.Fprintf(stderr, "issctl check: %s: %s %s: %v\n", obj.file, obj.GetKind(), obj.GetName(), err)
 			return exitUsage

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
 	jsonpatch5 "github.com/evanphx/json-patch/v5"
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
@@ -37,15 +36,14 @@ type route struct {
 // reviewer runs objects through the webhook's own handlers, as the API server would: every
 // mutating webhook that matches, patch applied, then every validating one.
 type reviewer struct {
-	routes          []route
-	namespaceLabels map[string]string
-	user            authenticationv1.UserInfo
-	codecs          serializer.CodecFactory
+	routes []route
+	codecs serializer.CodecFactory
 }
 
-// newReviewer reads the embedded webhook configurations and binds each webhook to its handler.
-func newReviewer(handlers map[string]*admission.Webhook, nsLabels map[string]string, user authenticationv1.UserInfo) (*reviewer, error) {
-	r := &reviewer{namespaceLabels: nsLabels, user: user, codecs: serializer.NewCodecFactory(webhook.NewScheme())}
+// newReviewer reads the embedded webhook configurations once and binds each webhook to its
+// handler.
+func newReviewer(handlers map[string]*admission.Webhook) (*reviewer, error) {
+	r := &reviewer{codecs: serializer.NewCodecFactory(webhook.NewScheme())}
 	mutating, validating, err := manifests.ParseWebhookConfigurations()
 	if err != nil {
 		return nil, err
@@ -87,10 +85,14 @@ type violation struct {
 	Message string `json:"message"`
 }
 
-// review evaluates one object being created in namespace.
-func (r *reviewer) review(ctx context.Context, obj *unstructured.Unstructured, namespace string) (outcome, error) {
+// review evaluates one object being created in namespace, whose labels are nsLabels, by user.
+func (r *reviewer) review(ctx context.Context, obj *unstructured.Unstructured, namespace string, nsLabels map[string]string, user authenticationv1.UserInfo) (outcome, error) {
 	gvk := obj.GroupVersionKind()
-	resource := plural(gvk.Kind)
+	kind := webhook.FindKind(gvk.Group, gvk.Kind)
+	if kind == nil {
+		return outcome{Allowed: true}, nil // no webhook is sent a kind iss-webhook does not govern
+	}
+	resource := kind.Resource
 	raw, err := r.encode(obj)
 	if err != nil {
 		return outcome{}, err
@@ -99,14 +101,14 @@ func (r *reviewer) review(ctx context.Context, obj *unstructured.Unstructured, n
 	out := outcome{Allowed: true}
 	for _, mutating := range []bool{true, false} {
 		for _, rt := range r.routes {
-			if rt.mutating != mutating || !rt.matches(gvk.Group, gvk.Version, resource, r.namespaceLabels, namespace, obj.GetLabels()) {
+			if rt.mutating != mutating || !rt.matches(gvk.Group, gvk.Version, resource, nsLabels, namespace, obj.GetLabels()) {
 				continue
 			}
 			req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 				UID: "issctl", Operation: admissionv1.Create, Namespace: namespace, Name: obj.GetName(),
 				Kind:     metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
 				Resource: metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource},
-				UserInfo: r.user, DryRun: ptrTrue(), Object: runtime.RawExtension{Raw: raw},
+				UserInfo: user, DryRun: ptrTrue(), Object: runtime.RawExtension{Raw: raw},
 			}}
 			resp := rt.handler.Handle(ctx, req)
 			out.Warnings = append(out.Warnings, resp.Warnings...)
@@ -196,15 +198,6 @@ func applyPatch(doc []byte, patches []jsonpatch.JsonPatchOperation) ([]byte, err
 		return nil, err
 	}
 	return p.Apply(doc)
-}
-
-// plural returns the resource of a kind, as the API groups the webhook governs name them.
-func plural(kind string) string {
-	k := strings.ToLower(kind)
-	if strings.HasSuffix(k, "y") {
-		return k[:len(k)-1] + "ies"
-	}
-	return k + "s"
 }
 
 // createsMatch tells whether a rule's operations include CREATE.

@@ -178,4 +178,3 @@ func ValidateUpdateWhileDeleting(old, cur map[string]any, oldMeta, curMeta metav
 	}
 	return errs
 }
-

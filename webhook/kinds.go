@@ -171,8 +171,8 @@ func GovernedKinds() []Kind {
 		networkPolicy("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy", "clusternetworkpolicies", cluster),
 		{
 			Group: "", Versions: []string{"v1"}, Kind: "Namespace", Resource: "namespaces", Scope: cluster,
-			Rules:  []Rule{{Webhook: &validateNamespaces, Operations: createUpdate, Subresources: []string{"", "status", "finalize"}}},
-			Groups: []policy.RuleGroup{policy.RuleIntegrity},
+			Rules:    []Rule{{Webhook: &validateNamespaces, Operations: createUpdate, Subresources: []string{"", "status", "finalize"}}},
+			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
 			Validate: reviewOf(func() *metav1.PartialObjectMetadata { return &metav1.PartialObjectMetadata{} }, policy.AdmitNamespace),
 		},
 		workload("apps", "Deployment", "deployments", func() metav1.Object { return &appsv1.Deployment{} }),
@@ -195,8 +195,8 @@ func GovernedKinds() []Kind {
 		},
 		{
 			Group: v1alpha1.GroupVersion.Group, Versions: []string{v1alpha1.GroupVersion.Version}, Kind: "ISSPolicy", Resource: "isspolicies", Scope: cluster,
-			Rules:  []Rule{{Webhook: &validateISSPolicies, Operations: createUpdate, Subresources: objectOnly}},
-			Groups: []policy.RuleGroup{policy.RuleIntegrity},
+			Rules:    []Rule{{Webhook: &validateISSPolicies, Operations: createUpdate, Subresources: objectOnly}},
+			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
 			Validate: reviewOf(func() *v1alpha1.ISSPolicy { return &v1alpha1.ISSPolicy{} }, policy.AdmitISSPolicy),
 		},
 	}

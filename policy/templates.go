@@ -15,23 +15,8 @@ import (
 // instead of its controller failing to create pods later. Templates are validated, never
 // mutated: their pods are mutated when they are created. It returns nil for other objects.
 func (p *Policy) ValidateWorkload(obj any) field.ErrorList {
-	var tmpl *corev1.PodTemplateSpec
-	root := field.NewPath("spec", "template")
-	var claims []corev1.PersistentVolumeClaim
-	switch w := obj.(type) {
-	case *appsv1.Deployment:
-		tmpl = &w.Spec.Template
-	case *appsv1.StatefulSet:
-		tmpl, claims = &w.Spec.Template, w.Spec.VolumeClaimTemplates
-	case *appsv1.DaemonSet:
-		tmpl = &w.Spec.Template
-	case *appsv1.ReplicaSet:
-		tmpl = &w.Spec.Template
-	case *batchv1.Job:
-		tmpl = &w.Spec.Template
-	case *batchv1.CronJob:
-		tmpl, root = &w.Spec.JobTemplate.Spec.Template, field.NewPath("spec", "jobTemplate", "spec", "template")
-	default:
+	tmpl, root, claims := PodTemplate(obj)
+	if tmpl == nil {
 		return nil
 	}
 	eng, isEngine, errs := p.ReviewEnginePod(&tmpl.ObjectMeta, &tmpl.Spec, root)
@@ -60,22 +45,34 @@ func (p *Policy) ValidateWorkload(obj any) field.ErrorList {
 	return errs
 }
 
+// PodTemplate returns the pod template of a workload, its field path, and the volume claim
+// templates of a StatefulSet; a nil template for objects of other kinds. It is the one place
+// that knows where each kind keeps its template.
+func PodTemplate(obj any) (*corev1.PodTemplateSpec, *field.Path, []corev1.PersistentVolumeClaim) {
+	template := field.NewPath("spec", "template")
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return &w.Spec.Template, template, nil
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template, template, w.Spec.VolumeClaimTemplates
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template, template, nil
+	case *appsv1.ReplicaSet:
+		return &w.Spec.Template, template, nil
+	case *batchv1.Job:
+		return &w.Spec.Template, template, nil
+	case *batchv1.CronJob:
+		return &w.Spec.JobTemplate.Spec.Template, field.NewPath("spec", "jobTemplate", "spec", "template"), nil
+	}
+	return nil, nil, nil
+}
+
 // WorkloadTemplate returns what of a workload decides the pods it creates: its pod template and,
 // for a StatefulSet, its volume claim templates. It returns nil for other objects.
 func WorkloadTemplate(obj any) any {
-	switch w := obj.(type) {
-	case *appsv1.Deployment:
-		return &w.Spec.Template
-	case *appsv1.StatefulSet:
-		return []any{&w.Spec.Template, w.Spec.VolumeClaimTemplates}
-	case *appsv1.DaemonSet:
-		return &w.Spec.Template
-	case *appsv1.ReplicaSet:
-		return &w.Spec.Template
-	case *batchv1.Job:
-		return &w.Spec.Template
-	case *batchv1.CronJob:
-		return &w.Spec.JobTemplate.Spec.Template
+	tmpl, _, claims := PodTemplate(obj)
+	if tmpl == nil {
+		return nil
 	}
-	return nil
+	return []any{tmpl, claims}
 }

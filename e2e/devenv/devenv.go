@@ -49,6 +49,10 @@ type Options struct {
 	DeveloperNamespaces []string
 	// WebhookArgs are extra flags of iss-webhook.
 	WebhookArgs []string
+	// RecordReviews, when set, is the path of a file of JSON lines that every AdmissionReview
+	// the API server sends, with the webhook's answer, is appended to (see Recorder). Empty: the
+	// API server calls the webhook directly.
+	RecordReviews string
 }
 
 // Env is a running local environment.
@@ -72,6 +76,7 @@ type Env struct {
 	webhookKubeconfig string
 	webhook           *exec.Cmd
 	exited            chan error
+	recorder          *Recorder
 }
 
 // ControlPlane is etcd and kube-apiserver, built from the pinned modules into bin/, with the
@@ -206,6 +211,15 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if _, err := e.cp.WriteKubeconfig(e.webhookKubeconfig, e.WebhookUser, "system:serviceaccounts", "system:serviceaccounts:iss-system"); err != nil {
 		return nil, err
 	}
+	if o.RecordReviews != "" {
+		// The recorder takes the registered address, for the whole life of the environment;
+		// the webhook moves behind it, to a port that each start picks.
+		host, port, certDir := e.cp.WebhookServing()
+		if e.recorder, err = StartRecorder(net.JoinHostPort(host, strconv.Itoa(port)), certDir, o.RecordReviews); err != nil {
+			return nil, fmt.Errorf("starting the review recorder: %w", err)
+		}
+		e.progress("recording the reviews sent to %s:%d in %s", host, port, o.RecordReviews)
+	}
 	if err := e.startWebhook(ctx); err != nil {
 		return nil, err
 	}
@@ -259,6 +273,15 @@ func (e *Env) RestartWebhook(ctx context.Context, extraArgs ...string) error {
 // envtest issued for the registered webhook configurations, and waits until it is ready.
 func (e *Env) startWebhook(ctx context.Context, extraArgs ...string) error {
 	host, port, certDir := e.cp.WebhookServing()
+	if e.recorder != nil {
+		// The recorder serves the registered address and forwards to this one.
+		backendPort, err := FreePort()
+		if err != nil {
+			return err
+		}
+		host, port = "127.0.0.1", backendPort
+		e.recorder.SetBackend(net.JoinHostPort(host, strconv.Itoa(port)))
+	}
 	healthPort, err := FreePort()
 	if err != nil {
 		return err
@@ -362,6 +385,13 @@ func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) err
 // removes the kubeconfigs, which would point at a server that is gone.
 func (e *Env) Stop() error {
 	errs := []error{e.stopWebhook()}
+	if e.recorder != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.recorder.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the review recorder: %w", err))
+		}
+	}
 	if e.cp != nil {
 		if err := e.cp.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the control plane: %w", err))

@@ -87,7 +87,12 @@ func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
 		if err := json.Unmarshal(raw.Raw, &o.Object); err != nil {
 			return nil, err
 		}
-		return obj, nil
+		// Every field is kept, and the metadata must still be metadata: accessors of an
+		// unstructured object would silently read a malformed one as empty.
+		var meta struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		return obj, json.Unmarshal(raw.Raw, &meta)
 	case json.Unmarshaler:
 		// A view of its own (policy.SecretObject), which reads itself.
 	case runtime.Object:

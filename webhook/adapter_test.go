@@ -1,0 +1,123 @@
+package webhook
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/iss-platform/iss-webhook/policy"
+)
+
+// sampleObjects returns one object of every governed kind, from the corpus's base objects and
+// the examples.
+func sampleObjects(t *testing.T) map[string]*unstructured.Unstructured {
+	t.Helper()
+	samples := map[string]*unstructured.Unstructured{}
+	for _, obj := range corpusObjects(t, "testdata/corpus/objects.yaml", "../manifests/examples/10-externalsecret-own-app.yaml") {
+		key := obj.GroupVersionKind().Group + "/" + obj.GetKind()
+		if _, ok := samples[key]; !ok {
+			samples[key] = obj
+		}
+	}
+	for _, k := range GovernedKinds() {
+		if samples[k.Group+"/"+k.Kind] == nil {
+			t.Fatalf("no sample object of %s", k.Kind)
+		}
+	}
+	return samples
+}
+
+// kindPaths returns the paths that are sent an operation on objects of a kind, with whether
+// they mutate.
+func kindPaths(k Kind, op admissionregistrationv1.OperationType) map[string]bool {
+	paths := map[string]bool{}
+	for _, r := range k.Rules {
+		if slices.Contains(r.Operations, op) && slices.Contains(r.Subresources, "") {
+			paths[r.Webhook.Path] = r.Webhook.Mutating
+		}
+	}
+	return paths
+}
+
+// TestUndecodableObjects: an object that cannot be decoded is refused with a 400 that names the
+// kind, by every handler of every governed kind, in exempt namespaces too: never an allow of what
+// the rules could not read, never a 500.
+func TestUndecodableObjects(t *testing.T) {
+	samples := sampleObjects(t)
+	exempt := policy.Default()
+	exempt.ExemptNamespaces = []string{"team-a-dev"}
+	for _, pol := range []*policy.Policy{policy.Default(), exempt} {
+		hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(pol), Metrics: testMetrics(t)})
+		for _, k := range GovernedKinds() {
+			obj := samples[k.Group+"/"+k.Kind].DeepCopy()
+			obj.Object["metadata"] = map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace(), "labels": "not-a-map"}
+			for path := range kindPaths(k, admissionregistrationv1.Create) {
+				for _, body := range [][]byte{mustJSON(obj.Object), []byte(`{"apiVersion":`)} {
+					req := request(admissionv1.Create, "", userAlice, samples[k.Group+"/"+k.Kind], nil)
+					req.Object.Raw = body
+					resp := hooks[path].Handle(context.Background(), admission.Request{AdmissionRequest: req})
+					if resp.Allowed || resp.Result.Code != 400 || !strings.Contains(resp.Result.Message, "cannot decode the "+k.Kind) {
+						t.Errorf("%s %s (exempt %v): want a 400 naming %s, got allowed %v %+v", k.Kind, path, pol.Exempt("team-a-dev"), k.Kind, resp.Allowed, resp.Result)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestObjectsBeingDeleted: while an object waits for its finalizers, every governed kind admits
+// metadata changes (a finalizer removed) without judging the object again, and denies any other
+// change and, unless a trusted identity makes it, a change of its ISS labels.
+func TestObjectsBeingDeleted(t *testing.T) {
+	samples := sampleObjects(t)
+	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: corpusSelf})
+	for _, k := range GovernedKinds() {
+		deleting := samples[k.Group+"/"+k.Kind].DeepCopy()
+		if deleting.GetNamespace() == "" && k.Scope == "Namespaced" {
+			deleting.SetNamespace("team-a-dev")
+		}
+		deleting.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+		deleting.SetFinalizers([]string{"example.org/hold"})
+		released := deleting.DeepCopy()
+		released.SetFinalizers(nil)
+		retargeted := deleting.DeepCopy()
+		retargeted.Object["spec"] = map[string]any{"changed": true}
+		if k.Kind == "Namespace" {
+			retargeted.Object["spec"] = map[string]any{"finalizers": []any{"example.org/other"}}
+		}
+		relabelled := deleting.DeepCopy()
+		relabelled.SetLabels(map[string]string{policy.Prefix + "x": "y", policy.LabelEngine: "dagger"})
+		for _, tc := range []struct {
+			name    string
+			cur     *unstructured.Unstructured
+			user    authenticationv1.UserInfo
+			allowed bool
+			message string
+		}{
+			{"a finalizer removed", released, userAlice, true, ""},
+			{"the spec changed", retargeted, userAlice, false, "is being deleted"},
+			{"the spec changed by a trusted identity", retargeted, userAdmin, false, "is being deleted"},
+			{"ISS labels changed", relabelled, userAlice, false, "immutable"},
+			{"ISS labels changed by a trusted identity", relabelled, userAdmin, true, ""},
+		} {
+			for path, mutating := range kindPaths(k, admissionregistrationv1.Update) {
+				req := request(admissionv1.Update, "", tc.user, tc.cur, deleting)
+				resp := hooks[path].Handle(context.Background(), admission.Request{AdmissionRequest: req})
+				if resp.Allowed != tc.allowed || (!resp.Allowed && !strings.Contains(resp.Result.Message, tc.message)) {
+					t.Errorf("%s %s, %s: want allowed %v (%q), got %v %+v", k.Kind, path, tc.name, tc.allowed, tc.message, resp.Allowed, resp.Result)
+				}
+				if mutating && len(resp.Patches) > 0 {
+					t.Errorf("%s %s, %s: an object being deleted was mutated: %v", k.Kind, path, tc.name, resp.Patches)
+				}
+			}
+		}
+	}
+}

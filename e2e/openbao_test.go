@@ -9,7 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
+	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
 )
 
 var _ = Describe("The OpenBao existence check", Ordered, func() {
@@ -20,7 +20,7 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 			Skip("the KV v2 test double and the token file live on this machine, which only the local control plane's webhook reaches, and the token file is a flag")
 		}
 		// The KV v2 test double stands in for OpenBao, which no registry here serves; the
-		// integration test of package webhook/openbao runs against a real server when
+		// integration test of package internal/openbao runs against a real server when
 		// OPENBAO_ADDR and OPENBAO_TOKEN are set.
 		double = openbaotest.NewKVv2TestDouble("s.e2e-token")
 		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")

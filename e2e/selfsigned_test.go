@@ -11,7 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
+	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 )
 
 // selfSignedSecret is the Secret of the self-signed mode in this suite.

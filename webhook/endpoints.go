@@ -7,7 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
 	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/webhook/configsync"
+	"github.com/iss-platform/iss-webhook/internal/configsync"
 )
 
 // The paths the webhook serves; the webhook configurations, rendered from the endpoints below,

@@ -18,8 +18,8 @@ import (
 
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
-	"github.com/iss-platform/iss-webhook/webhook/openbao"
-	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
+	"github.com/iss-platform/iss-webhook/internal/openbao"
+	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
 )
 
 // namespaceTable stands in for the namespace informer cache in handler tests.

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/webhook/promreg"
+	"github.com/iss-platform/iss-webhook/internal/promreg"
 )
 
 // Decisions a review can end in, as counted by Metrics.

@@ -6,7 +6,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -89,9 +91,19 @@ func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.N
 }
 
 // CachedEngines counts running engine pods in an informer cache of pods. The cache must hold
-// every pod with the egress label (EngineCacheSelector), which every engine carries.
+// every pod with the egress label, which every engine carries: EngineCacheSelector selects them.
 type CachedEngines struct {
 	cache client.Reader
+}
+
+// EngineCacheSelector selects the pods the cache behind CachedEngines must hold, and need hold
+// no more of: those with the egress label.
+func EngineCacheSelector() labels.Selector {
+	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant, valid label key
+	}
+	return labels.NewSelector().Add(*hasEgressLabel)
 }
 
 // NewCachedEngines returns an EngineLookup over cache.

@@ -10,8 +10,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/iss-platform/iss-webhook/webhook/openbao"
-	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
+	"github.com/iss-platform/iss-webhook/internal/openbao"
+	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 )
 
 // options are the command-line settings of iss-webhook.

@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -41,11 +40,11 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook"
-	"github.com/iss-platform/iss-webhook/webhook/configsync"
-	"github.com/iss-platform/iss-webhook/webhook/egress"
-	"github.com/iss-platform/iss-webhook/webhook/openbao"
-	"github.com/iss-platform/iss-webhook/webhook/reload"
-	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
+	"github.com/iss-platform/iss-webhook/internal/configsync"
+	"github.com/iss-platform/iss-webhook/internal/egress"
+	"github.com/iss-platform/iss-webhook/internal/openbao"
+	"github.com/iss-platform/iss-webhook/internal/reload"
+	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 )
 
 func main() {
@@ -73,34 +72,90 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	klog.SetLogger(logger)
 	log := logger.WithName("setup")
 
-	restConfig, err := loadRESTConfig(opts.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
-	}
-	// These questions go to the API server once, at start-up, never during a review.
-	self, err := whoAmI(ctx, restConfig)
-	if err != nil {
-		return err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(restConfig)
-	if err != nil {
-		return err
-	}
-	if err := requireISSPolicyCRD(dc); err != nil {
-		return err
-	}
-	served, err := egress.DiscoverServed(dc)
+	c, err := inspectCluster(ctx, opts)
 	if err != nil {
 		return err
 	}
 	if opts.CertMode == certModeSelfSigned {
 		// The server cannot start without a certificate: get one before it starts.
-		if err := bootstrapSelfSigned(ctx, restConfig, opts.SelfSigned); err != nil {
+		if err := bootstrapSelfSigned(ctx, c.restConfig, opts.SelfSigned); err != nil {
 			return err
 		}
 	}
+	mgr, err := newManager(c, opts)
+	if err != nil {
+		return err
+	}
+	// The built-in default until the ISSPolicy is loaded; the webhook is not ready before.
+	policies := policy.NewHolder(policy.Default())
+	loader, err := reload.New(mgr.GetClient(), policies, ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := loader.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), c.served)
+	if err := registerWebhooks(mgr, c, policies, writer, opts); err != nil {
+		return err
+	}
+	if err := addControllers(mgr, policies, writer, opts); err != nil {
+		return err
+	}
+	if err := startInformers(ctx, mgr, c.served); err != nil {
+		return err
+	}
+	if err := addProbes(mgr, loader); err != nil {
+		return err
+	}
+	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
+		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", c.self,
+		"ciliumNetworkPolicies", c.served.Cilium, "clusterNetworkPolicies", c.served.ClusterNetworkPolicy)
+	if err := serve(ctx, mgr, opts); err != nil {
+		return err
+	}
+	log.Info("iss-webhook stopped")
+	return nil
+}
 
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+// cluster is what the webhook learns of the cluster once, at start-up, never during a review.
+type cluster struct {
+	restConfig *rest.Config
+	// self is the user name the webhook authenticates as.
+	self string
+	// served are the FQDN policy kinds the cluster serves.
+	served egress.Served
+}
+
+// inspectCluster loads the client configuration and asks the API server who the webhook is,
+// whether it serves the ISSPolicy CRD and which FQDN policy kinds it serves.
+func inspectCluster(ctx context.Context, opts *options) (*cluster, error) {
+	restConfig, err := loadRESTConfig(opts.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the Kubernetes client configuration: %w", err)
+	}
+	self, err := whoAmI(ctx, restConfig)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(restConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireISSPolicyCRD(dc); err != nil {
+		return nil, err
+	}
+	served, err := egress.DiscoverServed(dc)
+	if err != nil {
+		return nil, err
+	}
+	return &cluster{restConfig: restConfig, self: self, served: served}, nil
+}
+
+// newManager returns the controller manager: the TLS webhook server, the informer caches, the
+// metrics and probe endpoints, and leader election.
+func newManager(c *cluster, opts *options) (ctrl.Manager, error) {
+	mgr, err := ctrl.NewManager(c.restConfig, ctrl.Options{
 		Scheme: webhook.NewScheme(),
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    opts.WebhookHost,
@@ -108,7 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			CertDir: opts.CertDir,
 			TLSOpts: opts.tlsOptions(),
 		}),
-		Cache:                   cacheOptions(served, opts),
+		Cache:                   cacheOptions(c.served, opts),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.ShutdownTimeout,
@@ -120,30 +175,31 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
-		return fmt.Errorf("cannot create the controller manager: %w", err)
+		return nil, fmt.Errorf("cannot create the controller manager: %w", err)
 	}
-	// GetWebhookServer also adds the server to the manager's runnables.
-	webhookServer := mgr.GetWebhookServer()
-	// The built-in default until the ISSPolicy is loaded; the webhook is not ready before.
-	policies := policy.NewHolder(policy.Default())
-	loader, err := reload.New(mgr.GetClient(), policies, ctrlmetrics.Registry)
-	if err != nil {
-		return err
-	}
-	if err := loader.SetupWithManager(mgr); err != nil {
-		return err
-	}
+	return mgr, nil
+}
+
+// registerWebhooks serves every webhook path; the reviews read only informer caches and the
+// policy, never the API server.
+func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, opts *options) error {
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
-	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), served)
 	verifiers, err := openbao.NewPool(opts.OpenBao, ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
-	webhook.Register(webhookServer, mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: self,
+	// GetWebhookServer also adds the server to the manager's runnables.
+	webhook.Register(mgr.GetWebhookServer(), mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: c.self,
 		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache())})
+	return nil
+}
+
+// addControllers adds what runs beside the reviews: the egress policy collector, the
+// configurations' image tests, and in self-signed mode the certificates and their CA bundle.
+func addControllers(mgr ctrl.Manager, policies policy.Provider, writer *egress.Writer, opts *options) error {
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies)); err != nil {
 		return err
 	}
@@ -152,29 +208,37 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := mgr.Add(configsync.New(mgr.GetClient(), mgr.GetAPIReader(), policies, opts.WebhookConfiguration, 10*time.Second)); err != nil {
 		return err
 	}
-	if opts.CertMode == certModeSelfSigned {
-		if err := mgr.Add(selfsigned.NewKeeper(mgr.GetClient(), mgr.GetAPIReader(), opts.SelfSigned)); err != nil {
-			return err
-		}
-		syncer, err := selfsigned.NewSyncer(mgr.GetClient(), opts.SelfSigned, ctrlmetrics.Registry)
-		if err != nil {
-			return err
-		}
-		if err := mgr.Add(syncer); err != nil {
-			return err
-		}
+	if opts.CertMode != certModeSelfSigned {
+		return nil
 	}
-	// Create the informers now, so that the first review finds them synced rather than
-	// starting them, and report ready only once they are.
+	if err := mgr.Add(selfsigned.NewKeeper(mgr.GetClient(), mgr.GetAPIReader(), opts.SelfSigned)); err != nil {
+		return err
+	}
+	syncer, err := selfsigned.NewSyncer(mgr.GetClient(), opts.SelfSigned, ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	return mgr.Add(syncer)
+}
+
+// startInformers creates the informers now, so that the first review finds them synced rather
+// than starting them; the readiness probe waits for them.
+func startInformers(ctx context.Context, mgr ctrl.Manager, served egress.Served) error {
 	for _, obj := range cachedObjects(served) {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			return fmt.Errorf("creating the informer for %T: %w", obj, err)
 		}
 	}
+	return nil
+}
+
+// addProbes adds /healthz and the /readyz checks: the TLS listener serves, the ISSPolicy is
+// loaded, the informers are synced.
+func addProbes(mgr ctrl.Manager, loader *reload.Reconciler) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("policy", func(*http.Request) error {
@@ -185,21 +249,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+	return mgr.AddReadyzCheck("informers", func(r *http.Request) error {
 		syncCtx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		if !mgr.GetCache().WaitForCacheSync(syncCtx) {
 			return errors.New("informer caches are not synced yet")
 		}
 		return nil
-	}); err != nil {
-		return err
-	}
+	})
+}
 
-	// On SIGTERM, report not ready at once but keep serving for --shutdown-delay, so that the
-	// Service stops sending reviews here before the listener closes; a review refused during a
-	// rollout would deny an engine pod under failurePolicy Fail. Then stop, letting in-flight
-	// reviews finish.
+// serve runs the manager until ctx is cancelled. On SIGTERM it reports not ready at once but
+// keeps serving for --shutdown-delay, so that the Service stops sending reviews here before the
+// listener closes; a review refused during a rollout would deny an engine pod under
+// failurePolicy Fail. Then it stops, letting in-flight reviews finish.
+func serve(ctx context.Context, mgr ctrl.Manager, opts *options) error {
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	var draining atomic.Bool
@@ -211,6 +275,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}); err != nil {
 		return err
 	}
+	log := mgr.GetLogger().WithName("shutdown")
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -225,14 +290,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		stopServing()
 	}()
-
-	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
-		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", self,
-		"ciliumNetworkPolicies", served.Cilium, "clusterNetworkPolicies", served.ClusterNetworkPolicy)
 	if err := mgr.Start(serveCtx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
-	log.Info("iss-webhook stopped")
 	return nil
 }
 
@@ -250,12 +310,9 @@ func cachedObjects(served egress.Served) []client.Object {
 // label (engines), namespaces' metadata, and objects that the webhook generated. Nothing else is
 // held in memory.
 func cacheOptions(served egress.Served, opts *options) cache.Options {
-	hasEgressLabel, err := labels.NewRequirement(policy.LabelEgressPolicy, selection.Exists, nil)
-	if err != nil {
-		panic(err) // a constant, valid label key
-	}
 	byObject := map[client.Object]cache.ByObject{
-		&corev1.Pod{}: {Label: labels.NewSelector().Add(*hasEgressLabel)},
+		// CachedEngines counts the engines a generated policy selects in this cache.
+		&corev1.Pod{}: {Label: webhook.EngineCacheSelector()},
 	}
 	for _, gvk := range served.GVKs() {
 		byObject[egress.NewObject(gvk)] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})}

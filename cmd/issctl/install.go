@@ -29,7 +29,7 @@ import (
 	"github.com/iss-platform/iss-webhook/manifests"
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
-	"github.com/iss-platform/iss-webhook/webhook/selfsigned"
+	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 )
 
 // fieldOwner is the field manager of issctl's server-side applies.

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/iss-platform/iss-webhook/webhook/promreg"
+	"github.com/iss-platform/iss-webhook/internal/promreg"
 )
 
 // Options say where the authority keeps its state and whom it serves.

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/webhook/openbao/openbaotest"
+	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
 )
 
 const mount = "kv-dev"

@@ -23,7 +23,7 @@ import (
 
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
-	"github.com/iss-platform/iss-webhook/webhook/promreg"
+	"github.com/iss-platform/iss-webhook/internal/promreg"
 )
 
 // Reconciler loads the ISSPolicy into the holder the webhook's handlers read, and reports in

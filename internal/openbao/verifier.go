@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/webhook/promreg"
+	"github.com/iss-platform/iss-webhook/internal/promreg"
 )
 
 // Credentials are the files the webhook logs in to OpenBao with. They are the Deployment's, set

@@ -6,8 +6,8 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
-	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/internal/configsync"
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 // The paths the webhook serves; the webhook configurations, rendered from the endpoints below,

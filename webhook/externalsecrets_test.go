@@ -16,10 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/internal/openbao"
 	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
 
 // namespaceTable stands in for the namespace informer cache in handler tests.

@@ -3,8 +3,8 @@ package webhook
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/internal/promreg"
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 // Decisions a review can end in, as counted by Metrics.

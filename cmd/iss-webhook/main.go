@@ -37,14 +37,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/iss-platform/iss-webhook/policy"
-	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
-	"github.com/iss-platform/iss-webhook/webhook"
 	"github.com/iss-platform/iss-webhook/internal/configsync"
 	"github.com/iss-platform/iss-webhook/internal/egress"
 	"github.com/iss-platform/iss-webhook/internal/openbao"
 	"github.com/iss-platform/iss-webhook/internal/reload"
 	"github.com/iss-platform/iss-webhook/internal/selfsigned"
+	"github.com/iss-platform/iss-webhook/policy"
+	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
+	"github.com/iss-platform/iss-webhook/webhook"
 )
 
 func main() {

@@ -26,10 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 	"github.com/iss-platform/iss-webhook/manifests"
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
-	"github.com/iss-platform/iss-webhook/internal/selfsigned"
 )
 
 // fieldOwner is the field manager of issctl's server-side applies.

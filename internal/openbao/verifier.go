@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/internal/promreg"
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 // Credentials are the files the webhook logs in to OpenBao with. They are the Deployment's, set

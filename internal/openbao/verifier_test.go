@@ -13,8 +13,8 @@ import (
 	"github.com/openbao/openbao/api/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
+	"github.com/iss-platform/iss-webhook/policy"
 )
 
 const mount = "kv-dev"

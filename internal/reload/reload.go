@@ -21,9 +21,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/iss-platform/iss-webhook/internal/promreg"
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
-	"github.com/iss-platform/iss-webhook/internal/promreg"
 )
 
 // Reconciler loads the ISSPolicy into the holder the webhook's handlers read, and reports in

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/iss-platform/iss-webhook/internal/golden"
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
@@ -57,30 +58,19 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("no golden inputs: %v", err)
 	}
 	for _, in := range inputs {
-		golden := strings.TrimSuffix(in, ".in.yaml") + ".golden.yaml"
-		t.Run(filepath.Base(golden), func(t *testing.T) {
+		goldenFile := strings.TrimSuffix(in, ".in.yaml") + ".golden.yaml"
+		t.Run(filepath.Base(goldenFile), func(t *testing.T) {
 			pod := readPod(t, in)
 			mutate(t, pod)
 			got := marshal(t, pod)
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run `make golden` to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Fatalf("mutated %s differs from %s (run `make golden` if the change is intended):\n--- got\n%s\n--- want\n%s", in, golden, got, want)
-			}
+			golden.Check(t, goldenFile, got, *update)
 
-			again := readPod(t, golden)
+			again := readPod(t, goldenFile)
 			if changed := mutate(t, again); len(changed) > 0 {
 				t.Errorf("mutators %v changed their own output: not idempotent", changed)
 			}
-			if string(marshal(t, again)) != string(want) {
-				t.Errorf("applying the mutators to %s changed it", golden)
+			if string(marshal(t, again)) != string(got) {
+				t.Errorf("applying the mutators to %s changed it", goldenFile)
 			}
 		})
 	}

@@ -126,9 +126,6 @@ func generatedStillSelected(ctx context.Context, req *Request, old *unstructured
 // mode and in exempt namespaces too, where the platform's stores would otherwise read any app's
 // tree. Only the OpenBao existence check has the mode of the secrets group.
 func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old *SecretObject) Outcome {
-	if req.Operation != Create && req.Operation != Update {
-		return Outcome{Skip: "not a create or update"}
-	}
 	ns, refusal := lookUpNamespace(ctx, req)
 	if refusal != nil {
 		return Outcome{Refusal: refusal}
@@ -260,9 +257,6 @@ func verifyPaths(ctx context.Context, p *Policy, verifier PathVerifier, ns Names
 
 // AdmitSecretStore denies namespaced Vault/OpenBao SecretStores in the apps' namespaces.
 func AdmitSecretStore(ctx context.Context, p *Policy, req *Request, store, _ *SecretStore) Outcome {
-	if req.Operation != Create && req.Operation != Update {
-		return Outcome{Skip: "not a create or update"}
-	}
 	ns, refusal := lookUpNamespace(ctx, req)
 	if refusal != nil {
 		return Outcome{Refusal: refusal}
@@ -274,9 +268,6 @@ func AdmitSecretStore(ctx context.Context, p *Policy, req *Request, store, _ *Se
 
 // AdmitNamespace lets only trusted identities set or change a namespace's ISS labels.
 func AdmitNamespace(_ context.Context, _ *Policy, req *Request, ns, old *metav1.PartialObjectMetadata) Outcome {
-	if req.Operation != Create && req.Operation != Update {
-		return Outcome{Skip: "not a create or update"}
-	}
 	if req.Trusted {
 		return Outcome{Skip: "trusted identity"}
 	}

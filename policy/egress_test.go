@@ -2,11 +2,12 @@ package policy
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/iss-platform/iss-webhook/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current code")
@@ -34,19 +35,7 @@ func TestEgressObjectsGolden(t *testing.T) {
 				}
 				got = append(append(got, "---\n"...), y...)
 			}
-			golden := filepath.Join("testdata", "egress-"+string(backend)+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run `make golden`)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("objects differ from %s (run `make golden` if intended):\n%s", golden, got)
-			}
+			golden.Check(t, filepath.Join("testdata", "egress-"+string(backend)+".golden.yaml"), got, *update)
 		})
 	}
 	t.Run("empty allowlist: DNS only, no FQDN object", func(t *testing.T) {

@@ -3,8 +3,9 @@ package policy
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"testing"
+
+	"github.com/iss-platform/iss-webhook/internal/golden"
 )
 
 const ruleGroupsDoc = "../docs/rule-groups.md"
@@ -23,14 +24,5 @@ func TestGeneratedRuleGroups(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", g.Group, field, modes, g.Covers)
 	}
-	if *update {
-		if err := os.WriteFile(ruleGroupsDoc, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	got, err := os.ReadFile(ruleGroupsDoc)
-	if err != nil || !bytes.Equal(got, b.Bytes()) {
-		t.Errorf("%s is not what policy.RuleGroups renders (%v): run make generate", ruleGroupsDoc, err)
-	}
+	golden.Check(t, ruleGroupsDoc, b.Bytes(), *update)
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/iss-platform/iss-webhook/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated files")
@@ -16,20 +17,7 @@ const configurationsFile = "../manifests/webhook/webhooks.yaml"
 // TestGeneratedWebhookConfigurations: manifests/webhook/webhooks.yaml is what the governed kinds
 // and endpoints render; make generate rewrites it.
 func TestGeneratedWebhookConfigurations(t *testing.T) {
-	want := RenderConfigurations()
-	if *update {
-		if err := os.WriteFile(configurationsFile, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	got, err := os.ReadFile(configurationsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s is not what the governed kinds render: run make generate", configurationsFile)
-	}
+	golden.Check(t, configurationsFile, RenderConfigurations(), *update)
 }
 
 const governedKindsDoc = "../docs/governed-kinds.md"
@@ -66,14 +54,5 @@ func TestGeneratedGovernedKinds(t *testing.T) {
 			strings.Join(hooks, "<br>"), strings.Join(groups, ", "), yesNo[k.PodTemplate], yesNo[!k.Exemptable], yesNo[k.Audited])
 	}
 	b.WriteString("\nA kind that does not hold in exempt namespaces is admitted there unchecked (`spec.exemptNamespaces`).\n")
-	if *update {
-		if err := os.WriteFile(governedKindsDoc, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	got, err := os.ReadFile(governedKindsDoc)
-	if err != nil || !bytes.Equal(got, b.Bytes()) {
-		t.Errorf("%s is not what the governed kinds render (%v): run make generate", governedKindsDoc, err)
-	}
+	golden.Check(t, governedKindsDoc, b.Bytes(), *update)
 }

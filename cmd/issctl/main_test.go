@@ -17,6 +17,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/iss-platform/iss-webhook/internal/golden"
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
@@ -93,19 +94,7 @@ func runIssctl(t *testing.T, stdin string, args ...string) (int, string, string)
 // checkGolden compares got with the golden file testdata/name, rewriting it first with -update.
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	golden := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/issctl -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run go test ./cmd/issctl -update if intended):\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", name), []byte(got), *update)
 }
 
 // writeFile writes content to name in a new temporary directory and returns its path.

@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/iss-platform/iss-webhook/internal/golden"
 )
 
 // issctlUsageReference collects the help of issctl and of each of its commands, rendered from
@@ -39,16 +40,5 @@ func TestGeneratedIssctlUsage(t *testing.T) {
 		b.WriteString("\n## `issctl " + strings.Join(args, " ") + "`\n\n```text\n" + usage + "```\n")
 	}
 	got := b.String()
-	if *update {
-		if err := os.WriteFile(issctlUsageReference, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(issctlUsageReference)
-	if err != nil {
-		t.Fatalf("%v (run make generate)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s is stale: run make generate", issctlUsageReference)
-	}
+	golden.Check(t, issctlUsageReference, []byte(got), *update)
 }

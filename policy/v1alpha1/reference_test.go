@@ -28,6 +28,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/iss-platform/iss-webhook/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated files")
@@ -103,43 +105,7 @@ func TestGeneratedPolicyReference(t *testing.T) {
 			}
 		}
 	}
-	compareGenerated(t, referenceFile, got)
-}
-
-// compareGenerated compares got with the file, rewriting it first with -update.
-func compareGenerated(t *testing.T, file, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run make generate)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s is stale: run make generate (%s)", file, firstDifference(string(want), got))
-	}
-}
-
-// firstDifference says where two texts first differ, so that a stale file's failure points at
-// the change.
-func firstDifference(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(wl) || i < len(gl); i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			return fmt.Sprintf("line %d is %q, the CRD makes it %q", i+1, w, g)
-		}
-	}
-	return "same lines"
+	golden.Check(t, referenceFile, []byte(got), *update)
 }
 
 // referenceRenderer renders the schema of one CRD version as markdown.

@@ -36,41 +36,46 @@ type RuleGroupSpec struct {
 // RuleGroups is the one table of rule groups, in the order of the ISSPolicy's enforcement
 // section: the policy's modes, its conversion to and from the ISSPolicy, the metrics and the
 // docs follow it.
-func RuleGroups() []RuleGroupSpec {
-	return []RuleGroupSpec{
-		{Group: RuleEnginePods, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.EnginePods },
-			Covers: "quota profiles, secret keys and secret-agent sidecars, network access, on engine pods and on the pod templates of workloads"},
-		{Group: RuleSecrets, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Secrets },
-			Covers: "the OpenBao existence check of ExternalSecret paths (the path, binding and store rules are integrity rules)"},
-		{Group: RuleAutoscaling, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Autoscaling },
-			Covers: "the saturation metric of HorizontalPodAutoscalers"},
-		{Group: RuleTemporalWorkers, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.TemporalWorkers },
-			Covers: "the blue/green rules of Temporal worker Deployments"},
-		{Group: RuleProvisioning, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Provisioning },
-			Covers: "the state backends and deprovisioning of Pulumi Stacks and Terraforms"},
-		{Group: RuleIntegrity,
-			Covers: "what the other rules rest on: ISS labels and annotations, generated egress policies, namespace labels, user NetworkPolicies that would open engine egress, engine images in debug containers, the secrets' path, app, initiator and store rules, objects being deleted, the ISSPolicy itself; always denies, since in Warn or Audit anyone could switch the rest off"},
-		{Group: RuleEgressWrite,
-			Covers: "the writing of generated egress policies during admission; a failure always denies the engine, which must never run with open egress"},
-	}
+func RuleGroups() []RuleGroupSpec { return slices.Clone(ruleGroups) }
+
+// ruleGroups is the table RuleGroups hands out copies of; reviews read it many times, so it is
+// built once.
+var ruleGroups = []RuleGroupSpec{
+	{Group: RuleEnginePods, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.EnginePods },
+		Covers: "quota profiles, secret keys and secret-agent sidecars, network access, on engine pods and on the pod templates of workloads"},
+	{Group: RuleSecrets, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Secrets },
+		Covers: "the OpenBao existence check of ExternalSecret paths (the path, binding and store rules are integrity rules)"},
+	{Group: RuleAutoscaling, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Autoscaling },
+		Covers: "the saturation metric of HorizontalPodAutoscalers"},
+	{Group: RuleTemporalWorkers, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.TemporalWorkers },
+		Covers: "the blue/green rules of Temporal worker Deployments"},
+	{Group: RuleProvisioning, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Provisioning },
+		Covers: "the state backends and deprovisioning of Pulumi Stacks and Terraforms"},
+	{Group: RuleIntegrity,
+		Covers: "what the other rules rest on: ISS labels and annotations, generated egress policies, namespace labels, user NetworkPolicies that would open engine egress, engine images in debug containers, the secrets' path, app, initiator and store rules, objects being deleted, the ISSPolicy itself; always denies, since in Warn or Audit anyone could switch the rest off"},
+	{Group: RuleEgressWrite,
+		Covers: "the writing of generated egress policies during admission; a failure always denies the engine, which must never run with open egress"},
 }
 
-// ConfigurableRuleGroups returns the groups whose mode the policy sets, in the order of the
-// ISSPolicy's enforcement section.
-func ConfigurableRuleGroups() []RuleGroup {
+// configurable are the groups of ruleGroups that have a mode.
+var configurable = func() []RuleGroup {
 	var groups []RuleGroup
-	for _, g := range RuleGroups() {
+	for _, g := range ruleGroups {
 		if g.Mode != nil {
 			groups = append(groups, g.Group)
 		}
 	}
 	return groups
-}
+}()
+
+// ConfigurableRuleGroups returns the groups whose mode the policy sets, in the order of the
+// ISSPolicy's enforcement section.
+func ConfigurableRuleGroups() []RuleGroup { return slices.Clone(configurable) }
 
 // Mode returns the enforcement mode of a rule group: Enforce unless the policy says otherwise;
 // always Enforce for the groups without a mode.
 func (p *Policy) Mode(g RuleGroup) v1alpha1.EnforcementMode {
-	if m, ok := p.Enforcement[g]; ok && slices.Contains(ConfigurableRuleGroups(), g) {
+	if m, ok := p.Enforcement[g]; ok && slices.Contains(configurable, g) {
 		return m
 	}
 	return v1alpha1.Enforce

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -31,8 +32,10 @@ type kindAdapter struct {
 	// sent are the operations and subresources the configurations send this path.
 	sent    map[operationOn]bool
 	decoder admission.Decoder
-	scheme  *runtime.Scheme
-	o       Options
+	// typed kinds are decoded with the scheme, as the API server writes them; the others
+	// (unstructured objects, metadata, the policy's views of foreign kinds) as JSON.
+	typed bool
+	o     Options
 }
 
 // operationOn is an operation on an object ("") or one of its subresources.
@@ -74,17 +77,17 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	return a.respond(ctx, pol, req, r, obj, old, a.review.run(ctx, pol, r, obj, old))
 }
 
-// decode reads one side of a request into the kind's object; an absent side is nil. Kinds of the
-// scheme are read as the API server writes them; the others (unstructured objects, metadata,
-// the policy's views of foreign kinds) as JSON.
+// decode reads one side of a request into the kind's object; an absent side is nil.
 func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
 	if len(raw.Raw) == 0 {
 		return nil, nil
 	}
 	obj := a.review.new()
-	switch o := obj.(type) {
-	case *unstructured.Unstructured:
-		if err := json.Unmarshal(raw.Raw, &o.Object); err != nil {
+	if a.typed {
+		return obj, a.decoder.DecodeRaw(raw, obj.(runtime.Object))
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		if err := json.Unmarshal(raw.Raw, &u.Object); err != nil {
 			return nil, err
 		}
 		// Every field is kept, and the metadata must still be metadata: accessors of an
@@ -93,16 +96,21 @@ func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
 			Metadata metav1.ObjectMeta `json:"metadata"`
 		}
 		return obj, json.Unmarshal(raw.Raw, &meta)
-	case json.Unmarshaler:
-		// A view of its own (policy.SecretObject), which reads itself.
-	case runtime.Object:
-		if _, isMeta := o.(*metav1.PartialObjectMetadata); !isMeta {
-			if _, _, err := a.scheme.ObjectKinds(o); err == nil {
-				return obj, a.decoder.DecodeRaw(raw, o)
-			}
-		}
 	}
 	return obj, json.Unmarshal(raw.Raw, obj)
+}
+
+// decodedWithScheme tells whether the scheme decodes a kind's objects: the built-in kinds and the
+// ISSPolicy, but not unstructured objects, metadata or the policy's own views of foreign kinds.
+func decodedWithScheme(scheme *runtime.Scheme, obj metav1.Object) bool {
+	switch o := obj.(type) {
+	case *unstructured.Unstructured, *metav1.PartialObjectMetadata, json.Unmarshaler:
+		return false
+	case runtime.Object:
+		_, _, err := scheme.ObjectKinds(o)
+		return err == nil
+	}
+	return false
 }
 
 // whileDeleting answers an update of an object that is being deleted: only its metadata may
@@ -185,11 +193,11 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, req admis
 }
 
 // pathHandler answers one path: it hands each review to the adapter of its kind.
-type pathHandler map[string]*kindAdapter
+type pathHandler map[schema.GroupKind]*kindAdapter
 
 // Handle implements admission.Handler.
 func (h pathHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	a, ok := h[req.Kind.Group+"/"+req.Kind.Kind]
+	a, ok := h[schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}]
 	if !ok {
 		return admission.Allowed("iss-webhook does not govern " + req.Kind.Kind + " here")
 	}
@@ -209,14 +217,14 @@ func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
 	for _, k := range GovernedKinds() {
 		for _, r := range k.Rules {
 			h := paths[r.Webhook.Path]
-			key := k.Group + "/" + k.Kind
+			key := k.GroupKind()
 			a := h[key]
 			if a == nil {
 				rv := k.Validate
 				if r.Webhook.Mutating {
 					rv = k.Mutate
 				}
-				a = &kindAdapter{kind: k, review: rv, sent: map[operationOn]bool{}, decoder: decoder, scheme: scheme, o: o}
+				a = &kindAdapter{kind: k, review: rv, sent: map[operationOn]bool{}, decoder: decoder, typed: decodedWithScheme(scheme, rv.new()), o: o}
 				h[key] = a
 			}
 			for _, op := range r.Operations {

@@ -303,16 +303,17 @@ func AdmitHPA(_ context.Context, p *Policy, _ *Request, hpa, _ *autoscalingv2.Ho
 	return out
 }
 
-// AdmitProvisioning validates the state backends of Pulumi Stacks and tofu-controller
-// Terraforms.
-func AdmitProvisioning(_ context.Context, p *Policy, _ *Request, obj, _ *unstructured.Unstructured) Outcome {
+// AdmitStack validates the state backend of a Pulumi Stack.
+func AdmitStack(_ context.Context, p *Policy, _ *Request, obj, _ *unstructured.Unstructured) Outcome {
 	out := Outcome{Group: RuleProvisioning}
-	switch obj.GetKind() {
-	case "Stack":
-		out.Add(RuleProvisioning, p.Provisioning.ValidateStack(obj))
-	case "Terraform":
-		out.Add(RuleProvisioning, p.Provisioning.ValidateTerraform(obj))
-	}
+	out.Add(RuleProvisioning, p.Provisioning.ValidateStack(obj))
+	return out
+}
+
+// AdmitTerraform validates the state backend of a tofu-controller Terraform.
+func AdmitTerraform(_ context.Context, p *Policy, _ *Request, obj, _ *unstructured.Unstructured) Outcome {
+	out := Outcome{Group: RuleProvisioning}
+	out.Add(RuleProvisioning, p.Provisioning.ValidateTerraform(obj))
 	return out
 }
 

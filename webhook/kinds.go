@@ -185,13 +185,13 @@ func GovernedKinds() []Kind {
 			Group: "pulumi.com", Versions: []string{"v1", "v1alpha1"}, Kind: "Stack", Resource: "stacks", Scope: namespaced,
 			Rules:  []Rule{{Webhook: &validateProvisioning, Operations: createUpdate, Subresources: objectOnly}},
 			Groups: []policy.RuleGroup{policy.RuleProvisioning}, Exemptable: true, Audited: true,
-			Validate: reviewOf(newUnstructured, policy.AdmitProvisioning),
+			Validate: reviewOf(newUnstructured, policy.AdmitStack),
 		},
 		{
 			Group: "infra.contrib.fluxcd.io", Versions: []string{"v1alpha2", "v1alpha1"}, Kind: "Terraform", Resource: "terraforms", Scope: namespaced,
 			Rules:  []Rule{{Webhook: &validateProvisioning, Operations: createUpdate, Subresources: objectOnly}},
 			Groups: []policy.RuleGroup{policy.RuleProvisioning}, Exemptable: true, Audited: true,
-			Validate: reviewOf(newUnstructured, policy.AdmitProvisioning),
+			Validate: reviewOf(newUnstructured, policy.AdmitTerraform),
 		},
 		{
 			Group: v1alpha1.GroupVersion.Group, Versions: []string{v1alpha1.GroupVersion.Version}, Kind: "ISSPolicy", Resource: "isspolicies", Scope: cluster,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,10 +147,9 @@ func (o *Outcome) Denies(p *Policy) bool {
 
 // ValidateUpdateWhileDeleting checks an update of an object that is being deleted (it has a
 // deletionTimestamp and waits for its finalizers): only its metadata may change, since its
-// controller may still act on the spec (a PushSecret keeps pushing, a Stack still destroys),
-// and its ISS labels and annotations stay as they were unless a trusted identity changes them.
+// controller may still act on the spec (a PushSecret keeps pushing, a Stack still destroys).
 // old and cur are the objects' JSON fields.
-func ValidateUpdateWhileDeleting(old, cur map[string]any, oldMeta, curMeta metav1.Object, trusted bool) field.ErrorList {
+func ValidateUpdateWhileDeleting(old, cur map[string]any, deleted *metav1.Time) field.ErrorList {
 	var errs field.ErrorList
 	keys := map[string]bool{}
 	for k := range old {
@@ -157,10 +157,6 @@ func ValidateUpdateWhileDeleting(old, cur map[string]any, oldMeta, curMeta metav
 	}
 	for k := range cur {
 		keys[k] = true
-	}
-	deleted := curMeta.GetDeletionTimestamp()
-	if deleted == nil {
-		deleted = oldMeta.GetDeletionTimestamp()
 	}
 	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		switch k {
@@ -171,10 +167,72 @@ func ValidateUpdateWhileDeleting(old, cur map[string]any, oldMeta, curMeta metav
 			errs = append(errs, field.Forbidden(field.NewPath(k), fmt.Sprintf("the object is being deleted (deletionTimestamp %s) and waits for its finalizers: only its metadata may change, so that nothing acts on a changed %s meanwhile; create a new object once this one is gone", deleted.UTC().Format("2006-01-02T15:04:05Z"), k)))
 		}
 	}
-	if !trusted {
-		o := metav1.ObjectMeta{Labels: oldMeta.GetLabels(), Annotations: oldMeta.GetAnnotations()}
-		c := metav1.ObjectMeta{Labels: curMeta.GetLabels(), Annotations: curMeta.GetAnnotations()}
-		errs = append(errs, ValidateISSMetadataUnchanged(&o, &c, nil)...)
-	}
 	return errs
+}
+
+// metadataChanged tells whether the metadata field at path differs between the two objects, so
+// that only what an update changes is judged on an object on its way out. Paths it cannot read
+// count as changed.
+func metadataChanged(path string, oldMeta, curMeta metav1.Object) bool {
+	entry := func(prefix string, old, cur map[string]string) (bool, bool) {
+		key, ok := strings.CutPrefix(path, prefix+"[")
+		if !ok || !strings.HasSuffix(key, "]") {
+			return false, false
+		}
+		key = strings.TrimSuffix(key, "]")
+		before, had := old[key]
+		after, has := cur[key]
+		return had != has || before != after, true
+	}
+	if changed, ok := entry("metadata.labels", oldMeta.GetLabels(), curMeta.GetLabels()); ok {
+		return changed
+	}
+	if changed, ok := entry("metadata.annotations", oldMeta.GetAnnotations(), curMeta.GetAnnotations()); ok {
+		return changed
+	}
+	switch path {
+	case "metadata.name":
+		return oldMeta.GetName() != curMeta.GetName()
+	case "metadata.generateName":
+		return oldMeta.GetGenerateName() != curMeta.GetGenerateName()
+	}
+	return true
+}
+
+// WhileDeleting is what of a rule's outcome holds for an update of an object being deleted that
+// changes only its metadata: the integrity rules of the metadata it changes (ISS labels and
+// annotations stay as they were, reserved labels stay reserved) and the refusals (generated
+// objects stay the webhook's). The rules of the spec were met when it was admitted and it has not
+// changed since; holding them again could keep a finalizer from being removed from an object
+// admitted in Warn mode. Nothing is mutated or written for an object on its way out.
+func (o Outcome) WhileDeleting(oldMeta, curMeta metav1.Object) Outcome {
+	if o.Refusal != nil {
+		return Outcome{Refusal: o.Refusal}
+	}
+	kept := Outcome{Skip: o.Skip, Group: o.Group}
+	var errs field.ErrorList
+	seen := map[string]bool{}
+	keep := func(e *field.Error) {
+		if strings.HasPrefix(e.Field, "metadata.") && metadataChanged(e.Field, oldMeta, curMeta) && !seen[e.Field] {
+			seen[e.Field] = true
+			errs = append(errs, e)
+		}
+	}
+	for _, f := range o.Findings {
+		if f.Group == RuleIntegrity {
+			for _, e := range f.Errors {
+				keep(e)
+			}
+		}
+	}
+	prev := metav1.ObjectMeta{Labels: oldMeta.GetLabels(), Annotations: oldMeta.GetAnnotations()}
+	cur := metav1.ObjectMeta{Labels: curMeta.GetLabels(), Annotations: curMeta.GetAnnotations()}
+	for _, e := range ValidateISSMetadataUnchanged(&prev, &cur, nil) {
+		keep(e)
+	}
+	if len(errs) > 0 {
+		kept.Skip = ""
+		kept.Add(RuleIntegrity, errs)
+	}
+	return kept
 }

@@ -49,11 +49,14 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	if !a.sent[operationOn{req.Operation, req.SubResource}] {
 		return admission.Allowed("iss-webhook does not review this operation")
 	}
-	obj, err := a.decode(req.Object)
+	// What each operation carries: the object on create and update, the stored one on update
+	// and delete. The rules rely on it.
+	needObject, needOld := req.Operation != admissionv1.Delete, req.Operation != admissionv1.Create
+	obj, err := a.decode(req.Object, needObject)
 	if err != nil {
 		return badRequest(a.kind.Kind, err)
 	}
-	old, err := a.decode(req.OldObject)
+	old, err := a.decode(req.OldObject, needOld)
 	if err != nil {
 		return badRequest("previous "+a.kind.Kind, err)
 	}
@@ -77,9 +80,13 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	return a.respond(ctx, pol, req, r, obj, old, a.review.run(ctx, pol, r, obj, old))
 }
 
-// decode reads one side of a request into the kind's object; an absent side is nil.
-func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
+// decode reads one side of a request into the kind's object; an absent side is nil, and an
+// error when the operation needs it.
+func (a *kindAdapter) decode(raw runtime.RawExtension, needed bool) (metav1.Object, error) {
 	if len(raw.Raw) == 0 {
+		if needed {
+			return nil, errors.New("the request carries no object")
+		}
 		return nil, nil
 	}
 	obj := a.review.new()
@@ -95,9 +102,20 @@ func (a *kindAdapter) decode(raw runtime.RawExtension) (metav1.Object, error) {
 		var meta struct {
 			Metadata metav1.ObjectMeta `json:"metadata"`
 		}
-		return obj, json.Unmarshal(raw.Raw, &meta)
+		if err := json.Unmarshal(raw.Raw, &meta); err != nil {
+			return nil, err
+		}
+	} else if err := json.Unmarshal(raw.Raw, obj); err != nil {
+		return nil, err
 	}
-	return obj, json.Unmarshal(raw.Raw, obj)
+	// Read as JSON, the object says itself what it is: it must be what the request says, or a
+	// view of another kind would judge it (an object without a kind, say, would pass unchecked).
+	if k, ok := obj.(interface{ GetObjectKind() schema.ObjectKind }); ok {
+		if got := k.GetObjectKind().GroupVersionKind().Kind; got != a.kind.Kind {
+			return nil, fmt.Errorf("the object's kind is %q, not %s", got, a.kind.Kind)
+		}
+	}
+	return obj, nil
 }
 
 // decodedWithScheme tells whether the scheme decodes a kind's objects: the built-in kinds and the
@@ -113,12 +131,14 @@ func decodedWithScheme(scheme *runtime.Scheme, obj metav1.Object) bool {
 	return false
 }
 
-// whileDeleting answers an update of an object that is being deleted: only its metadata may
-// change, the same for every kind (policy.ValidateUpdateWhileDeleting), and what it allows is
-// admitted without the kind's rules, so that no rule can keep a finalizer from being removed.
+// whileDeleting answers an update of an object that is being deleted, the same for every kind:
+// only its metadata may change (policy.ValidateUpdateWhileDeleting), and of the kind's rules
+// only those of the metadata hold (Outcome.WhileDeleting), so that no rule of the spec keeps a
+// finalizer from being removed. Trusted identities and the webhook update such objects as any
+// other. The stored object decides: a deletionTimestamp in the request is not yet the API
+// server's, which refuses to set it on update.
 func (a *kindAdapter) whileDeleting(ctx context.Context, pol *policy.Policy, req admission.Request, r *policy.Request, obj, old metav1.Object) (admission.Response, bool) {
-	if req.Operation != admissionv1.Update || req.SubResource != "" || r.Self || obj == nil || old == nil ||
-		(obj.GetDeletionTimestamp() == nil && old.GetDeletionTimestamp() == nil) {
+	if req.Operation != admissionv1.Update || req.SubResource != "" || r.Self || r.Trusted || old.GetDeletionTimestamp() == nil {
 		return admission.Response{}, false
 	}
 	var cur, prev map[string]any
@@ -128,10 +148,14 @@ func (a *kindAdapter) whileDeleting(ctx context.Context, pol *policy.Policy, req
 	if err := json.Unmarshal(req.OldObject.Raw, &prev); err != nil {
 		return badRequest("previous "+a.kind.Kind, err), true
 	}
-	out := policy.Outcome{Group: a.kind.Groups[0]}
-	out.Add(policy.RuleIntegrity, policy.ValidateUpdateWhileDeleting(prev, cur, old, obj, r.Trusted))
-	if len(out.Findings) == 0 {
-		return admission.Allowed("being deleted: only metadata changed"), true
+	out := a.review.run(ctx, pol, r, obj, old).WhileDeleting(old, obj)
+	if errs := policy.ValidateUpdateWhileDeleting(prev, cur, old.GetDeletionTimestamp()); len(errs) > 0 && out.Refusal == nil {
+		// A refusal of the kind's (a generated object is the webhook's) says more.
+		out = policy.Outcome{Group: a.kind.Groups[0]}
+		out.Add(policy.RuleIntegrity, errs)
+	}
+	if out.Skip == "" && len(out.Findings) == 0 && out.Refusal == nil {
+		out.Skip = "being deleted: only metadata changed"
 	}
 	return a.respond(ctx, pol, req, r, obj, old, out), true
 }
@@ -153,11 +177,12 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, req admis
 		return v.deny422(a.kind, meta)
 	}
 	if out.Refusal != nil {
-		a.o.Metrics.count(pol, a.kind.Resource, out.Refusal.Group, decisionDenied)
 		v.log().Info("denied", "error", out.Refusal.Message)
 		if out.Refusal.Unavailable {
+			a.o.Metrics.count(pol, a.kind.Resource, out.Refusal.Group, decisionUnavailable)
 			return admission.Errored(http.StatusServiceUnavailable, errors.New(out.Refusal.Message))
 		}
+		a.o.Metrics.count(pol, a.kind.Resource, out.Refusal.Group, decisionDenied)
 		return admission.Denied(out.Refusal.Message)
 	}
 	for _, note := range out.Notes {
@@ -199,7 +224,9 @@ type pathHandler map[schema.GroupKind]*kindAdapter
 func (h pathHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	a, ok := h[schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}]
 	if !ok {
-		return admission.Allowed("iss-webhook does not govern " + req.Kind.Kind + " here")
+		// Only a configuration edited by hand sends a kind the table does not name here: fail
+		// closed, and say so.
+		return admission.Denied(fmt.Sprintf("iss-webhook does not govern %s %s at this path, which its webhook configurations do not send it: remove the kind from the configuration, or install the configurations of this build", req.Kind.Group, req.Kind.Kind))
 	}
 	return a.Handle(ctx, req)
 }

@@ -74,8 +74,9 @@ func TestUndecodableObjects(t *testing.T) {
 }
 
 // TestObjectsBeingDeleted: while an object waits for its finalizers, every governed kind admits
-// metadata changes (a finalizer removed) without judging the object again, and denies any other
-// change and, unless a trusted identity makes it, a change of its ISS labels.
+// metadata changes (a finalizer removed) without judging its spec again, denies a change of its
+// spec and of its ISS labels, and keeps generated objects the webhook's. Trusted identities are
+// judged by the kind's rules as on any update (TestTrustedIdentitiesWhileDeleting).
 func TestObjectsBeingDeleted(t *testing.T) {
 	samples := sampleObjects(t)
 	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: corpusSelf})
@@ -95,6 +96,8 @@ func TestObjectsBeingDeleted(t *testing.T) {
 		}
 		relabelled := deleting.DeepCopy()
 		relabelled.SetLabels(map[string]string{policy.Prefix + "x": "y", policy.LabelEngine: "dagger"})
+		// A generated object stays the webhook's while it is being deleted, too.
+		generated := deleting.GetLabels()[policy.LabelManagedBy] == policy.ManagedByValue
 		for _, tc := range []struct {
 			name    string
 			cur     *unstructured.Unstructured
@@ -102,11 +105,9 @@ func TestObjectsBeingDeleted(t *testing.T) {
 			allowed bool
 			message string
 		}{
-			{"a finalizer removed", released, userAlice, true, ""},
-			{"the spec changed", retargeted, userAlice, false, "is being deleted"},
-			{"the spec changed by a trusted identity", retargeted, userAdmin, false, "is being deleted"},
-			{"ISS labels changed", relabelled, userAlice, false, "immutable"},
-			{"ISS labels changed by a trusted identity", relabelled, userAdmin, true, ""},
+			{"a finalizer removed", released, userAlice, !generated, "only iss-webhook may"},
+			{"the spec changed", retargeted, userAlice, false, map[bool]string{true: "only iss-webhook may", false: "is being deleted"}[generated]},
+			{"ISS labels changed", relabelled, userAlice, false, map[bool]string{true: "only iss-webhook may", false: "immutable"}[generated]},
 		} {
 			for path, mutating := range kindPaths(k, admissionregistrationv1.Update) {
 				req := request(admissionv1.Update, "", tc.user, tc.cur, deleting)
@@ -119,5 +120,66 @@ func TestObjectsBeingDeleted(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestTrustedIdentitiesWhileDeleting: a trusted identity updates an object being deleted under the
+// kind's rules, as any other object: the platform's way out of an object stuck on its finalizers.
+func TestTrustedIdentitiesWhileDeleting(t *testing.T) {
+	samples := sampleObjects(t)
+	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: corpusSelf})
+	for _, k := range GovernedKinds() {
+		deleting := samples[k.Group+"/"+k.Kind].DeepCopy()
+		if deleting.GetNamespace() == "" && k.Scope == "Namespaced" {
+			deleting.SetNamespace("team-a-dev")
+		}
+		deleting.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+		retargeted := deleting.DeepCopy()
+		retargeted.Object["spec"] = map[string]any{"changed": true}
+		for path := range kindPaths(k, admissionregistrationv1.Update) {
+			req := request(admissionv1.Update, "", userAdmin, retargeted, deleting)
+			resp := hooks[path].Handle(context.Background(), admission.Request{AdmissionRequest: req})
+			if !resp.Allowed && strings.Contains(resp.Result.Message, "is being deleted") {
+				t.Errorf("%s %s: a trusted identity was held to metadata changes: %s", k.Kind, path, resp.Result.Message)
+			}
+			if !resp.Allowed && resp.Result.Code >= 500 {
+				t.Errorf("%s %s: %d %s", k.Kind, path, resp.Result.Code, resp.Result.Message)
+			}
+		}
+	}
+}
+
+// TestRequestsTheRulesCannotJudge: a request without the sides its operation carries, an object
+// that is not of the kind the request names, and a kind the table does not govern at a path are
+// refused, never judged as something else or admitted unchecked.
+func TestRequestsTheRulesCannotJudge(t *testing.T) {
+	samples := sampleObjects(t)
+	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t)})
+	handle := func(path string, req admissionv1.AdmissionRequest) admission.Response {
+		return hooks[path].Handle(context.Background(), admission.Request{AdmissionRequest: req})
+	}
+	pod := samples["/Pod"]
+	noOld := request(admissionv1.Update, "", userAlice, pod, pod)
+	noOld.OldObject.Raw = nil
+	if resp := handle(ValidateEnginePodsPath, noOld); resp.Allowed || resp.Result.Code != 400 {
+		t.Errorf("an update without the stored pod: want 400, got %v %+v", resp.Allowed, resp.Result)
+	}
+	np := samples["networking.k8s.io/NetworkPolicy"]
+	noOldNP := request(admissionv1.Delete, "", userAlice, nil, np)
+	noOldNP.OldObject.Raw = nil
+	if resp := handle(ValidateNetworkPoliciesPath, noOldNP); resp.Allowed || resp.Result.Code != 400 {
+		t.Errorf("a delete without the stored policy: want 400, got %v %+v", resp.Allowed, resp.Result)
+	}
+	es := samples["external-secrets.io/ExternalSecret"].DeepCopy()
+	unstructured.RemoveNestedField(es.Object, "kind")
+	kindless := request(admissionv1.Create, "", userAlice, samples["external-secrets.io/ExternalSecret"], nil)
+	kindless.Object.Raw = mustJSON(es.Object)
+	if resp := handle(ValidateSecretsPath, kindless); resp.Allowed || resp.Result.Code != 400 {
+		t.Errorf("an ExternalSecret without a kind: want 400, got %v %+v", resp.Allowed, resp.Result)
+	}
+	other := request(admissionv1.Create, "", userAlice, pod, nil)
+	other.Kind.Kind, other.Resource.Resource = "ReplicationController", "replicationcontrollers"
+	if resp := handle(ValidateEnginePodsPath, other); resp.Allowed {
+		t.Errorf("a kind the table does not govern at the path was admitted")
 	}
 }

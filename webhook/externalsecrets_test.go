@@ -119,7 +119,9 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 	}
 	pointed := strings.Replace(tokensES, "artifacts/team-a/public/secrets/api-token", "artifacts/team-a/users/alice/secrets/other", 1)
 	finalized := strings.Replace(tokensES, `"name":"tokens",`, `"name":"tokens","finalizers":["externalsecrets.external-secrets.io/x"],`, 1)
-	deleting := strings.Replace(pointed, `"name":"tokens",`, `"name":"tokens","deletionTimestamp":"2026-11-28T00:00:00Z",`, 1)
+	beingDeleted := func(doc string) string {
+		return strings.Replace(doc, `"name":"tokens",`, `"name":"tokens","deletionTimestamp":"2026-11-28T00:00:00Z",`, 1)
+	}
 	for _, tc := range []struct {
 		name    string
 		req     admission.Request
@@ -129,7 +131,8 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 		{"another user changes what alice's object reads", update(tokensES, pointed, "bob"), false, `only its initiator "alice"`},
 		{"alice changes it herself", update(tokensES, pointed, "alice"), true, ""},
 		{"the controller adds a finalizer", update(tokensES, finalized, "system:serviceaccount:external-secrets:external-secrets"), true, ""},
-		{"an object being deleted may not be retargeted", update(tokensES, deleting, "bob"), false, "is being deleted"},
+		{"an object being deleted may not be retargeted", update(beingDeleted(tokensES), beingDeleted(pointed), "alice"), false, "is being deleted"},
+		{"an object being deleted loses a finalizer", update(beingDeleted(finalized), beingDeleted(tokensES), "system:serviceaccount:external-secrets:external-secrets"), true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := validator.Handle(ctx, tc.req)

@@ -28,6 +28,7 @@ func issPolicyRequest(op admissionv1.Operation, subresource, raw string) admissi
 		Name:        "default",
 		Operation:   op,
 		Object:      runtime.RawExtension{Raw: []byte(raw)},
+		OldObject:   oldOf(op, []byte(raw)),
 	}}
 }
 

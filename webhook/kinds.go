@@ -117,8 +117,8 @@ func networkPolicy(group, version, kind, resource string, scope admissionregistr
 	}
 }
 
-// GovernedKinds returns the kinds iss-webhook governs, in the order of the webhook
-// configurations.
+// GovernedKinds returns the kinds iss-webhook governs, in the order in which the webhook
+// configurations list their rules and issctl audit lists them.
 func GovernedKinds() []Kind {
 	namespaced, cluster := admissionregistrationv1.NamespacedScope, admissionregistrationv1.ClusterScope
 	externalSecretRules := []Rule{
@@ -142,6 +142,18 @@ func GovernedKinds() []Kind {
 			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),
 			Validate: reviewOf(newPod, policy.AdmitPod),
 		},
+		workload("apps", "Deployment", "deployments", func() metav1.Object { return &appsv1.Deployment{} }),
+		workload("apps", "StatefulSet", "statefulsets", func() metav1.Object { return &appsv1.StatefulSet{} }),
+		workload("apps", "DaemonSet", "daemonsets", func() metav1.Object { return &appsv1.DaemonSet{} }),
+		workload("apps", "ReplicaSet", "replicasets", func() metav1.Object { return &appsv1.ReplicaSet{} }),
+		workload("batch", "Job", "jobs", func() metav1.Object { return &batchv1.Job{} }),
+		workload("batch", "CronJob", "cronjobs", func() metav1.Object { return &batchv1.CronJob{} }),
+		{
+			Group: "autoscaling", Versions: []string{"v2"}, Kind: "HorizontalPodAutoscaler", Resource: "horizontalpodautoscalers", Scope: namespaced,
+			Rules: hpaRules, Groups: []policy.RuleGroup{policy.RuleAutoscaling}, Exemptable: true, Audited: true,
+			Mutate:   reviewOf(newHPA, mutators.DefaultHPA),
+			Validate: reviewOf(newHPA, policy.AdmitHPA),
+		},
 		{
 			Group: "external-secrets.io", Versions: []string{"v1", "v1beta1"}, Kind: "ExternalSecret", Resource: "externalsecrets", Scope: namespaced,
 			Rules: externalSecretRules, Groups: []policy.RuleGroup{policy.RuleIntegrity, policy.RuleSecrets}, Audited: true,
@@ -160,12 +172,6 @@ func GovernedKinds() []Kind {
 			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
 			Validate: reviewOf(func() *policy.SecretStore { return &policy.SecretStore{} }, policy.AdmitSecretStore),
 		},
-		{
-			Group: "autoscaling", Versions: []string{"v2"}, Kind: "HorizontalPodAutoscaler", Resource: "horizontalpodautoscalers", Scope: namespaced,
-			Rules: hpaRules, Groups: []policy.RuleGroup{policy.RuleAutoscaling}, Exemptable: true, Audited: true,
-			Mutate:   reviewOf(newHPA, mutators.DefaultHPA),
-			Validate: reviewOf(newHPA, policy.AdmitHPA),
-		},
 		networkPolicy("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", namespaced),
 		networkPolicy("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies", namespaced),
 		networkPolicy("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy", "clusternetworkpolicies", cluster),
@@ -175,12 +181,6 @@ func GovernedKinds() []Kind {
 			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
 			Validate: reviewOf(func() *metav1.PartialObjectMetadata { return &metav1.PartialObjectMetadata{} }, policy.AdmitNamespace),
 		},
-		workload("apps", "Deployment", "deployments", func() metav1.Object { return &appsv1.Deployment{} }),
-		workload("apps", "StatefulSet", "statefulsets", func() metav1.Object { return &appsv1.StatefulSet{} }),
-		workload("apps", "DaemonSet", "daemonsets", func() metav1.Object { return &appsv1.DaemonSet{} }),
-		workload("apps", "ReplicaSet", "replicasets", func() metav1.Object { return &appsv1.ReplicaSet{} }),
-		workload("batch", "Job", "jobs", func() metav1.Object { return &batchv1.Job{} }),
-		workload("batch", "CronJob", "cronjobs", func() metav1.Object { return &batchv1.CronJob{} }),
 		{
 			Group: "pulumi.com", Versions: []string{"v1", "v1alpha1"}, Kind: "Stack", Resource: "stacks", Scope: namespaced,
 			Rules:  []Rule{{Webhook: &validateProvisioning, Operations: createUpdate, Subresources: objectOnly}},

@@ -18,6 +18,9 @@ const (
 	decisionAudited = "audited"
 	// decisionExempt: admitted unchecked, in a namespace the policy exempts.
 	decisionExempt = "exempt"
+	// decisionUnavailable: refused because a fact could not be had (a cache not synced, OpenBao
+	// or the engine lookup not answering); the API server retries.
+	decisionUnavailable = "unavailable"
 )
 
 // Metrics counts the webhook's admission decisions. The request counts and latencies of each
@@ -31,7 +34,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "iss_admission_decisions_total",
-		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied, warned, audited, exempt).",
+		Help: "Admission decisions of iss-webhook by resource, rule group, enforcement mode and decision (allowed, mutated, denied, warned, audited, exempt, unavailable).",
 	}, []string{"resource", "rule", "mode", "decision"})
 	decisions, err := promreg.Register(reg, decisions)
 	if err != nil {

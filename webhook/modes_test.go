@@ -71,6 +71,8 @@ func objectRequest(t *testing.T, gvk metav1.GroupVersionKind, resource string, o
 		Namespace:   "team-a-dev",
 		Operation:   op,
 		Object:      runtime.RawExtension{Raw: raw},
+		// An update carries the stored object too; these tests change nothing the rules compare.
+		OldObject: oldOf(op, raw),
 	}}
 }
 

@@ -56,6 +56,7 @@ func podRequest(t testing.TB, op admissionv1.Operation, subresource string, obj 
 		Namespace:   "team-a-dev",
 		Operation:   op,
 		Object:      runtime.RawExtension{Raw: raw},
+		OldObject:   oldOf(op, raw),
 	}}
 }
 
@@ -438,4 +439,13 @@ func (runningEngines) RunningEngines(_ context.Context, _, hash string) (int, er
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// oldOf is the stored object of a request that does not change it: the object itself on update
+// and delete, as the API server sends it, nothing on create.
+func oldOf(op admissionv1.Operation, raw []byte) runtime.RawExtension {
+	if op == admissionv1.Create {
+		return runtime.RawExtension{}
+	}
+	return runtime.RawExtension{Raw: raw}
 }

@@ -51,6 +51,37 @@ var _ = Describe("Workloads that create engine pods", func() {
 		}
 	})
 
+	It("fails a ReplicationController and a PodTemplate fast, like the other kinds with a pod template", func(ctx SpecContext) {
+		// containers renders a pod spec's containers at the indentation of a template's spec.
+		containers := func(indent, image, limits string) string {
+			out := indent + "containers:\n" + indent + "  - name: dagger-engine\n" + indent + "    image: " + image + "\n"
+			if limits != "" {
+				out += indent + "    resources:\n" + indent + "      limits: " + limits + "\n"
+			}
+			return out
+		}
+		rc := func(name, image, limits string) string {
+			return fmt.Sprintf("apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  replicas: 0\n  selector: {app: %s}\n  template:\n    metadata:\n      labels: {app: %s}\n    spec:\n%s",
+				name, namespace, name, name, containers("      ", image, limits))
+		}
+		podTemplate := func(name, image, limits string) string {
+			return fmt.Sprintf("apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: %s\n  namespace: %s\ntemplate:\n  spec:\n%s", name, namespace, containers("    ", image, limits))
+		}
+		engine := "registry.dagger.io/engine:v0.19.7"
+		_, err := kubectl(ctx, rc("rc-greedy", engine, `{cpu: "64"}`), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`spec.template.spec.containers[0].resources.limits[cpu]: Invalid value: "64"`)))
+		// The edit role grants no PodTemplates; whoever may write them is checked, admins too.
+		_, err = kubectl(ctx, podTemplate("template-greedy", engine, `{cpu: "64"}`), "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`template.spec.containers[0].resources.limits[cpu]: Invalid value: "64"`)))
+
+		DeferCleanup(deleteIn("replicationcontroller", namespace), "rc-engine")
+		_, err = kubectl(ctx, rc("rc-engine", engine, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), "an engine within its profile")
+		DeferCleanup(deleteIn("podtemplate", namespace), "template-plain")
+		_, err = kubectl(ctx, podTemplate("template-plain", "nginx:1.29", ""), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), "a plain PodTemplate, which no matchCondition sends")
+	})
+
 	It("denies an off-profile chart StatefulSet at kubectl apply, with the field path inside the template", func(ctx SpecContext) {
 		_, err := kubectl(ctx, chartWorkload("StatefulSet", "chart-greedy-sts", `          resources:
             limits:

@@ -10,7 +10,7 @@ import (
 )
 
 // ValidateWorkload checks the pod template of a Deployment, StatefulSet, DaemonSet, ReplicaSet,
-// Job or CronJob with the engine pod rules (design.md section 1), so that `kubectl apply` of a
+// Job, CronJob, ReplicationController or PodTemplate with the engine pod rules (design.md section 1), so that `kubectl apply` of a
 // chart with an off-profile engine fails at once, with the field path inside the template,
 // instead of its controller failing to create pods later. Templates are validated, never
 // mutated: their pods are mutated when they are created. It returns nil for other objects.
@@ -63,6 +63,15 @@ func PodTemplate(obj any) (*corev1.PodTemplateSpec, *field.Path, []corev1.Persis
 		return &w.Spec.Template, template, nil
 	case *batchv1.CronJob:
 		return &w.Spec.JobTemplate.Spec.Template, field.NewPath("spec", "jobTemplate", "spec", "template"), nil
+	case *corev1.ReplicationController:
+		if w.Spec.Template == nil {
+			return nil, nil, nil
+		}
+		return w.Spec.Template, template, nil
+	case *corev1.PodTemplate:
+		// A PodTemplate creates no pod itself; controllers copy it, so it fails fast like a
+		// workload's template.
+		return &w.Template, field.NewPath("template"), nil
 	}
 	return nil, nil, nil
 }

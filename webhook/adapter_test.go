@@ -91,8 +91,12 @@ func TestObjectsBeingDeleted(t *testing.T) {
 		released.SetFinalizers(nil)
 		retargeted := deleting.DeepCopy()
 		retargeted.Object["spec"] = map[string]any{"changed": true}
-		if k.Kind == "Namespace" {
+		switch k.Kind {
+		case "Namespace":
 			retargeted.Object["spec"] = map[string]any{"finalizers": []any{"example.org/other"}}
+		case "PodTemplate": // no spec: its template is what it says
+			delete(retargeted.Object, "spec")
+			retargeted.Object["template"] = map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "other", "image": "other:v1"}}}}
 		}
 		relabelled := deleting.DeepCopy()
 		relabelled.SetLabels(map[string]string{policy.Prefix + "x": "y", policy.LabelEngine: "dagger"})

@@ -140,7 +140,8 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 		{
 			Name: "engine-template-or-iss-labels",
 			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
-and those (Temporal workers) that have or had ISS labels themselves.`,
+and those (Temporal workers) that have or had ISS labels themselves. A PodTemplate has no spec:
+every test of a field is guarded, since an error would refuse the object (failurePolicy Fail).`,
 			Expression: func(image string) string {
 				template := func(t string) string {
 					return `(has(` + t + `.metadata) && has(` + t + `.metadata.labels) && ` + t + `.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
@@ -149,10 +150,12 @@ and those (Temporal workers) that have or had ISS labels themselves.`,
   (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `))`
 				}
 				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
-(has(object.spec.template) && (
+(has(object.spec) && has(object.spec.template) && (
   ` + template("object.spec.template") + `)) ||
-(has(object.spec.jobTemplate) && (
-  ` + template("object.spec.jobTemplate.spec.template") + `))`
+(has(object.spec) && has(object.spec.jobTemplate) && (
+  ` + template("object.spec.jobTemplate.spec.template") + `)) ||
+(has(object.template) && (
+  ` + template("object.template") + `))`
 			},
 		},
 		{
@@ -163,8 +166,9 @@ on the webhook.`,
 			Expression: func(string) string {
 				return `request.operation != 'UPDATE' ||
 object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
-object.spec.?template.orValue({}) != oldObject.spec.?template.orValue({}) ||
-object.spec.?jobTemplate.orValue({}) != oldObject.spec.?jobTemplate.orValue({})`
+object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
+object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
+object.?template.orValue({}) != oldObject.?template.orValue({})`
 			},
 		},
 	}}

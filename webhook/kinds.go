@@ -148,6 +148,8 @@ func GovernedKinds() []Kind {
 		workload("apps", "ReplicaSet", "replicasets", func() metav1.Object { return &appsv1.ReplicaSet{} }),
 		workload("batch", "Job", "jobs", func() metav1.Object { return &batchv1.Job{} }),
 		workload("batch", "CronJob", "cronjobs", func() metav1.Object { return &batchv1.CronJob{} }),
+		workload("", "ReplicationController", "replicationcontrollers", func() metav1.Object { return &corev1.ReplicationController{} }),
+		workload("", "PodTemplate", "podtemplates", func() metav1.Object { return &corev1.PodTemplate{} }),
 		{
 			Group: "autoscaling", Versions: []string{"v2"}, Kind: "HorizontalPodAutoscaler", Resource: "horizontalpodautoscalers", Scope: namespaced,
 			Rules: hpaRules, Groups: []policy.RuleGroup{policy.RuleAutoscaling}, Exemptable: true, Audited: true,

@@ -133,6 +133,23 @@ var _ = Describe("Dagger engine pods", func() {
 		Expect(err).To(MatchError(ContainSubstring(`spec.volumes[0].emptyDir.sizeLimit: Invalid value: "20Gi": emptyDir volume "cache" is larger than the 10Gi`)))
 	})
 
+	It("denies an engine in the host's namespaces and a helper with the engine's privileges, to an ordinary developer", func(ctx SpecContext) {
+		hostNetwork := enginePod("chart-host-network", "", "") + "  hostNetwork: true\n  hostPID: true\n"
+		_, err := kubectl(ctx, hostNetwork, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(And(ContainSubstring("spec.hostNetwork: Forbidden: engine pods may not set hostNetwork"), ContainSubstring("spec.hostPID: Forbidden"))))
+
+		helper := enginePod("chart-privileged-helper", "", `    - name: helper
+      image: busybox:1.37
+      securityContext:
+        privileged: true
+        capabilities:
+          add: [NET_ADMIN]`)
+		_, err = kubectl(ctx, helper, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`spec.containers[1].securityContext.privileged: Forbidden: container "helper" is not the engine`),
+			ContainSubstring(`spec.containers[1].securityContext.capabilities.add: Forbidden`))))
+	})
+
 	It("denies an unknown profile and lists the valid ones", func(ctx SpecContext) {
 		manifest := enginePod("chart-turbo", `  annotations:
     iss.platform/profile: turbo`, "")

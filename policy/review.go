@@ -12,7 +12,8 @@ import (
 
 // ReviewEnginePod evaluates a pod, or the template of a workload, under the engine rules. It
 // tells whether the pod is an engine and returns what the mutators need to know of it and every
-// violation at once: quota profile, malformed ISS annotations, secret-agent sidecars. root is the
+// violation at once: quota profile, malformed ISS annotations, secret-agent sidecars, host
+// namespaces and helpers' privileges. root is the
 // path of the object that holds metadata and spec: nil for a Pod, spec.template for a workload.
 func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, root *field.Path) (Engine, bool, field.ErrorList) {
 	eng, ok := p.Engines.Match(meta, spec)
@@ -36,6 +37,7 @@ func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, 
 	eng.EgressHash = allowlist.Hash()
 
 	errs = append(errs, p.Engines.validateQuota(eng, spec, root)...)
+	errs = append(errs, validateIsolation(eng, spec, root)...)
 	errs = append(errs, validateNoSecretAgents(meta.Annotations, spec, root)...)
 	return eng, true, errs
 }
@@ -105,11 +107,15 @@ func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) (integrity, engine field.
 
 // ValidateEphemeralContainers checks ephemeral containers (kubectl debug). integrity denies those
 // that run an engine image, which would be engines without a quota profile or egress policy: an
-// integrity rule, since in Warn mode it would open engine egress. engine denies secret agents in
-// engines, under the engine rules.
+// integrity rule, since in Warn mode it would open engine egress. engine denies secret agents and
+// privileged or capability-adding debug containers in engines, under the engine rules.
 func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (integrity, engine field.ErrorList) {
 	if _, isEngine := p.Engines.Match(meta, spec); isEngine {
 		engine = validateNoSecretAgents(nil, &corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)
+		for i := range spec.EphemeralContainers {
+			c := &spec.EphemeralContainers[i]
+			engine = append(engine, validateHelperPrivileges(c.Name, c.SecurityContext, field.NewPath("spec", "ephemeralContainers").Index(i))...)
+		}
 	}
 	for i, c := range spec.EphemeralContainers {
 		if p.Engines.IsEngineImage(c.Image) {

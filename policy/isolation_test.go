@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// TestEngineIsolation: every way an engine pod could leave the reach of its NetworkPolicies or
+// hand a helper the engine's privileges, on pods and templates, and what stays admitted.
+func TestEngineIsolation(t *testing.T) {
+	engine := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "e"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7",
+				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}},
+			}}},
+		}
+	}
+	privileged := &corev1.SecurityContext{Privileged: ptr.To(true)}
+	capable := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Pod)
+		fields []string
+	}{
+		{"the chart's engine: privileged, capabilities", func(*corev1.Pod) {}, nil},
+		{"hostNetwork", func(p *corev1.Pod) { p.Spec.HostNetwork = true }, []string{"spec.hostNetwork"}},
+		{"hostPID and hostIPC", func(p *corev1.Pod) { p.Spec.HostPID, p.Spec.HostIPC = true, true }, []string{"spec.hostPID", "spec.hostIPC"}},
+		{"a privileged helper", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "helper", Image: "busybox", SecurityContext: privileged})
+		}, []string{"spec.containers[1].securityContext.privileged"}},
+		{"a helper adding capabilities", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "helper", Image: "busybox", SecurityContext: capable})
+		}, []string{"spec.containers[1].securityContext.capabilities.add"}},
+		{"a privileged init container", func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", SecurityContext: privileged}}
+		}, []string{"spec.initContainers[0].securityContext.privileged"}},
+		{"a privileged ephemeral container", func(p *corev1.Pod) {
+			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox", SecurityContext: privileged}}}
+		}, []string{"spec.ephemeralContainers[0].securityContext.privileged"}},
+		{"the engine as a native sidecar, privileged", func(p *corev1.Pod) {
+			c := p.Spec.Containers[0]
+			c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+			p.Spec.InitContainers = []corev1.Container{c}
+			p.Spec.Containers = []corev1.Container{{Name: "helper", Image: "busybox"}}
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := engine()
+			tc.change(pod)
+			_, ok, errs := Default().ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
+			if !ok {
+				t.Fatal("not an engine")
+			}
+			var got []string
+			for _, e := range errs {
+				if strings.HasPrefix(e.Field, "spec.host") || strings.Contains(e.Field, "securityContext") {
+					got = append(got, e.Field)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
+				t.Errorf("got %v, want %v (all: %v)", got, tc.fields, errs)
+			}
+		})
+	}
+}
+
+// TestEphemeralDebugContainersOfEngines: kubectl debug into an engine may not bring privileges.
+func TestEphemeralDebugContainersOfEngines(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7"}},
+		EphemeralContainers: []corev1.EphemeralContainer{
+			{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "plain", Image: "busybox"}},
+			{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "root", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}},
+		},
+	}}
+	_, engine := Default().ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
+	if len(engine) != 1 || engine[0].Field != "spec.ephemeralContainers[1].securityContext.privileged" {
+		t.Errorf("got %v", engine)
+	}
+}

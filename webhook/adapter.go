@@ -170,6 +170,9 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, req admis
 		meta = old
 	}
 	v := newVerdict(ctx, pol, a.o.Metrics, a.kind.Resource)
+	if a.o.AllCauses {
+		v.maxCauses = 0
+	}
 	for _, f := range out.Findings {
 		v.add(f.Group, f.Errors)
 	}

@@ -32,6 +32,9 @@ type Options struct {
 	OpenBao policy.PathVerifier
 	// Engines counts the running engines a generated policy selects; nil never checks.
 	Engines policy.EngineLookup
+	// AllCauses names every violation in a denial; otherwise a denial names at most MaxCauses,
+	// so that it stays readable for kubectl. issctl sets it.
+	AllCauses bool
 }
 
 // EgressWriter writes the generated egress objects of an engine (design.md 4.3) before its pod

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 
@@ -21,14 +23,27 @@ import (
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 )
 
+// The limits of a denial, so that it stays readable whatever the object holds: a megabyte
+// annotation or thousands of violations would otherwise come back whole, to kubectl and into the
+// API server's logs. Every violation is still counted and logged, and issctl prints them all.
+const (
+	// MaxCauses is how many violations a denial names; the last cause says how many more.
+	MaxCauses = 25
+	// maxValue, maxKey and maxDetail bound an echoed value, a map key in a field path, and a
+	// message.
+	maxValue, maxKey, maxDetail = 200, 100, 1000
+)
+
 // denyInvalid turns a list of violations into a 422 Invalid denial with one cause per field, the
 // way the API server reports its own validation errors, so that kubectl prints every field path.
-func denyInvalid(gk schema.GroupKind, meta metav1.Object, errs field.ErrorList) admission.Response {
+// Echoed values, keys and messages are shortened; with maxCauses > 0 at most that many
+// violations are named.
+func denyInvalid(gk schema.GroupKind, meta metav1.Object, errs field.ErrorList, maxCauses int) admission.Response {
 	name := meta.GetName()
 	if name == "" && meta.GetGenerateName() != "" {
 		name = meta.GetGenerateName() + "*"
 	}
-	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
+	status := apierrors.NewInvalid(gk, shorten(name, maxKey), readable(errs, maxCauses)).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
 }
 
@@ -67,11 +82,13 @@ type verdict struct {
 	warnings []string
 	// admitted are the groups whose violations were admitted (Warn or Audit).
 	admitted []policy.RuleGroup
+	// maxCauses bounds the violations a denial names; 0 names all.
+	maxCauses int
 }
 
 // newVerdict starts the verdict of a review of resource under pol.
 func newVerdict(ctx context.Context, pol *policy.Policy, metrics *Metrics, resource string) *verdict {
-	return &verdict{pol: pol, metrics: metrics, resource: resource, ctx: ctx}
+	return &verdict{pol: pol, metrics: metrics, resource: resource, ctx: ctx, maxCauses: MaxCauses}
 }
 
 // log returns the review's logger; only reviews with violations need it.
@@ -107,6 +124,63 @@ func (v *verdict) deny422(kind Kind, meta metav1.Object) admission.Response {
 	for _, g := range v.denyGroups {
 		v.metrics.count(v.pol, v.resource, g, decisionDenied)
 	}
-	v.log().Info("denied", "violations", len(v.deny), "error", v.deny.ToAggregate().Error())
-	return denyInvalid(kind.GroupKind(), meta, v.deny)
+	v.log().Info("denied", "violations", len(v.deny), "error", readable(v.deny, 0).ToAggregate().Error())
+	return denyInvalid(kind.GroupKind(), meta, v.deny, v.maxCauses)
+}
+
+// readable returns errs with echoed values, keys and messages shortened, and at most maxCauses of
+// them (all when maxCauses is 0), the last saying how many were left out.
+func readable(errs field.ErrorList, maxCauses int) field.ErrorList {
+	out := make(field.ErrorList, 0, len(errs))
+	for i, e := range errs {
+		if maxCauses > 0 && i == maxCauses-1 && len(errs) > maxCauses {
+			out = append(out, &field.Error{Type: field.ErrorTypeForbidden, Field: "<more>",
+				Detail: fmt.Sprintf("and %d more violations, not listed here: run issctl check on the manifest to see every one", len(errs)-i)})
+			break
+		}
+		short := *e
+		short.Field = shortenKeys(e.Field)
+		short.Detail = shorten(e.Detail, maxDetail)
+		if v, ok := e.BadValue.(string); ok {
+			short.BadValue = shorten(v, maxValue)
+		}
+		out = append(out, &short)
+	}
+	return out
+}
+
+// shorten cuts s to at most limit bytes, saying how long it was.
+func shorten(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
+}
+
+// shortenKeys shortens the map keys of a field path, such as metadata.annotations[<key>].
+func shortenKeys(path string) string {
+	if len(path) <= maxKey {
+		return path
+	}
+	var b strings.Builder
+	for {
+		open := strings.IndexByte(path, '[')
+		if open < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		end := strings.IndexByte(path[open:], ']')
+		if end < 0 {
+			b.WriteString(shorten(path, maxKey))
+			return b.String()
+		}
+		b.WriteString(path[:open+1])
+		b.WriteString(shorten(path[open+1:open+end], maxKey))
+		b.WriteByte(']')
+		path = path[open+end+1:]
+	}
 }

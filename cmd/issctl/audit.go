@@ -137,7 +137,7 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 	if err != nil {
 		return 0, err
 	}
-	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: namespaces})
+	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{AllCauses: true, Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: namespaces})
 	r, err := newReviewer(handlers)
 	if err != nil {
 		return 0, err

@@ -101,7 +101,7 @@ Flags:
 		fmt.Fprintln(stderr, "issctl check:", err)
 		return exitUsage
 	}
-	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{
+	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{AllCauses: true,
 		Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: fixedNamespace{labels: o.namespaceLabels},
 	})
 	r, err := newReviewer(handlers)

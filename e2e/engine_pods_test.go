@@ -95,6 +95,19 @@ var _ = Describe("Dagger engine pods", func() {
 		Entry("DaemonSet flavour", "07-chart-daemonset-pod.yaml", "dagger-dagger-helm-engine-x7k2p"),
 	)
 
+	DescribeTable("recognises an unlabelled engine by the repository a registry client pulls, in any spelling",
+		func(ctx SpecContext, name, image string) {
+			DeferCleanup(deletePod, name)
+			manifest := strings.Replace(enginePod(name, "", ""), "registry.dagger.io/engine:v0.19.7", image, 1)
+			_, err := kubectl(ctx, manifest, "--as", "alice", "apply", "-f", "-")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(engineResources(ctx, name)).To(Equal(standard), "the profile is filled in: the matchConditions sent it, and the webhook read it as an engine")
+		},
+		Entry("a port of leading zeros", "engine-port-0443", "registry.dagger.io:0443/engine:v0.19.7"),
+		Entry("the host in upper case", "engine-upper-host", "REGISTRY.DAGGER.IO/engine:v0.19.7"),
+		Entry("Dagger's mirror on ghcr.io", "engine-ghcr", "ghcr.io/dagger/engine:v0.19.7"),
+	)
+
 	It("fills in the high-performance profile and keeps the values that match it", func(ctx SpecContext) {
 		DeferCleanup(deletePod, "chart-fast")
 		manifest := enginePod("chart-fast", `  annotations:

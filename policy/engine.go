@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
+
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	corev1 "k8s.io/api/core/v1"
@@ -130,11 +132,49 @@ func PodRunning(pod *corev1.Pod) bool {
 	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }
 
-// ImageRepository returns an image reference without its tag and digest, with its registry
-// host in lower case and without the default HTTPS port, so that every spelling of one
-// repository compares equal: "REGISTRY.dagger.io:443/engine:v0.19.7@sha256:..." becomes
-// "registry.dagger.io/engine".
+// ImageRepository returns the repository an image reference pulls from, as a registry client
+// resolves it: without tag and digest, with Docker Hub's names completed
+// ("busybox" is "docker.io/library/busybox"), the registry host in lower case and without the
+// default HTTPS port in any spelling ("REGISTRY.dagger.io:0443/engine:v0.19.7@sha256:..." is
+// "registry.dagger.io/engine"). The reference grammar is that of Kubernetes and containerd; a
+// reference it rejects cannot be pulled, and is read as well as it can be.
 func ImageRepository(image string) string {
+	if host, rest, ok := strings.Cut(image, "/"); ok && looksLikeHost(host) {
+		image = normalizeHost(host) + "/" + rest
+	}
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return legacyRepository(image)
+	}
+	domain := reference.Domain(named)
+	if domain == "docker.io" || domain == "index.docker.io" {
+		domain = "docker.io"
+	}
+	return domain + "/" + reference.Path(named)
+}
+
+// looksLikeHost tells whether the first element of a reference is a registry host: it has a dot
+// or a port, or is localhost.
+func looksLikeHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || strings.EqualFold(s, "localhost")
+}
+
+// normalizeHost lower-cases a registry host and drops the default HTTPS port, written with
+// leading zeros or not.
+func normalizeHost(host string) string {
+	host = strings.ToLower(host)
+	if name, port, ok := strings.Cut(host, ":"); ok {
+		if trimmed := strings.TrimLeft(port, "0"); trimmed == "443" {
+			return name
+		} else if trimmed != "" && trimmed != port {
+			return name + ":" + trimmed
+		}
+	}
+	return host
+}
+
+// legacyRepository strips the tag and digest of a reference the grammar rejects.
+func legacyRepository(image string) string {
 	if at := strings.IndexByte(image, '@'); at >= 0 {
 		image = image[:at]
 	}
@@ -142,25 +182,29 @@ func ImageRepository(image string) string {
 	if colon := strings.LastIndexByte(image, ':'); colon > strings.LastIndexByte(image, '/') {
 		image = image[:colon]
 	}
-	// The first element is a registry host when it has a dot or a port, or is localhost.
-	if host, rest, ok := strings.Cut(image, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
-		host = strings.TrimSuffix(strings.ToLower(host), ":443")
-		image = host + "/" + rest
-	}
-	return image
+	return strings.ToLower(image)
 }
 
 // EngineImagePattern returns the RE2 pattern of an image reference that runs one of the
-// repositories, in any spelling of its registry host (case, the default port :443) and with any
-// tag or digest. The webhook configurations' matchConditions test container images with it, so
+// repositories, in any spelling of its registry host (case, the default port :443 with or without
+// leading zeros, Docker Hub's short names) and with any tag or digest: a superset of what
+// ImageRepository reads as the repository, which decides. The webhook configurations' matchConditions test container images with it, so
 // that pods of the policy's engine images reach the webhook without a label.
 func EngineImagePattern(repos []string) string {
 	parts := make([]string, len(repos))
 	for i, r := range repos {
-		if host, rest, ok := strings.Cut(r, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
-			parts[i] = regexp.QuoteMeta(host) + "(:443)?/" + regexp.QuoteMeta(rest)
-		} else {
-			parts[i] = regexp.QuoteMeta(r)
+		repo := ImageRepository(r)
+		host, rest, _ := strings.Cut(repo, "/")
+		switch {
+		case host == "docker.io":
+			// Docker Hub's names are written short, and with or without library/.
+			name := regexp.QuoteMeta(rest)
+			if lib, ok := strings.CutPrefix(rest, "library/"); ok {
+				name = "(library/)?" + regexp.QuoteMeta(lib)
+			}
+			parts[i] = "((index\\.)?docker\\.io(:0*443)?/)?" + name
+		default:
+			parts[i] = regexp.QuoteMeta(host) + "(:0*443)?/" + regexp.QuoteMeta(rest)
 		}
 	}
 	if len(parts) == 0 {

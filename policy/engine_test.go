@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -19,8 +20,15 @@ func TestImageRepository(t *testing.T) {
 		{"REGISTRY.Dagger.IO/engine:v1", "registry.dagger.io/engine"},
 		{"registry.dagger.io:443/engine:v1", "registry.dagger.io/engine"},
 		{"localhost:5000/engine", "localhost:5000/engine"},
-		{"Library/Nginx", "Library/Nginx"},
-		{"nginx", "nginx"},
+		{"registry.dagger.io:0443/engine", "registry.dagger.io/engine"},
+		{"registry.dagger.io:8443/engine", "registry.dagger.io:8443/engine"},
+		{"ghcr.io/dagger/engine:v0.19.7", "ghcr.io/dagger/engine"},
+		{"nginx", "docker.io/library/nginx"},
+		{"library/nginx:1.29", "docker.io/library/nginx"},
+		{"index.docker.io/library/nginx", "docker.io/library/nginx"},
+		{"docker.io/dagger/engine", "docker.io/dagger/engine"},
+		// The grammar rejects upper case in a path: no runtime pulls it; read as well as it can be.
+		{"Library/Nginx", "library/nginx"},
 		{"", ""},
 	} {
 		if got := ImageRepository(tc.image); got != tc.want {
@@ -147,4 +155,47 @@ func TestHolder(t *testing.T) {
 	if h.Current() != second {
 		t.Fatal("Current is not the policy given to Set")
 	}
+}
+
+// TestEngineImagePatternIsASuperset: every spelling that ImageRepository reads as an engine
+// repository matches the matchConditions' pattern, so the API server sends every pod that could be
+// an engine; the Go test then decides.
+func TestEngineImagePatternIsASuperset(t *testing.T) {
+	repos := []string{"registry.dagger.io/engine", "ghcr.io/dagger/engine", "busybox", "docker.io/team/engine"}
+	re := regexp.MustCompile(EngineImagePattern(repos))
+	p := &EnginePolicy{Images: repos}
+	for _, image := range []string{
+		"registry.dagger.io/engine", "REGISTRY.DAGGER.IO/engine:v1", "registry.dagger.io:443/engine", "registry.dagger.io:0443/engine@sha256:" + strings.Repeat("a", 64),
+		"ghcr.io/dagger/engine:v0.19.7", "GHCR.io:00443/dagger/engine",
+		"busybox", "busybox:1.37", "library/busybox", "docker.io/library/busybox", "index.docker.io/library/busybox:1",
+		"team/engine", "docker.io/team/engine:v1",
+	} {
+		if !p.IsEngineImage(image) {
+			t.Errorf("%s is not read as an engine image", image)
+		}
+		if !re.MatchString(image) {
+			t.Errorf("%s is an engine image the pattern does not match", image)
+		}
+	}
+	for _, image := range []string{"registry.dagger.io:8443/engine", "registry.dagger.io/engine-other", "evil.io/registry.dagger.io/engine", "nginx"} {
+		if p.IsEngineImage(image) {
+			t.Errorf("%s is read as an engine image", image)
+		}
+	}
+}
+
+// FuzzEngineImagePattern: whatever the reference, if the Go test reads it as an engine image the
+// matchConditions' pattern matches it.
+func FuzzEngineImagePattern(f *testing.F) {
+	for _, seed := range []string{"registry.dagger.io/engine", "REGISTRY.dagger.io:0443/engine:v1", "ghcr.io/dagger/engine@sha256:00", "busybox", "a/b:c", ":443/", "registry.dagger.io./engine"} {
+		f.Add(seed)
+	}
+	repos := Default().Engines.Images
+	re := regexp.MustCompile(EngineImagePattern(repos))
+	p := &EnginePolicy{Images: repos}
+	f.Fuzz(func(t *testing.T, image string) {
+		if p.IsEngineImage(image) && !re.MatchString(image) {
+			t.Errorf("%q is an engine image the pattern %s does not match", image, re)
+		}
+	})
 }

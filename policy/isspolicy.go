@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"github.com/distribution/reference"
 	"maps"
 	"net/url"
 	posixpath "path"
@@ -133,7 +134,7 @@ func mergeEngines(e *EnginePolicy, s *v1alpha1.Engines, path *field.Path) field.
 		e.Images = make([]string, len(s.Images))
 		for i, img := range s.Images {
 			e.Images[i] = ImageRepository(img)
-			if img == "" || e.Images[i] != img || strings.ContainsAny(img, " \t") {
+			if named, err := reference.ParseNormalizedNamed(img); err != nil || !reference.IsNameOnly(named) {
 				errs = append(errs, field.Invalid(path.Child("images").Index(i), img, "must be an image repository without tag or digest, such as registry.dagger.io/engine"))
 			}
 		}

@@ -124,7 +124,7 @@ func Default() *Policy {
 		Enforcement: enforcement,
 		Engines: EnginePolicy{
 			Labels:           map[string]string{LabelEngine: EngineLabelValue},
-			Images:           []string{"registry.dagger.io/engine"},
+			Images:           []string{"registry.dagger.io/engine", "ghcr.io/dagger/engine"},
 			ContainerName:    "dagger-engine",
 			DefaultProfile:   "standard",
 			SecretsMountPath: DefaultSecretsMountPath,

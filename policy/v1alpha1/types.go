@@ -161,7 +161,7 @@ type Engines struct {
 	// container that runs one is an engine even without a label.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +default=["registry.dagger.io/engine"]
+	// +default=["registry.dagger.io/engine","ghcr.io/dagger/engine"]
 	Images []string `json:"images,omitempty"`
 	// ContainerName is the engine container's name in a pod with several containers.
 	// +default="dagger-engine"

@@ -163,6 +163,22 @@ var _ = Describe("Dagger engine pods", func() {
 			ContainSubstring(`spec.containers[1].securityContext.capabilities.add: Forbidden`))))
 	})
 
+	It("denies resources the profile does not govern, on any container, to an ordinary developer", func(ctx SpecContext) {
+		manifest := enginePod("chart-hugepages", "", `      resources:
+        limits:
+          hugepages-2Mi: 64Mi
+          memory: 4Gi
+    - name: helper
+      image: busybox:1.37
+      resources:
+        limits:
+          example.com/dongle: "8"`)
+		_, err := kubectl(ctx, manifest, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: container "dagger-engine" asks for 64Mi hugepages-2Mi, which quota profile "standard"`),
+			ContainSubstring(`spec.containers[1].resources.limits[example.com/dongle]: Forbidden`))))
+	})
+
 	It("denies an unknown profile and lists the valid ones", func(ctx SpecContext) {
 		manifest := enginePod("chart-turbo", `  annotations:
     iss.platform/profile: turbo`, "")

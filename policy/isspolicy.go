@@ -209,7 +209,14 @@ func profileFromSpec(sp v1alpha1.Profile, path *field.Path) (Profile, field.Erro
 			errs = append(errs, field.Invalid(path.Child("requests", string(r)), req.String(), fmt.Sprintf("is above the limit %s: a request may not exceed its limit", lim.String())))
 		}
 	}
-	return Profile{Name: sp.Name, Requests: requests, Limits: limits}, errs
+	pr := Profile{Name: sp.Name, Requests: requests, Limits: limits}
+	for i, name := range sp.AllowedResources {
+		for _, msg := range validation.IsQualifiedName(name) {
+			errs = append(errs, field.Invalid(path.Child("allowedResources").Index(i), name, msg+": name a resource, such as nvidia.com/gpu"))
+		}
+		pr.AllowedResources = append(pr.AllowedResources, corev1.ResourceName(name))
+	}
+	return pr, errs
 }
 
 // profileToSpec returns a profile as an ISSPolicy profile.
@@ -221,7 +228,11 @@ func profileToSpec(p Profile) v1alpha1.Profile {
 		}
 		return v1alpha1.ProfileResources{CPU: q(corev1.ResourceCPU), Memory: q(corev1.ResourceMemory), EphemeralStorage: q(corev1.ResourceEphemeralStorage)}
 	}
-	return v1alpha1.Profile{Name: p.Name, Requests: toSpec(p.Requests), Limits: toSpec(p.Limits)}
+	var allowed []string
+	for _, r := range p.AllowedResources {
+		allowed = append(allowed, string(r))
+	}
+	return v1alpha1.Profile{Name: p.Name, Requests: toSpec(p.Requests), Limits: toSpec(p.Limits), AllowedResources: allowed}
 }
 
 // validateLabels checks label keys and values.

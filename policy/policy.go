@@ -92,6 +92,9 @@ type Profile struct {
 	Requests corev1.ResourceList
 	// Limits are the container's resource limits under this profile.
 	Limits corev1.ResourceList
+	// AllowedResources are the resource names besides those of Requests and Limits that an
+	// engine pod of this profile may request; the profile does not bound them.
+	AllowedResources []corev1.ResourceName
 }
 
 // Profile returns the profile with the given name, or nil when the policy has none by that name.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -109,4 +110,60 @@ func quotedList(names []string) string {
 		quoted[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(quoted, ", ")
+}
+
+// validateResourceNames denies, on every container and init container of an engine pod, a
+// resource name its profile does not govern (hugepages, GPUs, extended resources) unless the
+// profile allows it: the profile is the pod's budget, and what it does not name it cannot bound.
+func (e *EnginePolicy) validateResourceNames(eng Engine, spec *corev1.PodSpec, root *field.Path) field.ErrorList {
+	if eng.Profile == nil {
+		return nil
+	}
+	governed := func(name corev1.ResourceName) bool {
+		_, inRequests := eng.Profile.Requests[name]
+		_, inLimits := eng.Profile.Limits[name]
+		return inRequests || inLimits || slices.Contains(eng.Profile.AllowedResources, name)
+	}
+	var errs field.ErrorList
+	check := func(containers []corev1.Container, path *field.Path) {
+		for i := range containers {
+			c := &containers[i]
+			for kind, list := range map[string]corev1.ResourceList{"requests": c.Resources.Requests, "limits": c.Resources.Limits} {
+				for _, name := range sortedResourceNames(list) {
+					if !governed(name) {
+						q := list[name]
+						errs = append(errs, field.Forbidden(path.Index(i).Child("resources", kind).Key(string(name)), fmt.Sprintf(
+							"container %q asks for %s %s, which quota profile %q (ISS-001 section 4) does not govern: engine pods may use %s only; remove it, or ask the platform team to allow it in the profile (spec.engines.profiles[].allowedResources)",
+							c.Name, q.String(), name, eng.Profile.Name, strings.Join(governedNames(eng.Profile), ", "))))
+					}
+				}
+			}
+		}
+	}
+	specPath := root.Child("spec")
+	check(spec.InitContainers, specPath.Child("initContainers"))
+	check(spec.Containers, specPath.Child("containers"))
+	slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
+	return errs
+}
+
+// governedNames lists the resource names a profile governs or allows.
+func governedNames(p *Profile) []string {
+	seen := map[corev1.ResourceName]bool{}
+	var names []string
+	for _, l := range []corev1.ResourceList{p.Requests, p.Limits} {
+		for _, n := range sortedResourceNames(l) {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, string(n))
+			}
+		}
+	}
+	for _, n := range p.AllowedResources {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, string(n))
+		}
+	}
+	return names
 }

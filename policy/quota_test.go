@@ -50,9 +50,9 @@ func TestValidateQuota(t *testing.T) {
 			s.Containers[0].Resources.Limits = resources("cpu", "64")
 			m.Annotations = map[string]string{AnnotationProfile: "turbo"}
 		}},
-		{name: "extra resources outside the profile are not governed", mutate: func(_ *metav1.ObjectMeta, s *corev1.PodSpec) {
+		{name: "resources the profile does not govern are denied", mutate: func(_ *metav1.ObjectMeta, s *corev1.PodSpec) {
 			s.Containers[0].Resources.Limits = resources("nvidia.com/gpu", "1")
-		}},
+		}, want: []want{{"spec.containers[0].resources.limits[nvidia.com/gpu]", "", []string{`quota profile "standard"`, "does not govern", "allowedResources"}}}},
 		{name: "limit off profile, request copied from it by Kubernetes", mutate: func(_ *metav1.ObjectMeta, s *corev1.PodSpec) {
 			s.Containers[0].Resources.Requests = resources("cpu", "8")
 			s.Containers[0].Resources.Limits = resources("cpu", "8")

@@ -37,6 +37,7 @@ func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, 
 	eng.EgressHash = allowlist.Hash()
 
 	errs = append(errs, p.Engines.validateQuota(eng, spec, root)...)
+	errs = append(errs, p.Engines.validateResourceNames(eng, spec, root)...)
 	errs = append(errs, validateIsolation(eng, spec, root)...)
 	errs = append(errs, validateNoSecretAgents(meta.Annotations, spec, root)...)
 	return eng, true, errs

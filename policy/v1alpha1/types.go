@@ -201,6 +201,14 @@ type Profile struct {
 	// Limits are the engine container's limits.
 	// +required
 	Limits ProfileResources `json:"limits"`
+	// AllowedResources are the resource names besides cpu, memory and ephemeral-storage that
+	// the containers of an engine pod of this profile may request, such as nvidia.com/gpu. The
+	// profile does not bound them. Any other resource name is denied on engines.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	AllowedResources []string `json:"allowedResources,omitempty"`
 }
 
 // ProfileResources are the resources a profile sets. They are quantities written as strings,

@@ -41,6 +41,24 @@ var _ = Describe("HorizontalPodAutoscalers", func() {
 		Expect(spec["behavior"]).To(HaveKeyWithValue("scaleUp", HaveKeyWithValue("selectPolicy", "Min")))
 	})
 
+	It("covers autoscaling/v1 HPAs: the API server converts them for the webhook (matchPolicy Equivalent)", func(ctx SpecContext) {
+		v1 := fmt.Sprintf(`apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: hpa-v1-cpu
+  namespace: %s
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: engine-pool
+  maxReplicas: 20
+  targetCPUUtilizationPercentage: 50
+`, namespace)
+		_, err := kubectl(ctx, v1, "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring("gos_saturation")))
+	})
+
 	It("denies an HPA that scales on CPU only, naming the metric to add", func(ctx SpecContext) {
 		_, err := kubectl(ctx, hpa("hpa-cpu", `  metrics:
     - type: Resource

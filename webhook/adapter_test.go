@@ -81,11 +81,7 @@ func TestObjectsBeingDeleted(t *testing.T) {
 	samples := sampleObjects(t)
 	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: corpusSelf})
 	for _, k := range GovernedKinds() {
-		deleting := samples[k.Group+"/"+k.Kind].DeepCopy()
-		if deleting.GetNamespace() == "" && k.Scope == "Namespaced" {
-			deleting.SetNamespace("team-a-dev")
-		}
-		deleting.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+		deleting := beingDeleted(samples, k)
 		deleting.SetFinalizers([]string{"example.org/hold"})
 		released := deleting.DeepCopy()
 		released.SetFinalizers(nil)
@@ -133,11 +129,7 @@ func TestTrustedIdentitiesWhileDeleting(t *testing.T) {
 	samples := sampleObjects(t)
 	hooks := Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: testMetrics(t), Self: corpusSelf})
 	for _, k := range GovernedKinds() {
-		deleting := samples[k.Group+"/"+k.Kind].DeepCopy()
-		if deleting.GetNamespace() == "" && k.Scope == "Namespaced" {
-			deleting.SetNamespace("team-a-dev")
-		}
-		deleting.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+		deleting := beingDeleted(samples, k)
 		retargeted := deleting.DeepCopy()
 		retargeted.Object["spec"] = map[string]any{"changed": true}
 		for path := range kindPaths(k, admissionregistrationv1.Update) {
@@ -186,4 +178,14 @@ func TestRequestsTheRulesCannotJudge(t *testing.T) {
 	if resp := handle(ValidateEnginePodsPath, other); resp.Allowed {
 		t.Errorf("a kind the table does not govern at the path was admitted")
 	}
+}
+
+// beingDeleted returns the sample object of a kind as it is while it waits for its finalizers.
+func beingDeleted(samples map[string]*unstructured.Unstructured, k Kind) *unstructured.Unstructured {
+	obj := samples[k.Group+"/"+k.Kind].DeepCopy()
+	if obj.GetNamespace() == "" && k.Scope == "Namespaced" {
+		obj.SetNamespace("team-a-dev")
+	}
+	obj.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+	return obj
 }

@@ -190,18 +190,8 @@ func answer(t *testing.T, hook *admission.Webhook, req admissionv1.AdmissionRequ
 		}
 	}
 	if len(resp.Patches) > 0 {
-		ops, err := json.Marshal(resp.Patches)
-		if err != nil {
-			t.Fatal(err)
-		}
-		patch, err := jsonpatch5.DecodePatch(ops)
-		if err != nil {
-			t.Fatal(err)
-		}
-		patched, err := patch.Apply(req.Object.Raw)
-		if err != nil {
-			t.Fatalf("the patch of %s does not apply: %v", req.UID, err)
-		}
+		patched := applyPatches(t, req.Object.Raw, resp)
+		var err error
 		if out.Patched, err = canonicalJSON(patched); err != nil {
 			t.Fatal(err)
 		}
@@ -834,4 +824,22 @@ func onlyAdds(want, got corpusResponse, added func(text string) bool) bool {
 		return newWarnings > 0 && bytes.Equal(got.Patched, want.Patched)
 	}
 	return false
+}
+
+// applyPatches returns the object of a request with the response's JSON patch applied.
+func applyPatches(t testing.TB, object []byte, resp admission.Response) []byte {
+	t.Helper()
+	ops, err := json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := jsonpatch5.DecodePatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := patch.Apply(object)
+	if err != nil {
+		t.Fatalf("the patch %s does not apply: %v", ops, err)
+	}
+	return patched
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch5 "github.com/evanphx/json-patch/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -247,18 +246,7 @@ func checkMutatedEngine(t *testing.T, req admission.Request, resp admission.Resp
 	if len(resp.Patches) == 0 {
 		t.Fatal("an admitted violation got no patch: the mutators did not run")
 	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch, err := jsonpatch5.DecodePatch(ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patched, err := patch.Apply(req.Object.Raw)
-	if err != nil {
-		t.Fatalf("applying %s: %v", ops, err)
-	}
+	patched := applyPatches(t, req.Object.Raw, resp)
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal(patched, pod); err != nil {
 		t.Fatal(err)

@@ -133,7 +133,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 			return out
 		}
 		applyPolicy(ctx, suitePolicy()+"engines:\n  images: [registry.dagger.io/engine, registry.example.com/mirror/dagger-engine]\n")
-		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).Should(ContainSubstring(`registry\\.example\\.com(:443)?/mirror/dagger-engine`))
+		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).Should(ContainSubstring(`registry\\.example\\.com(:0*443)?/mirror/dagger-engine`))
 		// A pod of the mirrored image, without any label, now reaches the webhook.
 		out, err := kubectl(ctx, `apiVersion: v1
 kind: Pod

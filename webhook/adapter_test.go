@@ -173,6 +173,14 @@ func TestRequestsTheRulesCannotJudge(t *testing.T) {
 	if resp := handle(ValidateSecretsPath, kindless); resp.Allowed || resp.Result.Code != 400 {
 		t.Errorf("an ExternalSecret without a kind: want 400, got %v %+v", resp.Allowed, resp.Result)
 	}
+	// A deletionTimestamp the request sets itself is not the API server's: the rules judge it.
+	hpa := samples["autoscaling/HorizontalPodAutoscaler"]
+	selfDeleting := hpa.DeepCopy()
+	selfDeleting.SetDeletionTimestamp(&metav1.Time{Time: mustTime("2026-11-30T12:00:00Z")})
+	unstructured.RemoveNestedField(selfDeleting.Object, "spec", "metrics")
+	if resp := handle(MutateHPAsPath, request(admissionv1.Update, "", userAlice, selfDeleting, hpa)); !resp.Allowed || len(resp.Patches) == 0 {
+		t.Errorf("an update that sets its own deletionTimestamp escaped the HPA defaults: %v %+v", resp.Allowed, resp.Result)
+	}
 	other := request(admissionv1.Create, "", userAlice, pod, nil)
 	other.Kind.Kind, other.Resource.Resource = "ReplicationController", "replicationcontrollers"
 	if resp := handle(ValidateEnginePodsPath, other); resp.Allowed {

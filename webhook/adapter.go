@@ -77,7 +77,7 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	if resp, done := a.whileDeleting(ctx, pol, req, r, obj, old); done {
 		return resp
 	}
-	return a.respond(ctx, pol, req, r, obj, old, a.review.run(ctx, pol, r, obj, old))
+	return a.respond(ctx, pol, r, obj, old, a.review.run(ctx, pol, r, obj, old))
 }
 
 // decode reads one side of a request into the kind's object; an absent side is nil, and an
@@ -157,11 +157,11 @@ func (a *kindAdapter) whileDeleting(ctx context.Context, pol *policy.Policy, req
 	if out.Skip == "" && len(out.Findings) == 0 && out.Refusal == nil {
 		out.Skip = "being deleted: only metadata changed"
 	}
-	return a.respond(ctx, pol, req, r, obj, old, out), true
+	return a.respond(ctx, pol, r, obj, old, out), true
 }
 
 // respond turns a rule's outcome into the response.
-func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, req admission.Request, r *policy.Request, obj, old metav1.Object, out policy.Outcome) admission.Response {
+func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy.Request, obj, old metav1.Object, out policy.Outcome) admission.Response {
 	if out.Skip != "" {
 		return admission.Allowed(out.Skip)
 	}
@@ -258,11 +258,11 @@ func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
 				h[key] = a
 			}
 			for _, op := range r.Operations {
+				if op == admissionregistrationv1.OperationAll {
+					panic("governed kinds name their operations")
+				}
 				for _, sub := range r.Subresources {
 					a.sent[operationOn{admissionv1.Operation(op), sub}] = true
-					if op == admissionregistrationv1.OperationAll {
-						panic("governed kinds name their operations")
-					}
 				}
 			}
 		}

@@ -467,15 +467,6 @@ func (r *corpusRoute) sends(req *admissionv1.AdmissionRequest, obj, old *unstruc
 	return true
 }
 
-// corpusResource returns the resource of a kind, as the governed API groups name them.
-func corpusResource(kind string) string {
-	k := strings.ToLower(kind)
-	if strings.HasSuffix(k, "y") {
-		return k[:len(k)-1] + "ies"
-	}
-	return k + "s"
-}
-
 // clusterScoped are the governed kinds without a namespace.
 var clusterScoped = map[string]bool{"Namespace": true, "ClusterNetworkPolicy": true, "ISSPolicy": true, "ClusterSecretStore": true}
 
@@ -558,7 +549,7 @@ func request(op admissionv1.Operation, subresource string, user authenticationv1
 	gvk := ref.GroupVersionKind()
 	req := admissionv1.AdmissionRequest{
 		Kind:        metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
-		Resource:    metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: corpusResource(gvk.Kind)},
+		Resource:    metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: FindKind(gvk.Group, gvk.Kind).Resource},
 		SubResource: subresource, Name: ref.GetName(), Namespace: ref.GetNamespace(), Operation: op, UserInfo: user,
 	}
 	req.RequestKind, req.RequestResource = &req.Kind, &req.Resource

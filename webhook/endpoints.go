@@ -272,14 +272,7 @@ func (e *Endpoint) rules() []admissionregistrationv1.RuleWithOperations {
 			if r.Webhook != e {
 				continue
 			}
-			var resources []string
-			for _, sub := range r.Subresources {
-				if sub == "" {
-					resources = append(resources, k.Resource)
-				} else {
-					resources = append(resources, k.Resource+"/"+sub)
-				}
-			}
+			resources := k.Resources(r)
 			scope := k.Scope
 			rule := admissionregistrationv1.RuleWithOperations{Operations: r.Operations, Rule: admissionregistrationv1.Rule{
 				APIGroups: []string{k.Group}, APIVersions: k.Versions, Resources: resources, Scope: &scope,

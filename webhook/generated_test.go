@@ -36,15 +36,7 @@ func TestGeneratedGovernedKinds(t *testing.T) {
 		}
 		var hooks []string
 		for _, r := range k.Rules {
-			var on []string
-			for _, sub := range r.Subresources {
-				if sub == "" {
-					on = append(on, k.Resource)
-				} else {
-					on = append(on, k.Resource+"/"+sub)
-				}
-			}
-			hooks = append(hooks, fmt.Sprintf("`%s` (`%s`): %s %s", r.Webhook.Name, r.Webhook.Path, strings.Join(on, ", "), flowList(r.Operations)))
+			hooks = append(hooks, fmt.Sprintf("`%s` (`%s`): %s %s", r.Webhook.Name, r.Webhook.Path, strings.Join(k.Resources(r), ", "), flowList(r.Operations)))
 		}
 		var groups []string
 		for _, g := range k.Groups {

@@ -55,6 +55,20 @@ type Rule struct {
 	Subresources []string
 }
 
+// Resources returns the resources a rule of the kind names: the kind's own for the object, and
+// resource/subresource for each subresource.
+func (k *Kind) Resources(r Rule) []string {
+	resources := make([]string, 0, len(r.Subresources))
+	for _, sub := range r.Subresources {
+		if sub == "" {
+			resources = append(resources, k.Resource)
+		} else {
+			resources = append(resources, k.Resource+"/"+sub)
+		}
+	}
+	return resources
+}
+
 // GroupKind returns the kind's group and kind.
 func (k *Kind) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
 

@@ -97,8 +97,12 @@ func TestProfileResourcesDoesNotAliasThePolicy(t *testing.T) {
 	p := policy.Default()
 	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "dagger-engine"}}}}
 	eng := policy.Engine{Container: 0, Profile: p.Engines.Profile("standard")}
+	eng.Requests, eng.Limits = policy.EngineShare(&eng, &pod.Spec)
 	ProfileResources(pod, eng)
 	pod.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU] = policy.Default().Engines.Profile("high-performance").Limits[corev1.ResourceCPU]
+	if got := eng.Limits[corev1.ResourceCPU]; got.String() != "2" {
+		t.Errorf("changing the pod changed the engine's share: cpu limit now %s", got.String())
+	}
 	if got := eng.Profile.Limits[corev1.ResourceCPU]; got.String() != "2" {
 		t.Errorf("changing the pod changed the policy: cpu limit now %s", got.String())
 	}

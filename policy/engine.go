@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -33,6 +34,12 @@ type Engine struct {
 	EgressHash string
 	// SecretsMountPath is where the engine container gets its secrets (from the policy).
 	SecretsMountPath string
+	// Requests and Limits are the engine container's share of its profile (EngineShare): what
+	// the mutator fills in where the container leaves them out.
+	Requests, Limits corev1.ResourceList
+	// Warnings are what the engine rules admit but the user should know, such as storage that
+	// no limit bounds.
+	Warnings []string
 }
 
 // ContainerIn returns the engine container of spec, or nil when it cannot be told.
@@ -81,6 +88,42 @@ func (e *EnginePolicy) Match(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (Eng
 	}
 	eng.Profile = e.Profile(eng.ProfileName)
 	return eng, true
+}
+
+// validateEngineContainers makes sure that a pod has exactly one engine, and that the container
+// that takes the profile is it: a container named like the engine that runs another image
+// beside one that runs the engine image would take the profile while the real engine is
+// counted as a helper, or not at all.
+func (e *EnginePolicy) validateEngineContainers(eng Engine, spec *corev1.PodSpec, root *field.Path) field.ErrorList {
+	specPath := root.Child("spec")
+	var errs field.ErrorList
+	var first *corev1.Container
+	engineImages := 0
+	for _, list := range []struct {
+		name       string
+		containers []corev1.Container
+	}{{"containers", spec.Containers}, {"initContainers", spec.InitContainers}} {
+		for i := range list.containers {
+			c := &list.containers[i]
+			if !e.IsEngineImage(c.Image) {
+				continue
+			}
+			engineImages++
+			if first == nil {
+				first = c
+				continue
+			}
+			errs = append(errs, field.Forbidden(specPath.Child(list.name).Index(i).Child("image"), fmt.Sprintf(
+				"container %q runs the engine image %s too, but exactly one container of an engine pod is the engine, the one that gets the quota profile (ISS-001 section 4): run one engine per pod, in the container %q",
+				c.Name, c.Image, e.ContainerName)))
+		}
+	}
+	if c := eng.ContainerIn(spec); c != nil && engineImages > 0 && !e.IsEngineImage(c.Image) {
+		errs = append(errs, field.Forbidden(eng.ContainerPath(specPath).Child("image"), fmt.Sprintf(
+			"container %q is named like the engine container but runs %s, not an engine image, while container %q does: the engine container is the one that runs the engine; name it %q and give this container another name",
+			c.Name, c.Image, first.Name, e.ContainerName)))
+	}
+	return errs
 }
 
 // pick sets eng's container to the first of list that matches, and reports whether one did.

@@ -73,7 +73,8 @@ func TestEngineIsolation(t *testing.T) {
 // TestEphemeralDebugContainersOfEngines: kubectl debug into an engine may not bring privileges.
 func TestEphemeralDebugContainersOfEngines(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{
-		Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7"}},
+		Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7",
+			Resources: corev1.ResourceRequirements{Limits: resources("cpu", "2", "memory", "4Gi", "ephemeral-storage", "10Gi")}}},
 		EphemeralContainers: []corev1.EphemeralContainer{
 			{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "plain", Image: "busybox"}},
 			{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "root", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}},
@@ -82,5 +83,37 @@ func TestEphemeralDebugContainersOfEngines(t *testing.T) {
 	_, engine := Default().ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
 	if len(engine) != 1 || engine[0].Field != "spec.ephemeralContainers[1].securityContext.privileged" {
 		t.Errorf("got %v", engine)
+	}
+}
+
+// TestEphemeralContainersNeedABoundedPod admits debug containers into an engine pod only when
+// the pod's cgroup bounds them: every container has its limits.
+func TestEphemeralContainersNeedABoundedPod(t *testing.T) {
+	limits := resources("cpu", "2", "memory", "4Gi", "ephemeral-storage", "10Gi")
+	for _, tc := range []struct {
+		name    string
+		helper  corev1.ResourceList
+		denied  bool
+		mention string
+	}{
+		{name: "every container has limits", helper: resources("cpu", "100m", "memory", "64Mi", "ephemeral-storage", "1Gi")},
+		{name: "a helper without a memory limit", helper: resources("cpu", "100m", "ephemeral-storage", "1Gi"), denied: true, mention: "helper (memory)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{Spec: corev1.PodSpec{
+				Containers: []corev1.Container{
+					{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7", Resources: corev1.ResourceRequirements{Limits: limits}},
+					{Name: "helper", Image: "busybox", Resources: corev1.ResourceRequirements{Limits: tc.helper}},
+				},
+				EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox"}}},
+			}}
+			_, engine := Default().ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
+			if got := len(engine) > 0; got != tc.denied {
+				t.Fatalf("denied = %v, want %v: %v", got, tc.denied, engine)
+			}
+			if tc.denied && !strings.Contains(engine[0].Detail, tc.mention) {
+				t.Errorf("%q lacks %q", engine[0].Detail, tc.mention)
+			}
+		})
 	}
 }

@@ -38,8 +38,8 @@ func (e *EnginePolicy) validateQuota(eng Engine, spec *corev1.PodSpec, root *fie
 	}
 	if c != nil {
 		resPath := eng.ContainerPath(specPath).Child("resources")
-		errs = append(errs, e.validateResources(c, "requests", resPath.Child("requests"), eng.Profile)...)
-		errs = append(errs, e.validateResources(c, "limits", resPath.Child("limits"), eng.Profile)...)
+		errs = append(errs, e.validateResources(eng, c, "requests", resPath.Child("requests"))...)
+		errs = append(errs, e.validateResources(eng, c, "limits", resPath.Child("limits"))...)
 	}
 	for i, v := range spec.Volumes {
 		if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil {
@@ -61,34 +61,41 @@ func (e *EnginePolicy) validateQuota(eng Engine, spec *corev1.PodSpec, root *fie
 	return errs
 }
 
-// validateResources compares the requests or limits a container sets with the profile's.
-// Values the container leaves out are fine: the mutating webhook fills them in.
-func (e *EnginePolicy) validateResources(c *corev1.Container, kind string, path *field.Path, p *Profile) field.ErrorList {
-	got, want := c.Resources.Requests, p.Requests
+// validateResources compares the requests or limits the engine container sets with its share
+// of the profile (EngineShare: the profile less what the other containers declare). Values the
+// container leaves out are fine: the mutating webhook fills them in.
+func (e *EnginePolicy) validateResources(eng Engine, c *corev1.Container, kind string, path *field.Path) field.ErrorList {
+	p := eng.Profile
+	got, want, total := c.Resources.Requests, eng.Requests, p.Requests
 	verb := "request"
 	if kind == "limits" {
-		got, want, verb = c.Resources.Limits, p.Limits, "limit"
+		got, want, total, verb = c.Resources.Limits, eng.Limits, p.Limits, "limit"
 	}
 	var errs field.ErrorList
 	for _, name := range sortedResourceNames(want) {
 		have, ok := got[name]
 		wantQ := want[name]
-		if !ok || have.Cmp(wantQ) == 0 {
+		if !ok || have.Cmp(wantQ) == 0 || wantQ.Sign() <= 0 {
+			// Nothing left for the engine is validateBudget's to report.
 			continue
+		}
+		fixes := "fixes it at " + wantQ.String()
+		if totalQ := total[name]; totalQ.Cmp(wantQ) != 0 {
+			fixes = fmt.Sprintf("leaves the engine %s of its %s once the other containers have theirs", wantQ.String(), totalQ.String())
 		}
 		fix := fmt.Sprintf("set resources.%s.%s to %s or remove it to have it filled in", kind, name, wantQ.String())
 		if limit, ok := c.Resources.Limits[name]; kind == "requests" && ok && limit.Cmp(have) == 0 {
 			// Kubernetes copies a missing request from the limit before admission, so the user
 			// may never have written this request.
-			if profileLimit := p.Limits[name]; limit.Cmp(profileLimit) == 0 {
+			if shareLimit := eng.Limits[name]; limit.Cmp(shareLimit) == 0 {
 				fix = fmt.Sprintf("Kubernetes copied the missing request from the limit: set resources.requests.%s to %s explicitly", name, wantQ.String())
 			} else {
 				fix = fmt.Sprintf("Kubernetes copied the missing request from the limit %s: fix the limit, or set resources.requests.%s to %s explicitly", limit.String(), name, wantQ.String())
 			}
 		}
 		errs = append(errs, field.Invalid(path.Key(string(name)), have.String(),
-			fmt.Sprintf("container %q sets %s %s %s, but quota profile %q (ISS-001 section 4) fixes it at %s: %s, or select another profile with the %s annotation (%s)",
-				c.Name, name, verb, have.String(), p.Name, wantQ.String(), fix, AnnotationProfile, quotedList(e.ProfileNames()))))
+			fmt.Sprintf("container %q sets %s %s %s, but quota profile %q (ISS-001 section 4) %s: %s, or select another profile with the %s annotation (%s)",
+				c.Name, name, verb, have.String(), p.Name, fixes, fix, AnnotationProfile, quotedList(e.ProfileNames()))))
 	}
 	return errs
 }
@@ -143,6 +150,32 @@ func (e *EnginePolicy) validateResourceNames(eng Engine, spec *corev1.PodSpec, r
 	specPath := root.Child("spec")
 	check(spec.InitContainers, specPath.Child("initContainers"))
 	check(spec.Containers, specPath.Child("containers"))
+	for _, name := range sortedResourceNames(spec.Overhead) {
+		if !governed(name) {
+			q := spec.Overhead[name]
+			errs = append(errs, field.Forbidden(specPath.Child("overhead").Key(string(name)), fmt.Sprintf(
+				"runtime class %q adds an overhead of %s %s, which quota profile %q (ISS-001 section 4) does not govern: run engines with another runtime class, or ask the platform team to allow it in the profile (spec.engines.profiles[].allowedResources)",
+				ptrString(spec.RuntimeClassName), q.String(), name, eng.Profile.Name)))
+		}
+	}
+	// Dynamic resource allocation hands out devices by claim, outside every resource name.
+	claim := "engine pods may not claim dynamic resources (GPUs and other devices), which no quota profile governs (ISS-001 section 4): remove the claims"
+	for i := range spec.InitContainers {
+		if len(spec.InitContainers[i].Resources.Claims) > 0 {
+			errs = append(errs, field.Forbidden(specPath.Child("initContainers").Index(i).Child("resources", "claims"), claim))
+		}
+	}
+	for i := range spec.Containers {
+		if len(spec.Containers[i].Resources.Claims) > 0 {
+			errs = append(errs, field.Forbidden(specPath.Child("containers").Index(i).Child("resources", "claims"), claim))
+		}
+	}
+	if len(spec.ResourceClaims) > 0 {
+		errs = append(errs, field.Forbidden(specPath.Child("resourceClaims"), claim))
+	}
+	if spec.Resources != nil && len(spec.Resources.Claims) > 0 {
+		errs = append(errs, field.Forbidden(specPath.Child("resources", "claims"), claim))
+	}
 	slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
 	return errs
 }

@@ -70,10 +70,10 @@ func TestValidateQuota(t *testing.T) {
 		{name: "engine as a native sidecar: the init container gets the profile", mutate: func(m *metav1.ObjectMeta, s *corev1.PodSpec) {
 			always := corev1.ContainerRestartPolicyAlways
 			s.Containers = containers("runner=ci/runner:1")
-			s.Containers[0].Resources.Limits = resources("cpu", "16")
+			s.Containers[0].Resources = helperResources("500m", "1Gi", "1Gi")
 			s.InitContainers = []corev1.Container{{Name: "engine", Image: "registry.dagger.io/engine:v0.19.7", RestartPolicy: &always,
 				Resources: corev1.ResourceRequirements{Limits: resources("cpu", "8")}}}
-		}, want: []want{{"spec.initContainers[0].resources.limits[cpu]", "8", []string{`container "engine" sets cpu limit 8`}}}},
+		}, want: []want{{"spec.initContainers[0].resources.limits[cpu]", "8", []string{`container "engine" sets cpu limit 8`, "leaves the engine 1500m of its 2", "set resources.limits.cpu to 1500m"}}}},
 		{name: "memory-backed emptyDir is bounded by the memory limit", mutate: func(_ *metav1.ObjectMeta, s *corev1.PodSpec) {
 			s.Volumes = []corev1.Volume{
 				{Name: "ram", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: ptrQuantity("8Gi")}}},

@@ -36,7 +36,14 @@ func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, 
 	eng.Egress = allowlist
 	eng.EgressHash = allowlist.Hash()
 
+	eng.Requests, eng.Limits = EngineShare(&eng, spec)
+	containerErrs := p.Engines.validateEngineContainers(eng, spec, root)
+	errs = append(errs, containerErrs...)
 	errs = append(errs, p.Engines.validateQuota(eng, spec, root)...)
+	if len(containerErrs) == 0 {
+		// The budget is the engine's only once it is clear which container the engine is.
+		errs = append(errs, p.Engines.validateBudget(eng, spec, root)...)
+	}
 	errs = append(errs, p.Engines.validateResourceNames(eng, spec, root)...)
 	errs = append(errs, validateIsolation(eng, spec, root)...)
 	errs = append(errs, validateNoSecretAgents(meta.Annotations, spec, root)...)
@@ -111,11 +118,14 @@ func (p *Policy) ReviewPodUpdate(old, cur *corev1.Pod) (integrity, engine field.
 // integrity rule, since in Warn mode it would open engine egress. engine denies secret agents and
 // privileged or capability-adding debug containers in engines, under the engine rules.
 func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *corev1.PodSpec) (integrity, engine field.ErrorList) {
-	if _, isEngine := p.Engines.Match(meta, spec); isEngine {
+	if eng, isEngine := p.Engines.Match(meta, spec); isEngine {
 		engine = validateNoSecretAgents(nil, &corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)
 		for i := range spec.EphemeralContainers {
 			c := &spec.EphemeralContainers[i]
 			engine = append(engine, validateHelperPrivileges(c.Name, c.SecurityContext, field.NewPath("spec", "ephemeralContainers").Index(i))...)
+		}
+		if len(spec.EphemeralContainers) > 0 {
+			engine = append(engine, validateBoundedForDebugging(eng, spec)...)
 		}
 	}
 	for i, c := range spec.EphemeralContainers {
@@ -125,6 +135,33 @@ func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *core
 		}
 	}
 	return integrity, engine
+}
+
+// validateBoundedForDebugging admits ephemeral containers into an engine pod only when every
+// other container has limits of every resource the profile bounds. Ephemeral containers cannot
+// declare resources; the pod's cgroup, which the kubelet bounds by the sum of the containers'
+// limits only when all of them have one, is then what keeps them inside the profile.
+func validateBoundedForDebugging(eng Engine, spec *corev1.PodSpec) field.ErrorList {
+	names := []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+	if eng.Profile != nil {
+		names = sortedResourceNames(eng.Profile.Limits)
+	}
+	var unbounded []string
+	for _, list := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			for _, n := range names {
+				if _, ok := c.Resources.Limits[n]; !ok {
+					unbounded = append(unbounded, fmt.Sprintf("%s (%s)", c.Name, n))
+				}
+			}
+		}
+	}
+	if len(unbounded) == 0 {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec", "ephemeralContainers"), fmt.Sprintf(
+		"ephemeral containers cannot declare resources, and in an engine pod only the pod's cgroup bounds them, which it does only when every container has limits; these have none: %s (ISS-001 section 4): debug an engine pod whose containers all have their limits, such as one the webhook admitted in Enforce mode",
+		strings.Join(unbounded, ", ")))}
 }
 
 // ValidateEgressLabel checks a pod's iss.platform/egress-policy label once every mutating

@@ -27,6 +27,9 @@ func DefaultEnginePod(_ context.Context, p *policy.Policy, req *policy.Request, 
 		return policy.Outcome{Skip: "not a Dagger engine pod"}
 	}
 	out := policy.Outcome{Group: policy.RuleEnginePods}
+	if !req.Trusted {
+		errs = append(errs, policy.ValidateStatefulSetClaims(eng, &pod.Spec, req.User)...)
+	}
 	out.Add(policy.RuleEnginePods, errs)
 	out.Mutate = func() []string { return MutateEnginePod(pod, eng) }
 	out.Egress = &policy.EgressWrite{Namespace: req.Namespace, Engine: eng}

@@ -33,6 +33,10 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 		eng, isEngine, errs := p.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
 		if req.SubResource == "" {
 			out.Add(RuleIntegrity, ValidateEgressLabel(&pod.ObjectMeta, eng, isEngine))
+			if !req.Trusted {
+				errs = append(errs, ValidateStatefulSetClaims(eng, &pod.Spec, req.User)...)
+			}
+			out.Warnings = append(out.Warnings, eng.Warnings...)
 			// On create the mutating webhook has already warned about or audited the same
 			// violations; here they only need to deny.
 			if p.Mode(RuleEnginePods) != v1alpha1.Enforce {
@@ -287,7 +291,9 @@ func AdmitWorkload(_ context.Context, p *Policy, _ *Request, obj, old metav1.Obj
 	// An update that leaves the pod template as it was (scaling an old ReplicaSet down, a
 	// finalizer, suspending a CronJob) creates no pod the rules have not seen.
 	if old == nil || !equality.Semantic.DeepEqual(WorkloadTemplate(old), WorkloadTemplate(obj)) {
-		out.Add(RuleEnginePods, p.ValidateWorkload(obj))
+		errs, warnings := p.ValidateWorkload(obj)
+		out.Add(RuleEnginePods, errs)
+		out.Warnings = append(out.Warnings, warnings...)
 	}
 	if cur, ok := obj.(*appsv1.Deployment); ok {
 		prev, _ := old.(*appsv1.Deployment)

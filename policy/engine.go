@@ -40,6 +40,10 @@ type Engine struct {
 	// Warnings are what the engine rules admit but the user should know, such as storage that
 	// no limit bounds.
 	Warnings []string
+	// StatefulSetClaims are the indexes in spec.volumes of the claims of the pod's StatefulSet,
+	// which only the StatefulSet controller may create an engine pod with
+	// (ValidateStatefulSetClaims).
+	StatefulSetClaims []int
 }
 
 // ContainerIn returns the engine container of spec, or nil when it cannot be told.

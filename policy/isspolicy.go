@@ -171,6 +171,31 @@ func mergeEngines(e *EnginePolicy, s *v1alpha1.Engines, path *field.Path) field.
 	if !posixpath.IsAbs(e.SecretsMountPath) || posixpath.Clean(e.SecretsMountPath) != e.SecretsMountPath {
 		errs = append(errs, field.Invalid(path.Child("secretMountPath"), e.SecretsMountPath, "must be a clean absolute path, such as /var/run/secrets/iss"))
 	}
+	errs = append(errs, mergeEngineVolumes(&e.Volumes, s.Volumes, path.Child("volumes"))...)
+	return errs
+}
+
+func mergeEngineVolumes(v *VolumePolicy, s *v1alpha1.EngineVolumes, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if s.AllowedTypes != nil {
+		v.AllowedTypes = slices.Clone(s.AllowedTypes)
+		for i, t := range s.AllowedTypes {
+			if !slices.Contains(volumeTypes, t) {
+				errs = append(errs, field.NotSupported(path.Child("allowedTypes").Index(i), t, volumeTypes))
+			}
+		}
+	}
+	if s.HostPathPrefixes != nil {
+		v.HostPathPrefixes = slices.Clone(s.HostPathPrefixes)
+		for i, p := range s.HostPathPrefixes {
+			if !posixpath.IsAbs(p) || posixpath.Clean(p) != p || p == "/" {
+				errs = append(errs, field.Invalid(path.Child("hostPathPrefixes").Index(i), p, "must be a clean absolute directory other than /, such as /var/lib/dagger"))
+			}
+		}
+	}
 	return errs
 }
 
@@ -497,6 +522,9 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 			Engines: &v1alpha1.Engines{
 				Labels: maps.Clone(p.Engines.Labels), Images: slices.Clone(p.Engines.Images), ContainerName: p.Engines.ContainerName,
 				Profiles: profiles, DefaultProfile: p.Engines.DefaultProfile, SecretMountPath: p.Engines.SecretsMountPath,
+				Volumes: &v1alpha1.EngineVolumes{
+					AllowedTypes: slices.Clone(p.Engines.Volumes.AllowedTypes), HostPathPrefixes: slices.Clone(p.Engines.Volumes.HostPathPrefixes),
+				},
 			},
 			Secrets: &v1alpha1.Secrets{PathRoot: p.Secrets.PathRoot, Environments: envs},
 			OpenBao: &v1alpha1.OpenBao{

@@ -80,6 +80,8 @@ type EnginePolicy struct {
 	DefaultProfile string
 	// SecretsMountPath is where the engine container finds one file per secret key.
 	SecretsMountPath string
+	// Volumes says which volumes engine pods may have.
+	Volumes VolumePolicy
 }
 
 // Profile is a quota profile of ISS-001 section 4: the requests and limits of the engine
@@ -131,6 +133,7 @@ func Default() *Policy {
 			ContainerName:    "dagger-engine",
 			DefaultProfile:   "standard",
 			SecretsMountPath: DefaultSecretsMountPath,
+			Volumes:          DefaultVolumePolicy(),
 			Profiles: []Profile{
 				profile("standard", "500m", "2000m", "1Gi", "4Gi", "10Gi"),
 				profile("high-performance", "2000m", "4000m", "4Gi", "8Gi", "50Gi"),

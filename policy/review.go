@@ -16,6 +16,12 @@ import (
 // namespaces and helpers' privileges. root is the
 // path of the object that holds metadata and spec: nil for a Pod, spec.template for a workload.
 func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, root *field.Path) (Engine, bool, field.ErrorList) {
+	return p.reviewEnginePod(meta, spec, nil, root)
+}
+
+// reviewEnginePod is ReviewEnginePod with the volume claim templates of a StatefulSet, whose
+// storage counts against the profile with the pod's.
+func (p *Policy) reviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, claims []corev1.PersistentVolumeClaim, root *field.Path) (Engine, bool, field.ErrorList) {
 	eng, ok := p.Engines.Match(meta, spec)
 	if !ok {
 		return Engine{}, false, nil
@@ -45,6 +51,9 @@ func (p *Policy) ReviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, 
 		errs = append(errs, p.Engines.validateBudget(eng, spec, root)...)
 	}
 	errs = append(errs, p.Engines.validateResourceNames(eng, spec, root)...)
+	volumeErrs, warnings := p.Engines.validateVolumes(&eng, meta, spec, claims, root)
+	errs = append(errs, volumeErrs...)
+	eng.Warnings = append(eng.Warnings, warnings...)
 	errs = append(errs, validateIsolation(eng, spec, root)...)
 	errs = append(errs, validateNoSecretAgents(meta.Annotations, spec, root)...)
 	return eng, true, errs

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -13,36 +12,21 @@ import (
 // Job, CronJob, ReplicationController or PodTemplate with the engine pod rules (design.md section 1), so that `kubectl apply` of a
 // chart with an off-profile engine fails at once, with the field path inside the template,
 // instead of its controller failing to create pods later. Templates are validated, never
-// mutated: their pods are mutated when they are created. It returns nil for other objects.
-func (p *Policy) ValidateWorkload(obj any) field.ErrorList {
+// mutated: their pods are mutated when they are created. It returns nil for other objects, and
+// the warnings of what the rules admit but cannot bound.
+func (p *Policy) ValidateWorkload(obj any) (field.ErrorList, []string) {
 	tmpl, root, claims := PodTemplate(obj)
 	if tmpl == nil {
-		return nil
+		return nil, nil
 	}
-	eng, isEngine, errs := p.ReviewEnginePod(&tmpl.ObjectMeta, &tmpl.Spec, root)
+	eng, _, errs := p.reviewEnginePod(&tmpl.ObjectMeta, &tmpl.Spec, claims, root)
 	if _, has := tmpl.Labels[LabelEgressPolicy]; has {
 		// The webhook sets it on each pod; in a template (copied from a pod) it would be
 		// overwritten, and if a selector used it the controller would create pods without end.
 		errs = append(errs, field.Forbidden(root.Child("metadata", "labels").Key(LabelEgressPolicy),
 			"iss-webhook sets this label on each engine pod: remove it from the template"))
 	}
-	if !isEngine || eng.Profile == nil {
-		return errs
-	}
-	limit, ok := eng.Profile.Limits[corev1.ResourceEphemeralStorage]
-	if !ok {
-		return errs
-	}
-	for i, c := range claims {
-		size, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]
-		if !ok || size.Cmp(limit) <= 0 {
-			continue
-		}
-		errs = append(errs, field.Invalid(field.NewPath("spec", "volumeClaimTemplates").Index(i).Child("spec", "resources", "requests").Key(string(corev1.ResourceStorage)),
-			size.String(), fmt.Sprintf("volume claim %q asks for more than the %s of storage of quota profile %q (ISS-001 section 4): ask for at most %s%s",
-				c.Name, limit.String(), eng.Profile.Name, limit.String(), p.Engines.largerProfileHint(eng.Profile, corev1.ResourceEphemeralStorage, size))))
-	}
-	return errs
+	return errs, eng.Warnings
 }
 
 // PodTemplate returns the pod template of a workload, its field path, and the volume claim

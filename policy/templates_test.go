@@ -21,6 +21,11 @@ func TestValidateWorkload(t *testing.T) {
 	bigClaim := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data"},
 		Spec: corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{Requests: resources("storage", "100Gi")}}}
 
+	var fiveClaims []corev1.PersistentVolumeClaim
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		fiveClaims = append(fiveClaims, corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: n},
+			Spec: corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{Requests: resources("storage", "10Gi")}}})
+	}
 	for _, tc := range []struct {
 		name string
 		obj  any
@@ -30,7 +35,9 @@ func TestValidateWorkload(t *testing.T) {
 		{"off-profile Deployment", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: greedy}},
 			[]wantErr{{"spec.template.spec.containers[0].resources.limits[cpu]", "fixes it at 2"}}},
 		{"StatefulSet with a claim above the profile's storage", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Template: engine, VolumeClaimTemplates: []corev1.PersistentVolumeClaim{bigClaim}}},
-			[]wantErr{{"spec.volumeClaimTemplates[0].spec.resources.requests[storage]", `asks for more than the 10Gi of storage of quota profile "standard"`}}},
+			[]wantErr{{"spec.volumeClaimTemplates[0].spec.resources.requests[storage]", `ask for 100Gi in all`}}},
+		{"StatefulSet with five claims, each within the profile's storage, 50Gi in all", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Template: engine, VolumeClaimTemplates: fiveClaims}},
+			[]wantErr{{"spec.volumeClaimTemplates", `ask for 50Gi in all`}}},
 		{"CronJob with an unknown profile", &batchv1.CronJob{Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: turbo}}}},
 			[]wantErr{{"spec.jobTemplate.spec.template.metadata.annotations[iss.platform/profile]", "unknown quota profile"}}},
 		{"egress label in a template", &batchv1.Job{Spec: batchv1.JobSpec{Template: labelled}},
@@ -38,6 +45,9 @@ func TestValidateWorkload(t *testing.T) {
 		{"plain ReplicaSet", &appsv1.ReplicaSet{Spec: appsv1.ReplicaSetSpec{Template: plain}}, nil},
 		{"not a workload", &corev1.Pod{}, nil},
 	} {
-		t.Run(tc.name, func(t *testing.T) { checkErrs(t, Default().ValidateWorkload(tc.obj), tc.want) })
+		t.Run(tc.name, func(t *testing.T) {
+			errs, _ := Default().ValidateWorkload(tc.obj)
+			checkErrs(t, errs, tc.want)
+		})
 	}
 }

@@ -171,6 +171,10 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 				// The initiator created it; the audit judges what it reads, not who asks now.
 				user.Username = initiator
 			}
+			if owner := metav1.GetControllerOfNoCopy(obj); gvk.Kind == "Pod" && owner != nil && owner.Kind == "StatefulSet" {
+				// The StatefulSet controller creates the pods of a StatefulSet, with its claims.
+				user.Username = policy.StatefulSetControllers[0]
+			}
 			out, err := r.review(ctx, obj, obj.GetNamespace(), namespaces[obj.GetNamespace()], user)
 			if err != nil {
 				return 0, fmt.Errorf("%s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)

@@ -180,6 +180,37 @@ type Engines struct {
 	// +kubebuilder:validation:Pattern=`^/`
 	// +default="/var/run/secrets/iss"
 	SecretMountPath string `json:"secretMountPath,omitempty"`
+	// Volumes says which volumes engine pods may have.
+	// +optional
+	Volumes *EngineVolumes `json:"volumes,omitempty"`
+}
+
+// EngineVolumes says which volumes engine pods may have. What an engine can write is bounded
+// by its profile's storage: the ephemeral-storage limit bounds writable layers, logs and
+// disk-backed emptyDirs, the memory limit memory-backed ones, and the claims of generic
+// ephemeral volumes and a StatefulSet's volumeClaimTemplates may ask for no more than the
+// profile's storage in all. Every volume type not listed is denied.
+type EngineVolumes struct {
+	// AllowedTypes are the volume types engine pods may use, named as in a pod's volumes.
+	// persistentVolumeClaim (existing claims, whose size can change later without a review,
+	// except a StatefulSet's own claims) and hostPath are not bounded by the profile; add
+	// persistentVolumeClaim only where the claims' sizes are governed otherwise (ResourceQuota).
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Enum=hostPath;emptyDir;gcePersistentDisk;awsElasticBlockStore;gitRepo;secret;nfs;iscsi;glusterfs;persistentVolumeClaim;rbd;flexVolume;cinder;cephfs;flocker;downwardAPI;fc;azureFile;configMap;vsphereVolume;quobyte;azureDisk;photonPersistentDisk;projected;portworxVolume;scaleIO;storageos;csi;ephemeral;image
+	// +default=["configMap","downwardAPI","emptyDir","ephemeral","hostPath","projected","secret"]
+	AllowedTypes []string `json:"allowedTypes,omitempty"`
+	// HostPathPrefixes are the prefixes of the node paths engines' hostPath volumes may mount,
+	// when hostPath is an allowed type; a path with a ".." element is never admitted. The
+	// default is the official Dagger chart's cache paths (/var/lib/dagger-<release>). Storage there is bounded by no
+	// profile: pods that use it are admitted with a warning that says so.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +kubebuilder:validation:items:Pattern=`^/`
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p != '/')",message="the node's root directory would allow every hostPath: list the directories engines may use"
+	// +default=["/var/lib/dagger","/var/run/dagger"]
+	HostPathPrefixes []string `json:"hostPathPrefixes,omitempty"`
 }
 
 // Profile is a quota profile: the requests and limits of the engine container. Its

@@ -37,7 +37,8 @@ spec:
 
 // hashOf is the egress-policy label the webhook gives engines with this annotation.
 func hashOf(networkAccess string) string {
-	list, errs := policy.ParseNetworkAccess(networkAccess)
+	network := policy.DefaultNetworkSection()
+	list, errs := network.ParseNetworkAccess(networkAccess)
 	Expect(errs).To(BeEmpty())
 	return list.Hash()
 }

@@ -52,7 +52,7 @@ func (c cacheDouble) List(context.Context, client.ObjectList, ...client.ListOpti
 // rendering them and comparing them with the cached copies, with no API call.
 func BenchmarkEnsureCached(b *testing.B) {
 	pol := policy.Default()
-	list, errs := policy.ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"}]`)
+	list, errs := pol.Network.ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"}]`)
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}

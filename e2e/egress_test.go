@@ -170,6 +170,13 @@ var _ = Describe("Engine egress", func() {
 		fixed := `[{"host":"*.example.co.uk"},{"host":"mybucket.s3.amazonaws.com"},{"host":"*.pkg.dev"}]`
 		_, err = kubectl(ctx, engineWith("engine-wildcards", namespace, map[string]string{policy.AnnotationNetworkAccess: fixed}), "--as", "alice", "apply", "-f", "-")
 		Expect(err).NotTo(HaveOccurred())
+
+		By("refusing the wildcard as a change of the admitted engine")
+		_, err = kubectl(ctx, "", "--as", "alice", "annotate", "--overwrite", "pod", "engine-wildcards", "-n", namespace, policy.AnnotationNetworkAccess+`=[{"host":"*.co.uk"}]`)
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`metadata.annotations[iss.platform/network-access]: Forbidden: annotation changed from`),
+			ContainSubstring(`"co.uk" is a public suffix`),
+		)))
 	})
 
 	It("denies the private ranges in the generated objects even to an allowed name, and follows the policy's ranges and wildcard bases", func(ctx SpecContext) {

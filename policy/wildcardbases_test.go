@@ -13,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/weppos/publicsuffix-go/publicsuffix"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestEgressHosts(t *testing.T) {
@@ -180,6 +183,41 @@ func TestEgressHostsInTheAnnotation(t *testing.T) {
 			t.Errorf("error %d %q lacks %q", i, errs[i], w)
 		}
 	}
+}
+
+// TestWildcardRoutes tries the other ways to a wildcard over a public suffix: a workload's pod
+// template, an update of an admitted engine's annotation, and a policy that allows the base,
+// which decides for the review it is in force for.
+func TestWildcardRoutes(t *testing.T) {
+	const key = "metadata.annotations[" + AnnotationNetworkAccess + "]"
+	engine := func(access string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationNetworkAccess: access}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "dagger-engine", Image: "registry.dagger.io/engine:v0.19.7"}}}}
+	}
+	wildcard := `[{"host":"*.co.uk"}]`
+
+	t.Run("pod template", func(t *testing.T) {
+		tmpl := engine(wildcard)
+		deploy := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}}}
+		checkErrs(t, Default().ValidateWorkload(deploy), []wantErr{{"spec.template." + key, `entry [0]: host "*.co.uk": "co.uk" is a public suffix`}})
+	})
+	t.Run("update of an admitted engine", func(t *testing.T) {
+		integrity, eng := Default().ReviewPodUpdate(engine(`[{"host":"www.example.co.uk"}]`), engine(wildcard))
+		checkErrs(t, integrity, []wantErr{{key, "ISS annotations are immutable"}})
+		checkErrs(t, eng, []wantErr{{key, "is a public suffix"}})
+	})
+	t.Run("the policy in force decides", func(t *testing.T) {
+		pod := engine(`[{"host":"*.amazonaws.com"}]`)
+		if _, _, errs := Default().ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil); len(errs) != 1 || !strings.Contains(errs[0].Error(), "public suffixes below") {
+			t.Errorf("default policy: %v", errs)
+		}
+		allowing := Default()
+		allowing.Network.WildcardBases.Allow = []string{"amazonaws.com"}
+		eng, _, errs := allowing.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
+		if len(errs) > 0 || len(eng.Egress) != 1 {
+			t.Errorf("policy allowing amazonaws.com: %v, %v", eng.Egress, errs)
+		}
+	})
 }
 
 // testIndex builds an index from rules written as the list writes them.

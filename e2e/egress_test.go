@@ -37,9 +37,19 @@ spec:
 
 // hashOf is the egress-policy label the webhook gives engines with this annotation.
 func hashOf(networkAccess string) string {
-	list, errs := policy.ParseNetworkAccess(networkAccess)
+	network := policy.DefaultNetworkSection()
+	list, errs := network.ParseNetworkAccess(networkAccess)
 	Expect(errs).To(BeEmpty())
 	return list.Hash()
+}
+
+// defaultPrivateRanges are the default policy's private ranges as the generated objects list them.
+func defaultPrivateRanges() []any {
+	var ranges []any
+	for _, r := range policy.DefaultPrivateRanges() {
+		ranges = append(ranges, r.String())
+	}
+	return ranges
 }
 
 // getJSON returns an object as a map, or nil when it does not exist.
@@ -136,7 +146,71 @@ var _ = Describe("Engine egress", func() {
 					"toPorts": []any{map[string]any{"ports": []any{map[string]any{"port": "443", "protocol": "TCP"}}}},
 				},
 			},
+			"egressDeny": []any{map[string]any{"toCIDR": defaultPrivateRanges()}},
 		}))
+	})
+
+	It("denies wildcards over public suffixes and names that spell an IP address, as an ordinary user, each with its entry and a fix", func(ctx SpecContext) {
+		access := `[{"host":"*.co.uk"},{"host":"*.amazonaws.com"},{"host":"169.254.169.254.nip.io","ports":[80]},{"host":"*.nip.io"},{"host":"*.CO.UK."},{"host":"*.pkg.dev"}]`
+		_, err := kubectl(ctx, engineWith("engine-wildcards", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`metadata.annotations[iss.platform/network-access]: Invalid value:`),
+			ContainSubstring(`entry [0]: host "*.co.uk": "co.uk" is a public suffix (rule "co.uk" in the ICANN section of the Public Suffix List)`),
+			ContainSubstring(`list the hosts you need by name, or put the wildcard before one owner's domain, such as "*.example.co.uk"`),
+			ContainSubstring(`entry [1]: host "*.amazonaws.com": the Public Suffix List has public suffixes below "amazonaws.com"`),
+			ContainSubstring(`entry [2]: host "169.254.169.254.nip.io": embeds the IP address 169.254.169.254`),
+			ContainSubstring(`entry [3]: host "*.nip.io": the policy denies wildcards over "nip.io"`),
+			ContainSubstring(`entry [4]: host "*.CO.UK.": must be lower case, must not end with a dot, and "*.co.uk" is not allowed either`),
+		)))
+		Expect(err.Error()).NotTo(ContainSubstring(`entry [5]`), "*.pkg.dev is one owner's domain")
+		Expect(getJSON(ctx, "pod", "engine-wildcards", "-n", namespace)).To(BeNil())
+
+		By("following the fix: one owner's domain and names")
+		DeferCleanup(deletePod, "engine-wildcards")
+		fixed := `[{"host":"*.example.co.uk"},{"host":"mybucket.s3.amazonaws.com"},{"host":"*.pkg.dev"}]`
+		_, err = kubectl(ctx, engineWith("engine-wildcards", namespace, map[string]string{policy.AnnotationNetworkAccess: fixed}), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+
+		By("refusing the wildcard as a change of the admitted engine")
+		_, err = kubectl(ctx, "", "--as", "alice", "annotate", "--overwrite", "pod", "engine-wildcards", "-n", namespace, policy.AnnotationNetworkAccess+`=[{"host":"*.co.uk"}]`)
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`metadata.annotations[iss.platform/network-access]: Forbidden: annotation changed from`),
+			ContainSubstring(`"co.uk" is a public suffix`),
+		)))
+	})
+
+	It("denies the private ranges in the generated objects even to an allowed name, and follows the policy's ranges and wildcard bases", func(ctx SpecContext) {
+		DeferCleanup(applyPolicy, suitePolicy())
+		DeferCleanup(deletePod, "engine-ranges")
+		access := `[{"host":"ranges.example.org"}]`
+		name := policy.EgressPolicyName(hashOf(access))
+		_, err := kubectl(ctx, engineWith("engine-ranges", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		egressDeny := func(ctx context.Context) any {
+			cnp := getJSON(ctx, "ciliumnetworkpolicy", name, "-n", namespace)
+			if cnp == nil {
+				return nil
+			}
+			return cnp["spec"].(map[string]any)["egressDeny"]
+		}
+		Expect(egressDeny(ctx)).To(Equal([]any{map[string]any{"toCIDR": defaultPrivateRanges()}}))
+
+		By("refusing ranges that are not CIDRs and a base in both lists")
+		_, err = kubectl(ctx, policyManifest(suitePolicy()+"  privateRanges: [10.0.0.1/8]\n  wildcardBases: {allow: [nip.io], deny: [nip.io]}\n"), "apply", "-f", "-")
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`spec.network.privateRanges[0]: Invalid value: "10.0.0.1/8": must be a CIDR with no bits set after the prefix, such as 10.0.0.0/8`),
+			ContainSubstring("spec.network.wildcardBases: Invalid value: a domain may not be in both allow and deny"),
+		)))
+
+		By("rewriting the running engine's objects with the policy's ranges")
+		applyPolicy(ctx, suitePolicy()+"  privateRanges: [169.254.0.0/16, fd00:ec2::254/128]\n  wildcardBases: {allow: [amazonaws.com]}\n")
+		Eventually(egressDeny).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).
+			Should(Equal([]any{map[string]any{"toCIDR": []any{"169.254.0.0/16", "fd00:ec2::254/128"}}}))
+
+		By("admitting a wildcard over a base the policy allows")
+		DeferCleanup(deletePod, "engine-allowed-base")
+		_, err = kubectl(ctx, engineWith("engine-allowed-base", namespace, map[string]string{policy.AnnotationNetworkAccess: `[{"host":"*.amazonaws.com"}]`}), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	It("shares the policies between engines with equal allowlists, however they are written", func(ctx SpecContext) {
@@ -332,6 +406,7 @@ var _ = Describe("Other FQDN backends", Ordered, func() {
 						map[string]any{"udp": map[string]any{"destinationPort": map[string]any{"number": float64(53)}}},
 						map[string]any{"tcp": map[string]any{"destinationPort": map[string]any{"number": float64(53)}}},
 					}},
+				map[string]any{"name": "iss-deny-private", "action": "Deny", "to": []any{map[string]any{"networks": defaultPrivateRanges()}}},
 				map[string]any{"name": "iss-fqdn-0", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"api.github.com"}}},
 					"protocols": []any{map[string]any{"tcp": map[string]any{"destinationPort": map[string]any{"number": float64(443)}}}}},
 				map[string]any{"name": "iss-fqdn-1", "action": "Accept", "to": []any{map[string]any{"domainNames": []any{"ntp.example.org"}}},

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,27 @@ type NetworkSection struct {
 	// GCGracePeriod is how long a generated object may select no pod before it is deleted. It
 	// covers the time between admission, which writes the objects, and the pod's creation.
 	GCGracePeriod time.Duration
+	// WildcardBases adds to the Public Suffix List check of the bases of "*." wildcards.
+	WildcardBases WildcardBasePolicy
+	// PrivateRanges are the address ranges that every generated FQDN object denies, even to an
+	// allowed name that resolves there: a name's DNS records are its owner's to change, so an
+	// allowance for a name is no allowance for the metadata server or the cluster's network.
+	PrivateRanges []netip.Prefix
+	// Suffixes is the Public Suffix List that wildcard bases are checked against;
+	// BuiltinSuffixes() when nil.
+	Suffixes *SuffixIndex
+}
+
+// DefaultPrivateRanges returns the ranges the generated FQDN objects deny by default: the
+// private networks of RFC 1918, shared address space (RFC 6598, carrier-grade NAT and some pod
+// networks), loopback, link-local (the cloud metadata servers at 169.254.169.254), IPv6 unique
+// local and link-local addresses, and the IPv6 loopback.
+func DefaultPrivateRanges() []netip.Prefix {
+	var ranges []netip.Prefix
+	for _, r := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128"} {
+		ranges = append(ranges, netip.MustParsePrefix(r))
+	}
+	return ranges
 }
 
 // DefaultNetworkSection returns the built-in network section of the policy.
@@ -58,6 +80,9 @@ func DefaultNetworkSection() NetworkSection {
 		DNSPorts:                     []int32{53},
 		ClusterNetworkPolicyPriority: 500,
 		GCGracePeriod:                5 * time.Minute,
+		WildcardBases:                WildcardBasePolicy{Deny: DefaultWildcardBaseDeny()},
+		PrivateRanges:                DefaultPrivateRanges(),
+		Suffixes:                     BuiltinSuffixes(),
 	}
 }
 
@@ -142,9 +167,21 @@ func groupByPorts(list Allowlist) []portGroup {
 	return groups
 }
 
+// privateRangeStrings returns the private ranges as the generated objects write them.
+func (n *NetworkSection) privateRangeStrings() []string {
+	out := make([]string, len(n.PrivateRanges))
+	for i, r := range n.PrivateRanges {
+		out[i] = r.String()
+	}
+	return out
+}
+
 // CiliumEgressPolicy returns the CiliumNetworkPolicy (cilium.io/v2) that allows the allowlist's
 // FQDNs, with the DNS rule that sends the pods' lookups through Cilium's DNS proxy (without it
-// toFQDNs never learns an address). It is nil for the empty allowlist.
+// toFQDNs never learns an address), and an egressDeny of the private ranges, which Cilium
+// enforces over every allow rule: an allowed name that resolves there is still denied. Cilium
+// applies CIDR rules to destinations outside the cluster only, so the deny leaves the DNS rule
+// to the cluster DNS pods alone. It is nil for the empty allowlist.
 func (n *NetworkSection) CiliumEgressPolicy(namespace, hash string, list Allowlist) *unstructured.Unstructured {
 	if len(list) == 0 {
 		return nil
@@ -181,20 +218,31 @@ func (n *NetworkSection) CiliumEgressPolicy(namespace, hash string, list Allowli
 	for k, v := range generatedLabels(hash) {
 		labels[k] = v
 	}
+	spec := map[string]any{
+		"endpointSelector": map[string]any{"matchLabels": map[string]any{LabelEgressPolicy: hash}},
+		"egress":           egress,
+	}
+	if len(n.PrivateRanges) > 0 {
+		var cidrs []any
+		for _, r := range n.privateRangeStrings() {
+			cidrs = append(cidrs, r)
+		}
+		spec["egressDeny"] = []any{map[string]any{"toCIDR": cidrs}}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cilium.io/v2",
 		"kind":       "CiliumNetworkPolicy",
 		"metadata":   map[string]any{"name": EgressPolicyName(hash), "namespace": namespace, "labels": labels},
-		"spec": map[string]any{
-			"endpointSelector": map[string]any{"matchLabels": map[string]any{LabelEgressPolicy: hash}},
-			"egress":           egress,
-		},
+		"spec":       spec,
 	}}
 }
 
 // ClusterEgressPolicy returns the Admin-tier ClusterNetworkPolicy that accepts egress to the
 // cluster DNS and the allowlist's domain names from the namespace's pods labelled with its hash,
-// and denies the rest. It is nil for the empty allowlist.
+// and denies the rest. Its rules apply in order, the first that matches decides: DNS is
+// accepted first (the DNS pods have addresses in the private ranges), then the private ranges
+// are denied, so that an allowed name that resolves there is denied, then the domain names are
+// accepted. It is nil for the empty allowlist.
 func (n *NetworkSection) ClusterEgressPolicy(namespace, hash string, list Allowlist) *cnpv1beta1.ClusterNetworkPolicy {
 	if len(list) == 0 {
 		return nil
@@ -217,6 +265,17 @@ func (n *NetworkSection) ClusterEgressPolicy(namespace, hash string, list Allowl
 		}}},
 		Protocols: dnsProtocols,
 	}}
+	if len(n.PrivateRanges) > 0 {
+		var networks []cnpv1beta1.CIDR
+		for _, r := range n.privateRangeStrings() {
+			networks = append(networks, cnpv1beta1.CIDR(r))
+		}
+		rules = append(rules, cnpv1beta1.ClusterNetworkPolicyEgressRule{
+			Name:   "iss-deny-private",
+			Action: cnpv1beta1.ClusterNetworkPolicyRuleActionDeny,
+			To:     []cnpv1beta1.ClusterNetworkPolicyEgressPeer{{Networks: networks}},
+		})
+	}
 	for i, g := range groupByPorts(list) {
 		var names []cnpv1beta1.DomainName
 		for _, r := range g.rules {

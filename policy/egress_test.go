@@ -15,12 +15,12 @@ var update = flag.Bool("update", false, "rewrite the golden files from the curre
 // TestEgressObjectsGolden renders the generated objects of one allowlist for each backend and
 // compares them with testdata/egress-<backend>.golden.yaml.
 func TestEgressObjectsGolden(t *testing.T) {
-	list, errs := ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"},{"host":"ntp.example.org","ports":[123],"protocol":"UDP"},{"host":"git.example.org","ports":[22,443]}]`)
+	net := DefaultNetworkSection()
+	list, errs := net.ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"},{"host":"ntp.example.org","ports":[123],"protocol":"UDP"},{"host":"git.example.org","ports":[22,443]}]`)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	eng := Engine{Egress: list, EgressHash: list.Hash()}
-	net := DefaultNetworkSection()
 	for _, backend := range []FQDNBackend{BackendCilium, BackendClusterNetworkPolicy, BackendNone} {
 		t.Run(string(backend), func(t *testing.T) {
 			objs, err := net.EgressObjects("team-a-dev", eng, backend)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/distribution/reference"
 	"maps"
+	"net/netip"
 	"net/url"
 	posixpath "path"
 	"slices"
@@ -409,6 +410,61 @@ func mergeNetwork(n *NetworkSection, s *v1alpha1.Network, path *field.Path) fiel
 	if n.GCGracePeriod < time.Second {
 		errs = append(errs, field.Invalid(path.Child("gcGracePeriod"), n.GCGracePeriod.String(), "must be at least 1s; keep it well above the time between admission and the pod's creation, such as the default 5m"))
 	}
+	if w := s.WildcardBases; w != nil {
+		wp := path.Child("wildcardBases")
+		setList(&n.WildcardBases.Allow, w.Allow)
+		setList(&n.WildcardBases.Deny, w.Deny)
+		errs = append(errs, validateWildcardBases(n.WildcardBases.Allow, wp.Child("allow"))...)
+		errs = append(errs, validateWildcardBases(n.WildcardBases.Deny, wp.Child("deny"))...)
+		for i, d := range n.WildcardBases.Allow {
+			if slices.Contains(n.WildcardBases.Deny, d) {
+				errs = append(errs, field.Invalid(wp.Child("allow").Index(i), d, "is in deny too, where it wins: remove it from one of the lists"))
+			}
+		}
+	}
+	if s.PrivateRanges != nil {
+		rp := path.Child("privateRanges")
+		n.PrivateRanges = nil
+		seen := map[netip.Prefix]bool{}
+		for i, r := range s.PrivateRanges {
+			prefix, err := netip.ParsePrefix(r)
+			switch {
+			case err != nil:
+				errs = append(errs, field.Invalid(rp.Index(i), r, "must be a CIDR, such as 10.0.0.0/8 or fc00::/7"))
+				continue
+			case prefix != prefix.Masked():
+				errs = append(errs, field.Invalid(rp.Index(i), r, fmt.Sprintf("has bits set after the prefix: write %s", prefix.Masked())))
+				continue
+			case prefix.Addr().Zone() != "" || prefix.Addr().Is4In6():
+				errs = append(errs, field.Invalid(rp.Index(i), r, "must be an IPv4 or IPv6 CIDR without zone or IPv4-mapped form, such as 10.0.0.0/8 or fc00::/7"))
+				continue
+			case seen[prefix]:
+				errs = append(errs, field.Duplicate(rp.Index(i), r))
+				continue
+			}
+			seen[prefix] = true
+			n.PrivateRanges = append(n.PrivateRanges, prefix)
+		}
+		if len(s.PrivateRanges) == 0 {
+			errs = append(errs, field.Required(rp, "list at least one range, such as 169.254.0.0/16, where the cloud metadata servers are"))
+		}
+		if len(s.PrivateRanges) > 25 {
+			errs = append(errs, field.TooMany(rp, len(s.PrivateRanges), 25))
+		}
+	}
+	return errs
+}
+
+// validateWildcardBases checks the domains of spec.network.wildcardBases: lower-case DNS names
+// of at least two labels, as wildcard bases are written.
+func validateWildcardBases(domains []string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, d := range domains {
+		labels := strings.Split(d, ".")
+		if len(d) > 253 || len(labels) < 2 || slices.ContainsFunc(labels, func(l string) bool { return !isDNSLabel(l) }) {
+			errs = append(errs, field.Invalid(path.Index(i), d, "must be a lower-case DNS name of at least two labels, with A-labels (punycode) for IDNs, such as amazonaws.com"))
+		}
+	}
 	return errs
 }
 
@@ -543,6 +599,10 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				},
 				ClusterNetworkPolicyPriority: ptr.To(p.Network.ClusterNetworkPolicyPriority),
 				GCGracePeriod:                &metav1.Duration{Duration: p.Network.GCGracePeriod},
+				WildcardBases: &v1alpha1.WildcardBases{
+					Allow: slices.Clone(p.Network.WildcardBases.Allow), Deny: slices.Clone(p.Network.WildcardBases.Deny),
+				},
+				PrivateRanges: p.Network.privateRangeStrings(),
 			},
 			Autoscaling: &v1alpha1.Autoscaling{
 				Metric: &v1alpha1.SaturationMetric{

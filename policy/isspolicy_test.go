@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -70,8 +71,9 @@ func TestISSPolicyOverridesFieldByField(t *testing.T) {
 		Engines:          &v1alpha1.Engines{Images: []string{"registry.dagger.io/engine", "ghcr.io/acme/engine"}},
 		Secrets:          &v1alpha1.Secrets{PathRoot: "kv"},
 		OpenBao:          &v1alpha1.OpenBao{Verify: true, Address: "https://openbao:8200", CacheTTL: &v1alpha1.OpenBaoCacheTTL{Miss: &metav1.Duration{Duration: time.Second}}},
-		Network:          &v1alpha1.Network{FQDNBackend: "none", GCGracePeriod: &metav1.Duration{Duration: time.Minute}},
-		TemporalWorkers:  &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/component": "worker"}}},
+		Network: &v1alpha1.Network{FQDNBackend: "none", GCGracePeriod: &metav1.Duration{Duration: time.Minute},
+			WildcardBases: &v1alpha1.WildcardBases{Allow: []string{"amazonaws.com"}}, PrivateRanges: []string{"169.254.0.0/16", "fd00::/8"}},
+		TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/component": "worker"}}},
 	}
 	got, errs := FromISSPolicy(spec)
 	if len(errs) > 0 {
@@ -84,6 +86,9 @@ func TestISSPolicyOverridesFieldByField(t *testing.T) {
 	want.Secrets.PathRoot = "kv"
 	want.OpenBao.Verify, want.OpenBao.Address, want.OpenBao.MissTTL = true, "https://openbao:8200", time.Second
 	want.Network.FQDNBackend, want.Network.GCGracePeriod = BackendNone, time.Minute
+	// A list that is set replaces the default one; deny, not set, keeps its default.
+	want.Network.WildcardBases.Allow = []string{"amazonaws.com"}
+	want.Network.PrivateRanges = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fd00::/8")}
 	want.TemporalWorkers, _ = NewTemporalPolicy(spec.TemporalWorkers.Selector)
 	samePolicy(t, got, want)
 	if got.Mode(RuleSecrets) != v1alpha1.Enforce || got.Mode(RuleIntegrity) != v1alpha1.Enforce || !got.Exempt("legacy") || got.Exempt("team-a") {
@@ -134,6 +139,21 @@ func TestInvalidISSPolicy(t *testing.T) {
 			{"spec.network.clusterNetworkPolicyPriority", "0 to 1000"},
 			{"spec.network.gcGracePeriod", "at least 1s"},
 		}},
+		{"wildcard bases and private ranges", v1alpha1.ISSPolicySpec{Network: &v1alpha1.Network{
+			WildcardBases: &v1alpha1.WildcardBases{Allow: []string{"amazonaws.com", "com", "Example.org", "nip.io"}, Deny: []string{"a..b", "nip.io"}},
+			PrivateRanges: []string{"10.0.0.0/8", "10.0.0.1/8", "169.254.169.254", "fe80::/10%eth0", "::ffff:10.0.0.0/104", "10.0.0.0/8"},
+		}}, []wantErr{
+			{"spec.network.wildcardBases.allow[1]", "at least two labels"},
+			{"spec.network.wildcardBases.allow[2]", "lower-case DNS name"},
+			{"spec.network.wildcardBases.deny[0]", "lower-case DNS name"},
+			{"spec.network.wildcardBases.allow[3]", "is in deny too"},
+			{"spec.network.privateRanges[1]", "write 10.0.0.0/8"},
+			{"spec.network.privateRanges[2]", "must be a CIDR"},
+			{"spec.network.privateRanges[3]", "must be a CIDR"},
+			{"spec.network.privateRanges[4]", "IPv4-mapped"},
+			{"spec.network.privateRanges[5]", "Duplicate"},
+		}},
+		{"no private ranges", v1alpha1.ISSPolicySpec{Network: &v1alpha1.Network{PrivateRanges: []string{}}}, []wantErr{{"spec.network.privateRanges", "169.254.0.0/16"}}},
 		{"autoscaling", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Metric: &v1alpha1.SaturationMetric{Type: "Resource", Target: ptr.To(q("0"))}}}, []wantErr{
 			{"spec.autoscaling.metric.type", "supported values"},
 			{"spec.autoscaling.metric.target", "above zero"},

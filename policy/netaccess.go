@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/idna"
 	k8sjson "sigs.k8s.io/json"
 )
 
@@ -96,10 +97,11 @@ type networkAccessEntry struct {
 
 // ParseNetworkAccess parses the iss.platform/network-access annotation: a JSON array of
 // {"host": ..., "ports": [...], "protocol": ...}. It is strict: unknown or duplicate fields,
-// trailing data, IP literals, upper-case hosts and more than MaxEgressHosts hosts are errors.
+// trailing data, IP literals and names that embed one, upper-case hosts, wildcards that are no
+// specific allowance (see checkWildcardBase) and more than MaxEgressHosts hosts are errors.
 // ports defaults to [443] and protocol to TCP. Every error found is returned, each one a
 // *NetworkAccessError; an empty or whitespace-only value is the empty allowlist.
-func ParseNetworkAccess(value string) (Allowlist, []error) {
+func (n *NetworkSection) ParseNetworkAccess(value string) (Allowlist, []error) {
 	if strings.TrimSpace(value) == "" {
 		return Allowlist{}, nil
 	}
@@ -139,7 +141,7 @@ func ParseNetworkAccess(value string) (Allowlist, []error) {
 			entryErr(`"host" is required`)
 			continue
 		}
-		if reason := checkEgressHost(*e.Host); reason != "" {
+		if reason := n.checkEgressHost(*e.Host); reason != "" {
 			entryErr("host %q: %s", *e.Host, reason)
 		}
 		protocol := ProtocolTCP
@@ -260,22 +262,74 @@ func position(value string, offset int64) (line, col int) {
 	return line, col
 }
 
-// checkEgressHost returns why host is not an allowed egress host, or "" when it is.
-func checkEgressHost(host string) string {
+// checkEgressHost returns why host is not an allowed egress host, or "" when it is. A host
+// that is only spelled otherwise than the allowlist wants (upper case, a trailing dot, Unicode
+// labels) is denied with the spelling to write, or with why that spelling is denied too.
+func (n *NetworkSection) checkEgressHost(host string) string {
 	if host == "" {
 		return "must not be empty"
 	}
 	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return "IP literals are not allowed: name the host by its DNS name, which the FQDN policy resolves"
+		return ipLiteralReason
 	}
 	if strings.Contains(host, "://") || strings.ContainsAny(host, "/:") {
 		return `must be a bare host name: no scheme, port or path (put ports in "ports")`
 	}
-	if host != strings.ToLower(host) {
-		return fmt.Sprintf("must be lower case: write %q", strings.ToLower(host))
+	canonical, spelling := canonicalHost(host)
+	reason := n.checkCanonicalHost(canonical)
+	switch {
+	case spelling == "":
+		return reason
+	case reason == "":
+		return fmt.Sprintf("%s: write %q", spelling, canonical)
+	default:
+		return fmt.Sprintf("%s, and %q is not allowed either: %s", spelling, canonical, reason)
 	}
-	if strings.HasSuffix(host, ".") {
-		return fmt.Sprintf("must not end with a dot: write %q", strings.TrimSuffix(host, "."))
+}
+
+const ipLiteralReason = "IP literals are not allowed: name the host by its DNS name, which the FQDN policy resolves"
+
+// canonicalHost returns the host as the allowlist wants it written, lower case with A-labels
+// (punycode) and no trailing dot, and what differs, or "" when nothing does. Unicode labels are
+// converted as a resolver looks them up (IDNA2008, UTS #46); a host that cannot be converted is
+// left for the label check to deny.
+func canonicalHost(host string) (canonical, spelling string) {
+	var faults []string
+	h := host
+	if !isASCII(h) {
+		prefix, name := "", h
+		if strings.HasPrefix(name, "*.") {
+			prefix, name = "*.", name[2:]
+		}
+		if ascii, err := idna.Lookup.ToASCII(name); err == nil && isASCII(ascii) {
+			faults = append(faults, "must be written with A-labels (punycode), as DNS carries it")
+			h = prefix + ascii
+		}
+	}
+	if lower := strings.ToLower(h); lower != h && isASCII(h) {
+		faults = append(faults, "must be lower case")
+		h = lower
+	}
+	if trimmed := strings.TrimRight(h, "."); trimmed != h {
+		faults = append(faults, "must not end with a dot")
+		h = trimmed
+	}
+	return h, strings.Join(faults, ", ")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCanonicalHost returns why a host spelled as canonicalHost wants is not allowed, or "".
+func (n *NetworkSection) checkCanonicalHost(host string) string {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ipLiteralReason
 	}
 	for _, suffix := range privateSuffixes {
 		if strings.HasSuffix(host, suffix) {
@@ -286,7 +340,8 @@ func checkEgressHost(host string) string {
 		return "localhost is not an egress destination"
 	}
 	name := host
-	if strings.HasPrefix(host, "*.") {
+	wildcard := strings.HasPrefix(host, "*.")
+	if wildcard {
 		name = host[2:]
 		if strings.Count(name, ".") < 1 {
 			return "a wildcard must stand before a domain of at least two labels, such as \"*.pkg.dev\""
@@ -309,6 +364,12 @@ func checkEgressHost(host string) string {
 	}
 	if allDigits(labels[len(labels)-1]) {
 		return "the last label must not be all digits (IP literals are not allowed)"
+	}
+	if ip := embeddedIP(labels); ip.IsValid() {
+		return fmt.Sprintf("embeds the IP address %s in a form that wildcard DNS services such as nip.io and sslip.io resolve to that address: an IP literal in disguise, which is not allowed; name the host by its own DNS name", ip)
+	}
+	if wildcard {
+		return n.checkWildcardBase(name)
 	}
 	return ""
 }
@@ -352,4 +413,188 @@ func strictErrorEntry(msg string) int {
 		return -1
 	}
 	return n
+}
+
+// embeddedIP returns the IP address that a name's labels spell in one of the forms wildcard DNS
+// services (nip.io, sslip.io and their like) resolve to that very address, or the zero Addr:
+//
+//   - dotted: four consecutive labels that are decimal numbers 0-255 (10.0.0.1.nip.io,
+//     app.169.254.169.254.sslip.io);
+//   - dashed: four consecutive dash-separated parts of a label that are such numbers
+//     (10-0-0-1.nip.io, app-10-0-0-1.nip.io);
+//   - hexadecimal: a label, or a dash-separated part of one, of exactly eight hex digits
+//     (0a000001.nip.io, app-a9fea9fe.nip.io);
+//   - IPv6 with dashes for colons: a label, or a run of it between dashes, that reads as an
+//     IPv6 address once its dashes are colons (fe80--1.sslip.io, www-2001-db8--1.sslip.io).
+//
+// Such a name is an IP literal in another spelling, chosen by whoever writes it. Names that
+// resolve to an address by other means are the generated policies' private ranges to stop.
+func embeddedIP(labels []string) netip.Addr {
+	for i := 0; i+4 <= len(labels); i++ {
+		if ip, ok := octets(labels[i : i+4]); ok {
+			return ip
+		}
+	}
+	for _, l := range labels {
+		parts := strings.Split(l, "-")
+		for i := 0; i+4 <= len(parts); i++ {
+			if ip, ok := octets(parts[i : i+4]); ok {
+				return ip
+			}
+		}
+		for _, p := range parts {
+			if b, err := hex.DecodeString(p); err == nil && len(b) == 4 {
+				return netip.AddrFrom4([4]byte(b))
+			}
+		}
+		if ip := dashedIPv6(l); ip.IsValid() {
+			return ip
+		}
+	}
+	return netip.Addr{}
+}
+
+// octets reads four decimal numbers 0-255 of one to three digits as an IPv4 address.
+func octets(parts []string) (netip.Addr, bool) {
+	var b [4]byte
+	for i, p := range parts {
+		if len(p) < 1 || len(p) > 3 || !allDigits(p) {
+			return netip.Addr{}, false
+		}
+		v, _ := strconv.Atoi(p)
+		if v > 255 {
+			return netip.Addr{}, false
+		}
+		b[i] = byte(v)
+	}
+	return netip.AddrFrom4(b), true
+}
+
+// dashedIPv6 returns the IPv6 address that a run of a label spells with dashes for colons: a
+// run starts at the label's start or after a dash and ends at its end or before a dash, as the
+// services that resolve such names delimit it.
+func dashedIPv6(label string) netip.Addr {
+	if strings.Count(label, "-") < 2 {
+		return netip.Addr{}
+	}
+	starts, ends := []int{0}, []int{}
+	for i := 0; i < len(label); i++ {
+		if label[i] == '-' {
+			starts = append(starts, i+1)
+			ends = append(ends, i)
+		}
+	}
+	ends = append(ends, len(label))
+	for _, s := range starts {
+		for _, e := range ends {
+			// The longest IPv6 address without dots is 39 characters.
+			if e-s < 2 || e-s > 39 {
+				continue
+			}
+			run := label[s:e]
+			if strings.Count(run, "-") < 2 || !isHexOrDash(run) {
+				continue
+			}
+			if ip, err := netip.ParseAddr(strings.ReplaceAll(run, "-", ":")); err == nil && ip.Is6() {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func isHexOrDash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// WildcardBasePolicy is what the policy adds to the Public Suffix List check of the bases of
+// "*." wildcards (the domain after "*."). Both lists hold lower-case domains; an entry covers
+// itself and every domain below it, and Deny wins over Allow.
+type WildcardBasePolicy struct {
+	// Allow are bases admitted although the Public Suffix List has them as a public suffix or
+	// has public suffixes below them. The other host checks still apply.
+	Allow []string
+	// Deny are bases denied although the list does not object to them: wildcard DNS services
+	// whose names resolve to any address, by default.
+	Deny []string
+}
+
+// DefaultWildcardBaseDeny returns the bases the default policy denies besides the Public Suffix
+// List's: wildcard DNS services whose names resolve to the address they spell (10.0.0.1.nip.io)
+// or to the loopback address, so that a wildcard over them allows any address, the metadata
+// server's among them.
+func DefaultWildcardBaseDeny() []string {
+	return []string{"nip.io", "sslip.io", "xip.io", "traefik.me", "localtest.me", "lvh.me", "vcap.me", "localhost.direct"}
+}
+
+// coveredBy returns the entry of list that is domain or a domain above it, or "".
+func coveredBy(domain string, list []string) string {
+	for _, d := range list {
+		if domain == d || strings.HasSuffix(domain, "."+d) {
+			return d
+		}
+	}
+	return ""
+}
+
+// checkWildcardBase returns why a wildcard's base (lower case, A-labels) is denied, or "". A
+// wildcard is a specific allowance only when one owner has every name below its base: the base
+// is no public suffix, and no public suffix lies below it, in either section of the Public
+// Suffix List. So "*.co.uk" (a suffix) and "*.amazonaws.com" (s3.amazonaws.com and thousands
+// more below it, in the private section) are denied, "*.pkg.dev" is admitted.
+func (n *NetworkSection) checkWildcardBase(base string) string {
+	if d := coveredBy(base, n.WildcardBases.Deny); d != "" {
+		return fmt.Sprintf("the policy denies wildcards over %q and the domains below it (spec.network.wildcardBases.deny): list the hosts you need by name", d)
+	}
+	if coveredBy(base, n.WildcardBases.Allow) != "" {
+		return ""
+	}
+	suffixes := n.Suffixes
+	if suffixes == nil {
+		suffixes = BuiltinSuffixes()
+	}
+	f := suffixes.Lookup(base)
+	if !f.Suffix && !f.Below() {
+		return ""
+	}
+	var why, instead string
+	if f.Suffix {
+		why = fmt.Sprintf("%q is a public suffix (rule %q in the %s section of the Public Suffix List)", base, f.Rule, section(f.Private))
+		instead = "example." + base
+	} else {
+		why = fmt.Sprintf("the Public Suffix List has public suffixes below %q (%s), such as %q", base, countBelow(f), f.Example)
+		if !strings.HasPrefix(f.Example, "*.") {
+			instead = "example." + f.Example
+		}
+	}
+	fix := "list the hosts you need by name"
+	if g := suffixes.Lookup(instead); instead != "" && !g.Suffix && !g.Below() {
+		fix = fmt.Sprintf("list the hosts you need by name, or put the wildcard before one owner's domain, such as %q", "*."+instead)
+	}
+	return fmt.Sprintf("%s: the names below it belong to many owners, so a wildcard over it is no specific allowance; %s (the platform's admins can allow the base in the ISSPolicy's spec.network.wildcardBases.allow)", why, fix)
+}
+
+func section(private bool) string {
+	if private {
+		return "private"
+	}
+	return "ICANN"
+}
+
+// countBelow says how many public suffixes lie below a domain, by section.
+func countBelow(f SuffixFacts) string {
+	var parts []string
+	if f.BelowICANN > 0 {
+		parts = append(parts, fmt.Sprintf("%d in its ICANN section", f.BelowICANN))
+	}
+	if f.BelowPrivate > 0 {
+		parts = append(parts, fmt.Sprintf("%d in its private section", f.BelowPrivate))
+	}
+	return strings.Join(parts, " and ")
 }

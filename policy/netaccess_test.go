@@ -44,7 +44,7 @@ func TestParseNetworkAccess(t *testing.T) {
 		{name: "too many port sets", value: manyPortSets(21), wantErr: []string{"21 different sets of protocol and ports"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, errs := ParseNetworkAccess(tc.value)
+			got, errs := parseDefault(tc.value)
 			if len(errs) != len(tc.wantErr) {
 				t.Fatalf("got %d errors %v, want %d", len(errs), errs, len(tc.wantErr))
 			}
@@ -62,9 +62,15 @@ func TestParseNetworkAccess(t *testing.T) {
 			}
 		})
 	}
-	if ok, _ := ParseNetworkAccess(manyHosts(25)); len(ok) != 25 {
+	if ok, _ := parseDefault(manyHosts(25)); len(ok) != 25 {
 		t.Errorf("25 hosts: got %d rules", len(ok))
 	}
+}
+
+// parseDefault parses an annotation under the default network section.
+func parseDefault(value string) (Allowlist, []error) {
+	n := DefaultNetworkSection()
+	return n.ParseNetworkAccess(value)
 }
 
 func manyPortSets(n int) string {
@@ -84,9 +90,9 @@ func manyHosts(n int) string {
 }
 
 func TestAllowlistHash(t *testing.T) {
-	a, _ := ParseNetworkAccess(`[{"host":"a.example.org"},{"host":"b.example.org","ports":[22]}]`)
-	b, _ := ParseNetworkAccess(` [ {"ports":[22,22],"host":"b.example.org"}, {"protocol":"TCP","host":"a.example.org","ports":[443]} ] `)
-	c, _ := ParseNetworkAccess(`[{"host":"a.example.org"}]`)
+	a, _ := parseDefault(`[{"host":"a.example.org"},{"host":"b.example.org","ports":[22]}]`)
+	b, _ := parseDefault(` [ {"ports":[22,22],"host":"b.example.org"}, {"protocol":"TCP","host":"a.example.org","ports":[443]} ] `)
+	c, _ := parseDefault(`[{"host":"a.example.org"}]`)
 	if a.Hash() != b.Hash() {
 		t.Errorf("equal allowlists hash differently: %s %s", a.Hash(), b.Hash())
 	}
@@ -95,8 +101,8 @@ func TestAllowlistHash(t *testing.T) {
 	}
 	if (Allowlist{}).Hash() != (Allowlist(nil)).Hash() {
 		// nil and empty differ in JSON; absent and [] annotations must not.
-		empty1, _ := ParseNetworkAccess("")
-		empty2, _ := ParseNetworkAccess("[]")
+		empty1, _ := parseDefault("")
+		empty2, _ := parseDefault("[]")
 		if empty1.Hash() != empty2.Hash() {
 			t.Error("absent and empty annotations hash differently")
 		}
@@ -116,7 +122,7 @@ func FuzzParseNetworkAccess(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		list, errs := ParseNetworkAccess(value)
+		list, errs := parseDefault(value)
 		for _, err := range errs {
 			nerr, ok := err.(*NetworkAccessError)
 			if !ok {
@@ -136,7 +142,7 @@ func FuzzParseNetworkAccess(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, errs := ParseNetworkAccess(string(encoded))
+		again, errs := parseDefault(string(encoded))
 		if len(errs) > 0 {
 			t.Fatalf("normalised form %s rejected: %v", encoded, errs)
 		}

@@ -34,7 +34,7 @@ func (p *Policy) reviewEnginePod(meta *metav1.ObjectMeta, spec *corev1.PodSpec, 
 	errs = append(errs, keyErrs...)
 
 	raw := meta.Annotations[AnnotationNetworkAccess]
-	allowlist, parseErrs := ParseNetworkAccess(raw)
+	allowlist, parseErrs := p.Network.ParseNetworkAccess(raw)
 	for _, err := range parseErrs {
 		errs = append(errs, field.Invalid(annotations.Key(AnnotationNetworkAccess), raw,
 			fmt.Sprintf("%v; the annotation holds the OCS security.networkAccess block as JSON, such as [{\"host\":\"api.github.com\",\"ports\":[443]},{\"host\":\"*.pkg.dev\"}]", err)))

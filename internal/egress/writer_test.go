@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func (c cacheDouble) List(context.Context, client.ObjectList, ...client.ListOpti
 // rendering them and comparing them with the cached copies, with no API call.
 func BenchmarkEnsureCached(b *testing.B) {
 	pol := policy.Default()
-	list, errs := policy.ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"}]`)
+	list, errs := pol.Network.ParseNetworkAccess(`[{"host":"api.github.com","ports":[443]},{"host":"*.pkg.dev"}]`)
 	if len(errs) > 0 {
 		b.Fatal(errs)
 	}
@@ -73,5 +74,49 @@ func BenchmarkEnsureCached(b *testing.B) {
 		if _, err := w.Ensure(context.Background(), "team-a-dev", eng, pol); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestUpToDateFollowsPrivateRanges checks that the writer rewrites the FQDN objects when the
+// policy's private ranges change, and those written before the objects carried any: the
+// collector's pass over running engines then brings them in line with the policy.
+func TestUpToDateFollowsPrivateRanges(t *testing.T) {
+	pol := policy.Default()
+	list, errs := pol.Network.ParseNetworkAccess(`[{"host":"api.github.com"}]`)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	eng := policy.Engine{Egress: list, EgressHash: list.Hash()}
+	narrower := pol.Network
+	narrower.PrivateRanges = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16")}
+	for _, backend := range []policy.FQDNBackend{policy.BackendCilium, policy.BackendClusterNetworkPolicy} {
+		t.Run(string(backend), func(t *testing.T) {
+			have, err := pol.Network.EgressObjects("team-a-dev", eng, backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := narrower.EgressObjects("team-a-dev", eng, backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fqdn := len(have) - 1
+			if !upToDate(have[fqdn], have[fqdn]) {
+				t.Fatal("an object is not up to date with itself")
+			}
+			if upToDate(want[fqdn], have[fqdn]) {
+				t.Errorf("%s with the default ranges counts as up to date with narrower ones", have[fqdn].GetKind())
+			}
+			if !upToDate(want[0], have[0]) {
+				t.Error("the base NetworkPolicy does not carry the ranges, yet it changed")
+			}
+			old := have[fqdn].DeepCopy()
+			unstructured.RemoveNestedField(old.Object, "spec", "egressDeny")
+			if rules, ok, _ := unstructured.NestedSlice(old.Object, "spec", "egress"); ok && backend == policy.BackendClusterNetworkPolicy {
+				_ = unstructured.SetNestedSlice(old.Object, append(rules[:1:1], rules[2:]...), "spec", "egress")
+			}
+			if upToDate(have[fqdn], old) {
+				t.Errorf("%s written without the deny of the private ranges counts as up to date", old.GetKind())
+			}
+		})
 	}
 }

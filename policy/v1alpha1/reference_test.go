@@ -54,6 +54,9 @@ var webhookChecks = map[string]string{
 	"spec.openbao.cacheTTL.miss":            "not negative",
 	"spec.network.dns.namespace":            "a DNS-1123 label",
 	"spec.network.dns.podSelector":          "not empty; keys are qualified names and values valid label values",
+	"spec.network.wildcardBases.allow":      "each a lower-case DNS name of at least two labels, not also in `deny`",
+	"spec.network.wildcardBases.deny":       "each a lower-case DNS name of at least two labels",
+	"spec.network.privateRanges":            "each an IPv4 or IPv6 CIDR without zone or IPv4-mapped form, listed once",
 	"spec.autoscaling.metric.selectorLabel": "a qualified name",
 	"spec.autoscaling.metric.target":        "above zero",
 	"spec.autoscaling.behavior":             "`stabilizationWindowSeconds` from 0 to 3600; `selectPolicy` `Max`, `Min` or `Disabled`; `scaleUp` lists at least one policy unless its `selectPolicy` is `Disabled`; each policy's `type` `Pods` or `Percent`, `value` above zero and `periodSeconds` from 1 to 1800",
@@ -78,6 +81,8 @@ var notes = map[string]string{
 	"spec.openbao.auth":                      "The files the webhook logs in with are its flags', not the policy's: [flags](flags.md).",
 	"spec.network.fqdnBackend":               "The webhook asks the cluster which CRDs it serves when it starts: choosing a backend that was not served then denies engines until the webhook restarts.",
 	"spec.network.gcGracePeriod":             "Keep it well above the time between admission and the pod's creation.",
+	"spec.network.wildcardBases":             "Each entry covers the domain and the domains below it; `deny` wins over `allow` and over the list. Which list is built in, and how it is updated: [Egress](rules.md#egress-iss-001-section-4-network-policy).",
+	"spec.network.privateRanges":             "A change applies to the generated objects of running engines within a collection interval. Cilium matches CIDR rules only against destinations outside the cluster; a ClusterNetworkPolicy matches pods too, so its DNS rule comes before the Deny.",
 	"spec.temporalWorkers.selector":          "A key without the `iss.platform/` prefix is admitted with a warning: add it to the `matchConditions` of the webhook configurations.",
 	"spec.autoscaling.behavior":              "Replaced as a whole when set.",
 }

@@ -391,6 +391,49 @@ type Network struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="must be at least 1s; keep it well above the time between admission and the pod's creation, such as the default 5m"
 	// +default="5m"
 	GCGracePeriod *metav1.Duration `json:"gcGracePeriod,omitempty"`
+	// WildcardBases adds to the check of the domains that "*." wildcards of the
+	// iss.platform/network-access annotation stand before. A wildcard is admitted only over one
+	// owner's domain: its base may not be a public suffix, nor have public suffixes below it, in
+	// either section (ICANN and private) of the Public Suffix List built into iss-webhook, so
+	// "*.co.uk" and "*.amazonaws.com" are denied and "*.pkg.dev" is admitted.
+	// +default={}
+	WildcardBases *WildcardBases `json:"wildcardBases,omitempty"`
+	// PrivateRanges are the address ranges (CIDRs) that every generated FQDN policy denies, even
+	// to an allowed name that resolves there: a CiliumNetworkPolicy egressDeny, a
+	// ClusterNetworkPolicy Deny rule before the Accepts of the domain names. The default is RFC
+	// 1918, shared address space, loopback, link-local (the cloud metadata servers) and their
+	// IPv6 counterparts.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=25
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self) && cidr(self) == cidr(self).masked()",message="must be a CIDR with no bits set after the prefix, such as 10.0.0.0/8 or fc00::/7"
+	// +default=["10.0.0.0/8","172.16.0.0/12","192.168.0.0/16","100.64.0.0/10","127.0.0.0/8","169.254.0.0/16","fc00::/7","fe80::/10","::1/128"]
+	PrivateRanges []string `json:"privateRanges,omitempty"`
+}
+
+// WildcardBases are domains that "*." wildcards may or may not stand before, beside what the
+// Public Suffix List says. An entry covers the domain and every domain below it; deny wins.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.allow) || !has(self.deny) || !self.allow.exists(a, a in self.deny)",message="a domain may not be in both allow and deny"
+type WildcardBases struct {
+	// Allow are bases admitted although the Public Suffix List has them as a public suffix or
+	// has public suffixes below them, such as a cloud provider's domain that the platform trusts
+	// as a whole. The other checks of hosts (IP addresses, cluster-internal names) still apply.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Allow []string `json:"allow,omitempty"`
+	// Deny are bases denied although the Public Suffix List does not object to them. The default
+	// lists wildcard DNS services whose names resolve to the address they spell
+	// (10.0.0.1.nip.io) or to the loopback address.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +default=["nip.io","sslip.io","xip.io","traefik.me","localtest.me","lvh.me","vcap.me","localhost.direct"]
+	Deny []string `json:"deny,omitempty"`
 }
 
 // DNS selects the cluster DNS pods.

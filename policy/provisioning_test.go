@@ -580,7 +580,8 @@ func FuzzParseTerraformBackend(f *testing.F) {
 		if (backend == nil) == (len(problems) == 0) {
 			t.Fatalf("want a backend or problems, got %+v and %v", backend, problems)
 		}
-		obj := provisioningObject(t, "infra.contrib.fluxcd.io/v1alpha2", "Terraform", goodTerraform, withBackend(custom))
+		obj := provisioningObject(t, "infra.contrib.fluxcd.io/v1alpha2", "Terraform", goodTerraform, "")
+		obj.Object["spec"].(map[string]any)["backendConfig"] = map[string]any{"customConfiguration": custom}
 		errs := p.ValidateTerraform(obj, "")
 		if backend == nil || len(errs) > 0 {
 			return

@@ -589,8 +589,9 @@ func (p *ProvisioningPolicy) validateTerraformBackend(spec *field.Path, s map[st
 		workspace = "default"
 	}
 	raw, _ := bc["customConfiguration"].(string)
-	if strings.TrimSpace(raw) == "" {
-		// The controller then writes a kubernetes backend block of its own.
+	if raw == "" {
+		// The controller then writes a kubernetes backend block of its own (blank text is
+		// written as it is, and parsed below: a terraform block without a backend is local state).
 		suffix := obj.GetName()
 		if bc != nil {
 			suffix, _ = bc["secretSuffix"].(string)

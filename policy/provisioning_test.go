@@ -425,6 +425,8 @@ tfstate: {forceUnlock: auto}
 			want: []wantErr{{cfg, "exactly one label"}}},
 		{name: "no backend block", overrides: withBackend(`# nothing`),
 			want: []wantErr{{cfg, "holds no backend block"}}},
+		{name: "a blank configuration, which the controller writes as it is", overrides: withBackend(" \n "),
+			want: []wantErr{{cfg, "holds no backend block"}}},
 		{name: "a field the rules do not know", overrides: "stateOverride: {}", want: []wantErr{{"spec.stateOverride", "does not know"}}},
 		{name: "fields of the wrong type", overrides: "{backendConfig: {customConfiguration: 3}, runnerPodTemplate: [], backendConfigsFrom: x}", want: []wantErr{
 			{cfg, "kubernetes"},

@@ -620,3 +620,32 @@ func countBlocks(body *hclsyntax.Body, typ string) int {
 	}
 	return n
 }
+
+// BenchmarkValidateTerraform is the cost of a Terraform's review on the admission path: the
+// backend block parsed as HCL, every allowlist walked.
+func BenchmarkValidateTerraform(b *testing.B) {
+	t := &testing.T{}
+	obj := provisioningObject(t, "infra.contrib.fluxcd.io/v1alpha2", "Terraform", goodTerraform,
+		"runnerPodTemplate: {spec: {image: ghcr.io/flux-iac/tf-runner:v0.16.0, env: [{name: AWS_REGION, value: eu-west-1}, {name: TF_VAR_size, value: '3'}]}}")
+	p := DefaultProvisioningPolicy()
+	b.ReportAllocs()
+	for b.Loop() {
+		if errs := p.ValidateTerraform(obj, ""); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}
+
+// BenchmarkValidateStack is the cost of a Stack's review on the admission path.
+func BenchmarkValidateStack(b *testing.B) {
+	t := &testing.T{}
+	obj := provisioningObject(t, "pulumi.com/v1", "Stack", goodStack,
+		"{envRefs: {AWS_REGION: {type: Literal, literal: {value: eu-west-1}}}, workspaceTemplate: {spec: {image: pulumi/pulumi:3.150.0, env: [{name: TZ, value: UTC}]}}}")
+	p := DefaultProvisioningPolicy()
+	b.ReportAllocs()
+	for b.Loop() {
+		if errs := p.ValidateStack(obj, ""); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}

@@ -272,6 +272,14 @@ var _ = Describe("Provisioning", func() {
 		Expect(err).To(MatchError(ContainSubstring(`spec.envSecrets: Forbidden`)))
 	})
 
+	It("refuses a policy whose allowedEnv would let the state leave the approved backends", func(ctx SpecContext) {
+		// A server-side dry run: the API server runs the CRD's CEL rules, and nothing changes.
+		_, err := kubectl(ctx, policyManifest(suitePolicy()+"provisioning:\n  allowedEnv: [AWS_REGION, AWS_*, PULUMI_BACKEND_URL]\n"), "apply", "--dry-run=server", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring("spec.provisioning.allowedEnv: Invalid value: may not allow PULUMI_BACKEND_URL")))
+		_, err = kubectl(ctx, policyManifest(suitePolicy()+"provisioning:\n  allowedEnv: [AWS_REGION, TF_VAR_*, ACME_*]\n"), "apply", "--dry-run=server", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+	})
+
 	It("keeps the spec of a Stack and a Terraform held by a finalizer while they are being deleted", func(ctx SpecContext) {
 		for _, tc := range []struct{ resource, name, manifest, patch, moved string }{
 			{"stack", "stack-held", stack("stack-held", "s3://iss-platform-state/team-a", "awskms://alias/iss-team-a", true), `{"spec":{"destroyOnFinalize":false}}`,

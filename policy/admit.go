@@ -309,17 +309,19 @@ func AdmitHPA(_ context.Context, p *Policy, _ *Request, hpa, _ *autoscalingv2.Ho
 	return out
 }
 
-// AdmitStack validates the state backend of a Pulumi Stack.
+// AdmitStack validates where a Pulumi Stack keeps its state and everything that could move it
+// (ProvisioningPolicy.ValidateStack).
 func AdmitStack(_ context.Context, p *Policy, _ *Request, obj, _ *unstructured.Unstructured) Outcome {
 	out := Outcome{Group: RuleProvisioning}
-	out.Add(RuleProvisioning, p.Provisioning.ValidateStack(obj))
+	out.Add(RuleProvisioning, p.Provisioning.ValidateStack(obj, p.OpenBao.Address))
 	return out
 }
 
-// AdmitTerraform validates the state backend of a tofu-controller Terraform.
+// AdmitTerraform validates where a tofu-controller Terraform keeps its state and everything that
+// could move it (ProvisioningPolicy.ValidateTerraform).
 func AdmitTerraform(_ context.Context, p *Policy, _ *Request, obj, _ *unstructured.Unstructured) Outcome {
 	out := Outcome{Group: RuleProvisioning}
-	out.Add(RuleProvisioning, p.Provisioning.ValidateTerraform(obj))
+	out.Add(RuleProvisioning, p.Provisioning.ValidateTerraform(obj, p.OpenBao.Address))
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	posixpath "path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -83,19 +84,71 @@ func FromISSPolicy(spec *v1alpha1.ISSPolicySpec) (*Policy, field.ErrorList) {
 		}
 		p.TemporalWorkers = sel
 	}
-	if pr := spec.Provisioning; pr != nil && pr.ApprovedBackends != nil {
-		p.Provisioning.ApprovedBackends = slices.Clone(pr.ApprovedBackends)
-		for i, b := range pr.ApprovedBackends {
-			u, err := url.Parse(b)
-			if err != nil || !slices.Contains([]string{"s3", "gs", "azblob"}, u.Scheme) || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-				errs = append(errs, field.Invalid(root.Child("provisioning", "approvedBackends").Index(i), b, "must be scheme://bucket with scheme s3, gs or azblob, such as s3://acme-tf-state"))
-			}
-		}
-	}
+	errs = append(errs, mergeProvisioning(&p.Provisioning, spec.Provisioning, root.Child("provisioning"))...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return p, nil
+}
+
+// mergeProvisioning overrides the provisioning section field by field.
+func mergeProvisioning(pp *ProvisioningPolicy, s *v1alpha1.Provisioning, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	setList(&pp.ApprovedBackends, s.ApprovedBackends)
+	for i, b := range s.ApprovedBackends {
+		u, err := url.Parse(b)
+		if err != nil || !slices.Contains([]string{"s3", "gs", "azblob"}, u.Scheme) || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, field.Invalid(path.Child("approvedBackends").Index(i), b, "must be scheme://bucket with scheme s3, gs or azblob, such as s3://acme-tf-state"))
+		}
+	}
+	setList(&pp.ApprovedStorageAccounts, s.ApprovedStorageAccounts)
+	for i, a := range s.ApprovedStorageAccounts {
+		if !storageAccountName.MatchString(a) {
+			errs = append(errs, field.Invalid(path.Child("approvedStorageAccounts").Index(i), a, "must be an Azure storage account name: 3 to 24 lower-case letters and digits, such as acmetfstate"))
+		}
+	}
+	setList(&pp.AllowedEnv, s.AllowedEnv)
+	for i, n := range s.AllowedEnv {
+		if !envNamePattern.MatchString(n) {
+			errs = append(errs, field.Invalid(path.Child("allowedEnv").Index(i), n, "must be a variable's name, or a prefix ending in *, such as AWS_REGION or TF_VAR_*"))
+		} else if f, ok := redirectingEnv(n); ok {
+			errs = append(errs, field.Forbidden(path.Child("allowedEnv").Index(i), fmt.Sprintf("would allow %s, which sends the state away from the approved backends or changes its encryption: leave it out", f)))
+		}
+	}
+	setList(&pp.AllowedImages, s.AllowedImages)
+	for i, img := range s.AllowedImages {
+		repo, prefix := strings.CutSuffix(img, "*")
+		if repo == "" || (!prefix && ImageRepository(repo) != repo) || strings.ContainsAny(repo, "@*") {
+			errs = append(errs, field.Invalid(path.Child("allowedImages").Index(i), img, "must be a repository as a registry client resolves it, or a prefix of one ending in *, such as docker.io/pulumi/pulumi or ghcr.io/acme/tf-runner-*"))
+		}
+	}
+	pp.AllowEnvFrom = s.AllowEnvFrom
+	return errs
+}
+
+// storageAccountName and envNamePattern are the CRD's patterns of approvedStorageAccounts and
+// allowedEnv, for issctl check, which does not run the schema.
+var (
+	storageAccountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+	envNamePattern     = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*\*?$`)
+)
+
+// redirectingEnv are variables that always send the state away from the approved backends or
+// change its encryption (and those that start with them): allowedEnv may not allow them, nor
+// hold a prefix that covers one. The CRD's CEL rule of allowedEnv says the same.
+func redirectingEnv(n string) (string, bool) {
+	for _, f := range []string{"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "AWS_ENDPOINT_URL", "TF_CLI_ARGS", "TF_CLI_CONFIG_FILE", "TF_ENCRYPTION"} {
+		if strings.HasPrefix(n, f) {
+			return f, true
+		}
+		if prefix, ok := strings.CutSuffix(n, "*"); ok && strings.HasPrefix(f, prefix) {
+			return f, true
+		}
+	}
+	return "", false
 }
 
 // setList replaces *dst with a copy of src when src is set (an empty list too).
@@ -611,7 +664,11 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				Behavior: p.Autoscaling.Behavior.DeepCopy(),
 			},
 			TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: p.TemporalWorkers.Selector.DeepCopy()},
-			Provisioning:    &v1alpha1.Provisioning{ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends)},
+			Provisioning: &v1alpha1.Provisioning{
+				ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends), ApprovedStorageAccounts: slices.Clone(p.Provisioning.ApprovedStorageAccounts),
+				AllowedEnv: slices.Clone(p.Provisioning.AllowedEnv), AllowedImages: slices.Clone(p.Provisioning.AllowedImages),
+				AllowEnvFrom: p.Provisioning.AllowEnvFrom,
+			},
 		},
 	}
 }

@@ -169,6 +169,21 @@ func TestInvalidISSPolicy(t *testing.T) {
 			{"spec.provisioning.approvedBackends[0]", "scheme://bucket"},
 			{"spec.provisioning.approvedBackends[1]", "scheme://bucket"},
 		}},
+		{"provisioning allowlists", v1alpha1.ISSPolicySpec{Provisioning: &v1alpha1.Provisioning{
+			ApprovedStorageAccounts: []string{"Acme-State"},
+			AllowedEnv:              []string{"AWS_REGION", "1BAD", "AWS_ENDPOINT_URL_S3", "AWS_*", "*", "PULUMI_CONFIG_PASSPHRASE_FILE", "TF_VAR_*"},
+			AllowedImages:           []string{"pulumi/pulumi", "ghcr.io/acme/runner:v1", "ghcr.io/acme/*", "*"},
+		}}, []wantErr{
+			{"spec.provisioning.approvedStorageAccounts[0]", "storage account name"},
+			{"spec.provisioning.allowedEnv[1]", "variable's name"},
+			{"spec.provisioning.allowedEnv[2]", "would allow AWS_ENDPOINT_URL"},
+			{"spec.provisioning.allowedEnv[3]", "would allow AWS_ENDPOINT_URL"},
+			{"spec.provisioning.allowedEnv[4]", "variable's name"},
+			{"spec.provisioning.allowedEnv[5]", "would allow PULUMI_CONFIG_PASSPHRASE"},
+			{"spec.provisioning.allowedImages[0]", "docker.io/pulumi/pulumi"},
+			{"spec.provisioning.allowedImages[1]", "registry client resolves it"},
+			{"spec.provisioning.allowedImages[3]", "registry client resolves it"},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, errs := FromISSPolicy(&tc.spec)

@@ -199,7 +199,8 @@ func TestWildcardRoutes(t *testing.T) {
 	t.Run("pod template", func(t *testing.T) {
 		tmpl := engine(wildcard)
 		deploy := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}}}
-		checkErrs(t, Default().ValidateWorkload(deploy), []wantErr{{"spec.template." + key, `entry [0]: host "*.co.uk": "co.uk" is a public suffix`}})
+		errs, _ := Default().ValidateWorkload(deploy)
+		checkErrs(t, errs, []wantErr{{"spec.template." + key, `entry [0]: host "*.co.uk": "co.uk" is a public suffix`}})
 	})
 	t.Run("update of an admitted engine", func(t *testing.T) {
 		integrity, eng := Default().ReviewPodUpdate(engine(`[{"host":"www.example.co.uk"}]`), engine(wildcard))

@@ -501,6 +501,49 @@ type Provisioning struct {
 	// +kubebuilder:validation:items:Pattern=`^(s3|gs|azblob)://[^/?#]+$`
 	// +default=["s3://iss-platform-state","gs://iss-platform-state","azblob://iss-platform-state"]
 	ApprovedBackends []string `json:"approvedBackends,omitempty"`
+	// ApprovedStorageAccounts are the Azure storage accounts whose containers the azblob://
+	// entries of approvedBackends name: a Terraform's azurerm backend must name one as
+	// storage_account_name, and a Stack with an azblob:// backend may set AZURE_STORAGE_ACCOUNT
+	// only to one, as a literal. A container name alone does not say whose account it is in.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]{3,24}$`
+	// +default=["issplatformstate"]
+	ApprovedStorageAccounts []string `json:"approvedStorageAccounts,omitempty"`
+	// AllowedEnv are the environment variables a Stack or Terraform may set in the pods that run
+	// Pulumi or OpenTofu (a Stack's envRefs, accessTokenSecret and workspace template, a
+	// Terraform's runnerPodTemplate): names, or prefixes ending in *. Every other name is denied,
+	// so leave out what can send the state elsewhere or change its encryption: endpoints
+	// (AWS_ENDPOINT_URL*), the tools' redirections (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE*,
+	// TF_CLI_ARGS*, TF_CLI_CONFIG_FILE, TF_ENCRYPTION), configuration files and profiles
+	// (AWS_CONFIG_FILE, AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS), trust stores and proxies
+	// (SSL_CERT_FILE, HTTPS_PROXY). AZURE_STORAGE_ACCOUNT, VAULT_ADDR and BAO_ADDR are checked by
+	// value whatever this list says. The default: the clouds' credentials and regions, TF_VAR_*
+	// (input variables, which cannot reach the literal backend block), and the tools' switches.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*\*?$`
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.all(n, ['PULUMI_BACKEND_URL', 'PULUMI_CONFIG_PASSPHRASE', 'AWS_ENDPOINT_URL', 'TF_CLI_ARGS', 'TF_CLI_CONFIG_FILE', 'TF_ENCRYPTION'].all(f, !n.startsWith(f) && !(n.endsWith('*') && f.startsWith(n.substring(0, size(n) - 1)))))",message="may not allow PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE*, AWS_ENDPOINT_URL*, TF_CLI_ARGS*, TF_CLI_CONFIG_FILE or TF_ENCRYPTION, nor a prefix that covers one: they send the state away from the approved backends or change its encryption"
+	// +default=["AWS_ACCESS_KEY_ID","AWS_SECRET_ACCESS_KEY","AWS_SESSION_TOKEN","AWS_REGION","AWS_DEFAULT_REGION","AWS_ROLE_ARN","AWS_ROLE_SESSION_NAME","AWS_WEB_IDENTITY_TOKEN_FILE","GOOGLE_PROJECT","GOOGLE_REGION","GOOGLE_ZONE","ARM_SUBSCRIPTION_ID","ARM_TENANT_ID","ARM_CLIENT_ID","ARM_CLIENT_SECRET","ARM_ACCESS_KEY","ARM_USE_OIDC","ARM_USE_MSI","ARM_USE_AKS_WORKLOAD_IDENTITY","AZURE_CLIENT_ID","AZURE_TENANT_ID","AZURE_CLIENT_SECRET","AZURE_STORAGE_KEY","VAULT_TOKEN","PULUMI_ACCESS_TOKEN","PULUMI_SKIP_UPDATE_CHECK","PULUMI_SKIP_CONFIRMATIONS","TF_IN_AUTOMATION","TF_INPUT","CHECKPOINT_DISABLE","TF_VAR_*","TZ","LANG","LC_ALL","NO_COLOR"]
+	AllowedEnv []string `json:"allowedEnv,omitempty"`
+	// AllowedImages are the images a Stack's workspace and a Terraform's runner may run:
+	// repositories as a registry client resolves them (docker.io/pulumi/pulumi, not
+	// pulumi/pulumi), or prefixes ending in *; any tag or digest. An image's ENV lines and
+	// entrypoint set variables that no object shows.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9][-a-z0-9._:/]*\*?$`
+	// +kubebuilder:validation:items:MaxLength=255
+	// +default=["docker.io/pulumi/pulumi","docker.io/pulumi/pulumi-*","ghcr.io/flux-iac/tf-runner","ghcr.io/flux-iac/tf-runner-*"]
+	AllowedImages []string `json:"allowedImages,omitempty"`
+	// AllowEnvFrom admits whole ConfigMaps and Secrets as environment: envFrom in the pod
+	// templates, a Stack's envs and envSecrets. Their keys become variables that the webhook
+	// cannot read when it admits the object (it reads no objects on the admission path), so
+	// AllowedEnv does not hold for them: leave it false unless who writes those ConfigMaps and
+	// Secrets is trusted.
+	// +default=false
+	AllowEnvFrom bool `json:"allowEnvFrom,omitempty"`
 }
 
 // ISSPolicyStatus says whether the webhook enforces the policy.

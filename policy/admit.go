@@ -43,8 +43,12 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 				errs = nil
 			}
 		}
+		if !isEngine && req.SubResource == "" {
+			// No mutating rule judged it: this one denies, warns or audits by itself.
+			errs = ValidatePrivilegedNonEngine(&pod.Spec, nil)
+		}
 		out.Add(RuleEnginePods, errs)
-		if !isEngine && !out.Denies(p) {
+		if !isEngine && len(out.Findings) == 0 && !out.Denies(p) {
 			return Outcome{Skip: "not a Dagger engine pod"}
 		}
 	case req.Operation == Update && req.SubResource == "ephemeralcontainers":

@@ -43,11 +43,36 @@ func TestEngineIsolation(t *testing.T) {
 		{"a privileged ephemeral container", func(p *corev1.Pod) {
 			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox", SecurityContext: privileged}}}
 		}, []string{"spec.ephemeralContainers[0].securityContext.privileged"}},
+		{"a helper that escalates, unmasks /proc, runs unconfined or as spc_t", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "helper", Image: "busybox", SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(true), ProcMount: ptr.To(corev1.UnmaskedProcMount),
+				SeccompProfile:  &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
+				AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
+				SELinuxOptions:  &corev1.SELinuxOptions{Type: "spc_t"},
+				WindowsOptions:  &corev1.WindowsSecurityContextOptions{HostProcess: ptr.To(true)},
+			}})
+		}, []string{"spec.containers[1].securityContext.allowPrivilegeEscalation", "spec.containers[1].securityContext.procMount",
+			"spec.containers[1].securityContext.windowsOptions.hostProcess", "spec.containers[1].securityContext.seccompProfile.type",
+			"spec.containers[1].securityContext.appArmorProfile.type", "spec.containers[1].securityContext.seLinuxOptions"}},
+		{"a confined helper with an SELinux level", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "helper", Image: "busybox", SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false), RunAsNonRoot: ptr.To(true), ReadOnlyRootFilesystem: ptr.To(true),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}, SELinuxOptions: &corev1.SELinuxOptions{Level: "s0:c1,c2"},
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			}, Resources: helperResources("100m", "64Mi", "1Gi")})
+		}, nil},
+		{"a shared process namespace", func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = ptr.To(true) }, []string{"spec.shareProcessNamespace"}},
+		{"unsafe and safe sysctls, a pod-wide unconfined profile", func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{
+				Sysctls:        []corev1.Sysctl{{Name: "net.ipv4.tcp_syncookies", Value: "1"}, {Name: "kernel.core_pattern", Value: "|/evil"}},
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
+			}
+		}, []string{"spec.securityContext.sysctls[1].name", "spec.securityContext.seccompProfile.type"}},
 		{"the engine as a native sidecar, privileged", func(p *corev1.Pod) {
 			c := p.Spec.Containers[0]
 			c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 			p.Spec.InitContainers = []corev1.Container{c}
-			p.Spec.Containers = []corev1.Container{{Name: "helper", Image: "busybox"}}
+			p.Spec.Containers = []corev1.Container{{Name: "helper", Image: "busybox", Resources: helperResources("100m", "64Mi", "1Gi")}}
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,7 +84,7 @@ func TestEngineIsolation(t *testing.T) {
 			}
 			var got []string
 			for _, e := range errs {
-				if strings.HasPrefix(e.Field, "spec.host") || strings.Contains(e.Field, "securityContext") {
+				if strings.HasPrefix(e.Field, "spec.host") || strings.Contains(e.Field, "securityContext") || e.Field == "spec.shareProcessNamespace" {
 					got = append(got, e.Field)
 				}
 			}
@@ -113,6 +138,43 @@ func TestEphemeralContainersNeedABoundedPod(t *testing.T) {
 			}
 			if tc.denied && !strings.Contains(engine[0].Detail, tc.mention) {
 				t.Errorf("%q lacks %q", engine[0].Detail, tc.mention)
+			}
+		})
+	}
+}
+
+// TestPrivilegedNonEngine: in app namespaces a pod that is not recognised as an engine may not
+// run privileged or add capabilities beyond the baseline, in any container, so that a renamed
+// engine image does not escape the engine rules.
+func TestPrivilegedNonEngine(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		spec   corev1.PodSpec
+		fields []string
+	}{
+		{"a plain pod", corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}}, nil},
+		{"baseline capabilities, in any spelling", corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx",
+			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_BIND_SERVICE", "cap_chown"}}}}}}, nil},
+		{"a renamed engine image, privileged", corev1.PodSpec{Containers: []corev1.Container{{Name: "builder", Image: "evil.example/buildkit",
+			SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}, []string{"spec.containers[0].securityContext.privileged"}},
+		{"SYS_ADMIN in an init container", corev1.PodSpec{InitContainers: []corev1.Container{{Name: "init", Image: "busybox",
+			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"CAP_SYS_ADMIN", "CHOWN"}}}}}},
+			[]string{"spec.initContainers[0].securityContext.capabilities.add"}},
+		{"a privileged ephemeral container", corev1.PodSpec{EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debug", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}},
+			[]string{"spec.ephemeralContainers[0].securityContext.privileged"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := ValidatePrivilegedNonEngine(&tc.spec, nil)
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Field)
+				if !strings.Contains(e.Detail, "iss.platform/engine: dagger") {
+					t.Errorf("%s: %q does not say how to make it an engine", e.Field, e.Detail)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.fields, ",") {
+				t.Errorf("denied %v, want %v", got, tc.fields)
 			}
 		})
 	}

@@ -70,8 +70,9 @@ type MatchCondition struct {
 // engines or carry ISS labels or annotations.
 var engineOrISSMetadata = MatchCondition{
 	Name: "engine-or-iss-metadata",
-	Comment: `Only pods that are (or were, on update) Dagger engines or carry iss.platform/ labels or
-annotations reach the webhook; a plain pod costs no call. The image test is that of
+	Comment: `Only pods that are (or were, on update) Dagger engines, carry iss.platform/ labels or
+annotations, or have a container that runs privileged or adds capabilities (outside engines they
+are denied) reach the webhook; a plain pod costs no call. The image test is that of
 the policy's engine images, in any spelling of their registry host: iss-webhook
 rewrites it in every webhook when the policy's images change.`,
 	Expression: func(image string) string {
@@ -80,9 +81,23 @@ rewrites it in every webhook when the policy's images change.`,
   (has(o.metadata.annotations) && o.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
   (has(o.spec.containers) && o.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(o.spec.initContainers) && o.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
-  (has(o.spec.ephemeralContainers) && o.spec.ephemeralContainers.exists(c, has(c.image) && ` + image + `))
+  (has(o.spec.ephemeralContainers) && o.spec.ephemeralContainers.exists(c, has(c.image) && ` + image + `)) ||
+  ` + privilegedContainers("o.spec") + `
 ))`
 	},
+}
+
+// privilegedContainers is the CEL test of a pod spec with a container (init and ephemeral ones
+// too) that runs privileged or adds capabilities: outside engines they are denied, so that a
+// renamed engine image reaches the webhook without a label. It is a superset of what
+// policy.ValidatePrivilegedNonEngine denies, which decides.
+func privilegedContainers(spec string) string {
+	var tests []string
+	for _, list := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		tests = append(tests, `(has(`+spec+`.`+list+`) && `+spec+`.`+list+`.exists(c, has(c.securityContext) && (
+    c.securityContext.?privileged.orValue(false) || size(c.securityContext.?capabilities.?add.orValue([])) > 0)))`)
+	}
+	return strings.Join(tests, " ||\n  ")
 }
 
 // The endpoints, in the order of the configurations.
@@ -140,14 +155,16 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 		{
 			Name: "engine-template-or-iss-labels",
 			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
-and those (Temporal workers) that have or had ISS labels themselves. A PodTemplate has no spec:
+and those (Temporal workers) that have or had ISS labels themselves, and templates with a container that
+runs privileged or adds capabilities (outside engines they are denied). A PodTemplate has no spec:
 every test of a field is guarded, since an error would refuse the object (failurePolicy Fail).`,
 			Expression: func(image string) string {
 				template := func(t string) string {
 					return `(has(` + t + `.metadata) && has(` + t + `.metadata.labels) && ` + t + `.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && ` + t + `.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.spec.containers) && ` + t + `.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
-  (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `))`
+  (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
+  (has(` + t + `.spec) && (` + privilegedContainers(t+".spec") + `))`
 				}
 				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
 (has(object.spec) && has(object.spec.template) && (

@@ -541,7 +541,7 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				BuildRecordRetention: &metav1.Duration{Duration: p.TemporalWorkers.BuildRecordRetention},
 				AllowImageTags:       ptr.To(p.TemporalWorkers.AllowImageTags),
 			},
-			Provisioning:    &v1alpha1.Provisioning{ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends)},
+			Provisioning: &v1alpha1.Provisioning{ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends)},
 		},
 	}
 }

@@ -194,16 +194,24 @@ func TestWorkerCode(t *testing.T) {
 	hash := func(tmpl corev1.PodTemplateSpec) string { return WorkerCodeHash(WorkerCodeJSON(&tmpl)) }
 	want := hash(base)
 	for name, f := range map[string]func(t *corev1.PodTemplateSpec){
-		"resources":            func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].Resources.Requests = resources("memory", "1Gi") },
-		"init resources":       func(t *corev1.PodTemplateSpec) { t.Spec.InitContainers = []corev1.Container{{Name: "i", Image: digestV7}} },
-		"pod-template-hash":    func(t *corev1.PodTemplateSpec) { t.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "5d4f8c7b9" },
-		"restartedAt":          func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "now"} },
-		"Rancher's redeploy":   func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"cattle.io/timestamp": "now"} },
-		"Reloader":             func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"reloader.stakater.com/last-reloaded-from": "{}"} },
-		"nodeName":             func(t *corev1.PodTemplateSpec) { t.Spec.NodeName = "node-1" },
-		"priority":             func(t *corev1.PodTemplateSpec) { t.Spec.Priority = ptr.To[int32](1000) },
-		"schedulingGates":      func(t *corev1.PodTemplateSpec) { t.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "wait"}} },
-		"empty lists":          func(t *corev1.PodTemplateSpec) { t.Spec.Volumes, t.Spec.Containers[0].Env = []corev1.Volume{}, []corev1.EnvVar{} },
+		"resources": func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].Resources.Requests = resources("memory", "1Gi") },
+		"init resources": func(t *corev1.PodTemplateSpec) {
+			t.Spec.InitContainers = []corev1.Container{{Name: "i", Image: digestV7}}
+		},
+		"pod-template-hash": func(t *corev1.PodTemplateSpec) { t.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "5d4f8c7b9" },
+		"restartedAt": func(t *corev1.PodTemplateSpec) {
+			t.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "now"}
+		},
+		"Rancher's redeploy": func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"cattle.io/timestamp": "now"} },
+		"Reloader": func(t *corev1.PodTemplateSpec) {
+			t.Annotations = map[string]string{"reloader.stakater.com/last-reloaded-from": "{}"}
+		},
+		"nodeName":        func(t *corev1.PodTemplateSpec) { t.Spec.NodeName = "node-1" },
+		"priority":        func(t *corev1.PodTemplateSpec) { t.Spec.Priority = ptr.To[int32](1000) },
+		"schedulingGates": func(t *corev1.PodTemplateSpec) { t.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "wait"}} },
+		"empty lists": func(t *corev1.PodTemplateSpec) {
+			t.Spec.Volumes, t.Spec.Containers[0].Env = []corev1.Volume{}, []corev1.EnvVar{}
+		},
 		"empty annotations":    func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{} },
 		"name of the template": func(t *corev1.PodTemplateSpec) { t.Name = "ignored" },
 	} {
@@ -223,16 +231,22 @@ func TestWorkerCode(t *testing.T) {
 		}
 	}
 	for name, f := range map[string]func(t *corev1.PodTemplateSpec){
-		"image":             func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].Image = digestV8 },
-		"imagePullPolicy":   func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways },
-		"a label":           func(t *corev1.PodTemplateSpec) { t.Labels["x"] = "y" },
-		"an annotation":     func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"x": "y"} },
-		"a finalizer":       func(t *corev1.PodTemplateSpec) { t.Finalizers = []string{"x/y"} },
-		"runtimeClassName":  func(t *corev1.PodTemplateSpec) { t.Spec.RuntimeClassName = ptr.To("other") },
-		"hostAliases":       func(t *corev1.PodTemplateSpec) { t.Spec.HostAliases = []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"temporal"}}} },
-		"dnsConfig":         func(t *corev1.PodTemplateSpec) { t.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"10.0.0.1"}} },
-		"shareProcess":      func(t *corev1.PodTemplateSpec) { t.Spec.ShareProcessNamespace = ptr.To(true) },
-		"a pod securityCtx": func(t *corev1.PodTemplateSpec) { t.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0)} },
+		"image":            func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].Image = digestV8 },
+		"imagePullPolicy":  func(t *corev1.PodTemplateSpec) { t.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways },
+		"a label":          func(t *corev1.PodTemplateSpec) { t.Labels["x"] = "y" },
+		"an annotation":    func(t *corev1.PodTemplateSpec) { t.Annotations = map[string]string{"x": "y"} },
+		"a finalizer":      func(t *corev1.PodTemplateSpec) { t.Finalizers = []string{"x/y"} },
+		"runtimeClassName": func(t *corev1.PodTemplateSpec) { t.Spec.RuntimeClassName = ptr.To("other") },
+		"hostAliases": func(t *corev1.PodTemplateSpec) {
+			t.Spec.HostAliases = []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"temporal"}}}
+		},
+		"dnsConfig": func(t *corev1.PodTemplateSpec) {
+			t.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"10.0.0.1"}}
+		},
+		"shareProcess": func(t *corev1.PodTemplateSpec) { t.Spec.ShareProcessNamespace = ptr.To(true) },
+		"a pod securityCtx": func(t *corev1.PodTemplateSpec) {
+			t.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0)}
+		},
 		"startupProbe": func(t *corev1.PodTemplateSpec) {
 			t.Spec.Containers[0].StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(1)}}}
 		},
@@ -287,7 +301,11 @@ func TestValidateBuildCarrier(t *testing.T) {
 		want     []wantErr
 	}{
 		{"a ReplicaSet of a build created by hand", v7, nil, []wantErr{{"metadata.labels[iss.platform/build-id]", "not created by hand"}}},
-		{"a ReplicaSet with the build id in its template only", func() *appsv1.ReplicaSet { r := rs("", digestV7); r.Spec.Template.Labels[LabelBuildID] = "v7"; return r }(), nil,
+		{"a ReplicaSet with the build id in its template only", func() *appsv1.ReplicaSet {
+			r := rs("", digestV7)
+			r.Spec.Template.Labels[LabelBuildID] = "v7"
+			return r
+		}(), nil,
 			[]wantErr{{"spec.template.metadata.labels[iss.platform/build-id]", "not created by hand"}}},
 		{"a ReplicaSet with the build id on itself only", ownLabelOnly, nil, []wantErr{{"metadata.labels[iss.platform/build-id]", "not created by hand"}}},
 		{"a ReplicaSet of no build", rs("", digestV7), nil, nil},

@@ -205,7 +205,6 @@ func TestEnsure(t *testing.T) {
 	}
 }
 
-
 // notCached is a cache that has not seen any record yet, as each replica's may not have when two
 // Deployments of one build are admitted at once.
 type notCached struct{ client.Reader }

@@ -857,8 +857,8 @@ type allowedPermission struct {
 // it. A permission the manifests add must be added here, with its reason.
 var allowedPermissions = []allowedPermission{
 	// The informer of engine pods (cacheOptions, CachedEngines, the egress Collector), and the
-	// Collector's uncached List before it deletes a policy. Every read goes through informers
-	// (list, watch): nothing asks for a single object, so nothing is granted get.
+	// Collectors' uncached Lists before they delete a policy or a build record. Every read goes
+	// through informers (list, watch): nothing asks for a single pod, so nothing is granted get.
 	{group: "", resource: "pods", verbs: []string{"list", "watch"}},
 	// The metadata informer of namespaces, for their ISS labels (CachedNamespaces).
 	{group: "", resource: "namespaces", verbs: []string{"list", "watch"}},
@@ -870,6 +870,15 @@ var allowedPermissions = []allowedPermission{
 	{group: "cilium.io", resource: "ciliumnetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
 	// The same for the FQDN policies of the clusternetworkpolicy backend.
 	{group: "policy.networking.k8s.io", resource: "clusternetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
+	// The build records' metadata informers of the Deployments and ReplicaSets that carry a
+	// build id (buildrecord.CacheOptions), and the Collector's uncached List before it deletes
+	// a record.
+	{group: "apps", resource: "deployments", verbs: []string{"list", "watch"}},
+	{group: "apps", resource: "replicasets", verbs: []string{"list", "watch"}},
+	// The build records themselves, ConfigMaps in the webhook's namespace: the Store creates
+	// them during admission, gets one from the API server when a concurrent create was first,
+	// marks them used (update); the informer lists and watches them; the Collector deletes them.
+	{namespace: issNamespace, group: "", resource: "configmaps", verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 	// whoAmI: the webhook learns its user name once, to recognise its own writes.
 	{group: "authentication.k8s.io", resource: "selfsubjectreviews", verbs: []string{"create"}},
 	// The ISSPolicy controller's informer (reload.Reconciler).

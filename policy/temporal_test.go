@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
@@ -555,4 +557,29 @@ func TestTemporalWorkersFromISSPolicy(t *testing.T) {
 		Selector: &metav1.LabelSelector{}, BuildRecordRetention: &metav1.Duration{Duration: 30 * time.Second},
 	}})
 	checkErrs(t, errs, []wantErr{{"spec.temporalWorkers.selector", "an empty selector"}, {"spec.temporalWorkers.buildRecordRetention", "at least 1m"}})
+}
+
+// FuzzRecordedCode feeds arbitrary recorded code, pod templates and images to what reads them:
+// a record never panics the rule, a template always has its own recorded code, and a record of
+// another hash always denies, with at least one field.
+func FuzzRecordedCode(f *testing.F) {
+	f.Add(`{"spec":{"containers":[{"image":"a","name":"w"}]}}`, `{"spec":{"containers":[{"name":"w","image":"b","env":[{"name":"X","value":"1"}]}]}}`, digestV7)
+	f.Add(`[]`, `{}`, "registry.example.org/orders-worker:v7")
+	f.Add(`{"metadata":{"labels":{"a":"b"}},"spec":{"volumes":[{}],"containers":[]}}`, `{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"x"}}}`, "UPPER@@x")
+	f.Add(`null`, `{"spec":{"initContainers":[{"name":"i","image":"busybox"}],"nodeSelector":{"a":"b"}}}`, "")
+	f.Fuzz(func(t *testing.T, recordedCode, template, image string) {
+		_ = validateDigest(image, field.NewPath("image"))
+		tmpl := &corev1.PodTemplateSpec{}
+		if json.Unmarshal([]byte(template), tmpl) != nil {
+			return
+		}
+		own := RecordOf("team-a-dev", &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{LabelBuildID: "v7"}}, Spec: appsv1.DeploymentSpec{Template: *tmpl}})
+		if errs := ValidateRecordedCode(&own, tmpl, field.NewPath("spec", "template")); len(errs) > 0 {
+			t.Fatalf("a template differs from its own record: %v", errs)
+		}
+		other := BuildRecord{Namespace: "team-a-dev", BuildID: "v7", CodeHash: "sha256:other", Code: []byte(recordedCode), Workload: "w"}
+		if errs := ValidateRecordedCode(&other, tmpl, field.NewPath("spec", "template")); len(errs) == 0 {
+			t.Fatalf("a record of another hash admitted the template")
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -212,11 +213,15 @@ func RecordOf(namespace string, d *appsv1.Deployment) BuildRecord {
 
 // diffTemplates denies every change of two pod templates' worker code, under path.
 func diffTemplates(old, cur *corev1.PodTemplateSpec, path *field.Path, fix string) field.ErrorList {
-	was, err := decodeCode(WorkerCodeJSON(old))
+	oldCode, curCode := WorkerCodeJSON(old), WorkerCodeJSON(cur)
+	if bytes.Equal(oldCode, curCode) {
+		return nil
+	}
+	was, err := decodeCode(oldCode)
 	if err != nil {
 		panic(err) // WorkerCodeJSON writes JSON
 	}
-	now, err := decodeCode(WorkerCodeJSON(cur))
+	now, err := decodeCode(curCode)
 	if err != nil {
 		panic(err)
 	}

@@ -583,3 +583,33 @@ func FuzzRecordedCode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTemporalWorker measures what a review of a worker Deployment pays for the blue/green
+// rules: a create judged against its record, and an update of its resources.
+func BenchmarkTemporalWorker(b *testing.B) {
+	tp := DefaultTemporalPolicy()
+	v7 := worker("v7", "v7", digestV7)
+	v7.Spec.Template.Spec.Containers[0].Env = make([]corev1.EnvVar, 30)
+	for i := range v7.Spec.Template.Spec.Containers[0].Env {
+		v7.Spec.Template.Spec.Containers[0].Env[i] = corev1.EnvVar{Name: "VAR_" + strings.Repeat("X", i), Value: "value"}
+	}
+	rec := RecordOf("team-a-dev", v7)
+	resized := changed(v7, func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Resources.Limits = resources("cpu", "2") })
+	b.Run("create", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if errs := tp.ValidateTemporalWorker(nil, v7, &rec); len(errs) > 0 {
+				b.Fatal(errs)
+			}
+			_ = RecordOf("team-a-dev", v7)
+		}
+	})
+	b.Run("update", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if errs := tp.ValidateTemporalWorker(v7, resized, nil); len(errs) > 0 {
+				b.Fatal(errs)
+			}
+		}
+	})
+}

@@ -594,7 +594,9 @@ func BenchmarkTemporalWorker(b *testing.B) {
 		v7.Spec.Template.Spec.Containers[0].Env[i] = corev1.EnvVar{Name: "VAR_" + strings.Repeat("X", i), Value: "value"}
 	}
 	rec := RecordOf("team-a-dev", v7)
-	resized := changed(v7, func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Resources.Limits = resources("cpu", "2") })
+	resized := changed(v7, func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Resources.Limits = resources("cpu", "2")
+	})
 	b.Run("create", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -96,6 +96,9 @@ rewrites it in every webhook when the policy's images change.`,
 	},
 }
 
+// writesBuildRecords is the side effect of the workloads webhook.
+const writesBuildRecords = "It writes the records of Temporal builds' code, except on dry run."
+
 // The endpoints, in the order of the configurations.
 var (
 	mutateEnginePods = Endpoint{
@@ -147,44 +150,42 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 			},
 		},
 	}}
-	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath,
-		SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: "It writes the records of Temporal builds' code, except on dry run.",
-		MatchConditions: []MatchCondition{
-			{
-				Name: "engine-template-or-iss-labels",
-				Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
+	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: writesBuildRecords, MatchConditions: []MatchCondition{
+		{
+			Name: "engine-template-or-iss-labels",
+			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
 and those (Temporal workers) that have or had ISS labels themselves. A PodTemplate has no spec:
 every test of a field is guarded, since an error would refuse the object (failurePolicy Fail).`,
-				Expression: func(image string) string {
-					template := func(t string) string {
-						return `(has(` + t + `.metadata) && has(` + t + `.metadata.labels) && ` + t + `.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
+			Expression: func(image string) string {
+				template := func(t string) string {
+					return `(has(` + t + `.metadata) && has(` + t + `.metadata.labels) && ` + t + `.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && ` + t + `.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.spec.containers) && ` + t + `.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `))`
-					}
-					return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
+				}
+				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
 (has(object.spec) && has(object.spec.template) && (
   ` + template("object.spec.template") + `)) ||
 (has(object.spec) && has(object.spec.jobTemplate) && (
   ` + template("object.spec.jobTemplate.spec.template") + `)) ||
 (has(object.template) && (
   ` + template("object.template") + `))`
-				},
 			},
-			{
-				Name: "template-or-labels-changed",
-				Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
+		},
+		{
+			Name: "template-or-labels-changed",
+			Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
 the controllers' bookkeeping) create no pod the rules have not seen: they never wait
 on the webhook.`,
-				Expression: func(string) string {
-					return `request.operation != 'UPDATE' ||
+			Expression: func(string) string {
+				return `request.operation != 'UPDATE' ||
 object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
 object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
 object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
 object.?template.orValue({}) != oldObject.?template.orValue({})`
-				},
 			},
-		}}
+		},
+	}}
 	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true}
 	validateProvisioning = Endpoint{Name: "provisioning.validate.iss.platform", Path: ValidateProvisioningPath}
 	validateISSPolicies  = Endpoint{

@@ -72,13 +72,14 @@ bench: ## benchmarks of the whole review path
 	$(GO) test -run '^$$' -bench WildcardBase -benchmem ./policy/
 
 .PHONY: fuzz
-fuzz: ## fuzz each parser (annotations, egress hosts, paths, image references, Terraform backend blocks) for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
+fuzz: ## fuzz each parser (annotations, egress hosts, paths, image references, Terraform backend blocks, recorded worker code) for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseNetworkAccess$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretKeys$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretPath$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzEngineImagePattern$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzEgressHost$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseTerraformBackend$$' -fuzztime $(or $(FUZZTIME),60s)
+	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzRecordedCode$$' -fuzztime $(or $(FUZZTIME),60s)
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change

@@ -544,10 +544,20 @@ type webhookView struct {
 	timeoutSeconds     *int32
 	matchConditions    []admissionregistrationv1.MatchCondition
 	reinvocationPolicy *admissionregistrationv1.ReinvocationPolicyType
+	objectSelector     *metav1.LabelSelector
 }
 
-// writingWebhookName is the only webhook with side effects: it writes the engine's egress policies.
+// writingWebhookName is the only mutating webhook with side effects: it writes the engine's
+// egress policies.
 const writingWebhookName = "engine-pods.mutate.iss.platform"
+
+// recordsWritingWebhookName is the only validating webhook with side effects: it writes the
+// records of Temporal builds' code.
+const recordsWritingWebhookName = "workloads.validate.iss.platform"
+
+// recordsGuardName is the one webhook sent objects of iss-webhook's own namespace: the build
+// records it guards, selected by their label.
+const recordsGuardName = "build-records.validate.iss.platform"
 
 // excludedNamespaceNames are never sent to the webhook: the control plane's and its own.
 var excludedNamespaceNames = []string{"iss-system", "kube-node-lease", "kube-public", "kube-system"}
@@ -565,10 +575,10 @@ func (in *renderedInstall) webhooks(t *testing.T) (*admissionregistrationv1.Muta
 	validating := mustGet[admissionregistrationv1.ValidatingWebhookConfiguration](t, in, group, "ValidatingWebhookConfiguration", "", issWebhookName)
 	var out []webhookView
 	for _, w := range mutating.Webhooks {
-		out = append(out, webhookView{"mutating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, w.ReinvocationPolicy})
+		out = append(out, webhookView{"mutating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, w.ReinvocationPolicy, w.ObjectSelector})
 	}
 	for _, w := range validating.Webhooks {
-		out = append(out, webhookView{"validating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, nil})
+		out = append(out, webhookView{"validating", w.Name, w.ClientConfig, w.Rules, w.FailurePolicy, w.MatchPolicy, w.NamespaceSelector, w.SideEffects, w.TimeoutSeconds, w.MatchConditions, nil, w.ObjectSelector})
 	}
 	return mutating, validating, out
 }
@@ -610,6 +620,21 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 					byName = append(byName, e)
 				}
 			}
+			if w.name == recordsGuardName {
+				// Its own namespace only, and there only the labelled records: nothing the
+				// webhook runs on waits for it.
+				if len(byName) != 1 || byName[0].Operator != metav1.LabelSelectorOpIn || !slices.Equal(byName[0].Values, []string{issNamespace}) {
+					return fmt.Errorf("namespaceSelector is not exactly %s In [%s]: %v", corev1.LabelMetadataName, issNamespace, byName)
+				}
+				os := w.objectSelector
+				if os == nil || len(os.MatchLabels) > 0 || len(os.MatchExpressions) != 1 || os.MatchExpressions[0].Key != "iss.platform/build-namespace" || os.MatchExpressions[0].Operator != metav1.LabelSelectorOpExists {
+					return fmt.Errorf("objectSelector is not exactly iss.platform/build-namespace Exists: %v", os)
+				}
+				return nil
+			}
+			if w.objectSelector != nil {
+				return fmt.Errorf("an objectSelector %v: the webhooks select objects by matchConditions, which see both sides of an update", w.objectSelector)
+			}
 			if len(byName) != 1 || byName[0].Operator != metav1.LabelSelectorOpNotIn {
 				return fmt.Errorf("namespaceSelector has not exactly one NotIn on %s: %v", corev1.LabelMetadataName, byName)
 			}
@@ -621,7 +646,7 @@ func TestRenderedWebhookConfigurations(t *testing.T) {
 		}},
 		{"declares its side effects", func(w webhookView) error {
 			want := admissionregistrationv1.SideEffectClassNone
-			if w.kind == "mutating" && w.name == writingWebhookName {
+			if w.kind == "mutating" && w.name == writingWebhookName || w.kind == "validating" && w.name == recordsWritingWebhookName {
 				want = admissionregistrationv1.SideEffectClassNoneOnDryRun
 			}
 			if w.sideEffects == nil || *w.sideEffects != want {
@@ -832,8 +857,8 @@ type allowedPermission struct {
 // it. A permission the manifests add must be added here, with its reason.
 var allowedPermissions = []allowedPermission{
 	// The informer of engine pods (cacheOptions, CachedEngines, the egress Collector), and the
-	// Collector's uncached List before it deletes a policy. Every read goes through informers
-	// (list, watch): nothing asks for a single object, so nothing is granted get.
+	// Collectors' uncached Lists before they delete a policy or a build record. Every read goes
+	// through informers (list, watch): nothing asks for a single pod, so nothing is granted get.
 	{group: "", resource: "pods", verbs: []string{"list", "watch"}},
 	// The metadata informer of namespaces, for their ISS labels (CachedNamespaces).
 	{group: "", resource: "namespaces", verbs: []string{"list", "watch"}},
@@ -845,6 +870,15 @@ var allowedPermissions = []allowedPermission{
 	{group: "cilium.io", resource: "ciliumnetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
 	// The same for the FQDN policies of the clusternetworkpolicy backend.
 	{group: "policy.networking.k8s.io", resource: "clusternetworkpolicies", verbs: []string{"list", "watch", "create", "patch", "delete"}},
+	// The build records' metadata informers of the Deployments and ReplicaSets that carry a
+	// build id (buildrecord.CacheOptions), and the Collector's uncached List before it deletes
+	// a record.
+	{group: "apps", resource: "deployments", verbs: []string{"list", "watch"}},
+	{group: "apps", resource: "replicasets", verbs: []string{"list", "watch"}},
+	// The build records themselves, ConfigMaps in the webhook's namespace: the Store creates
+	// them during admission, gets one from the API server when a concurrent create was first,
+	// marks them used (update); the informer lists and watches them; the Collector deletes them.
+	{namespace: issNamespace, group: "", resource: "configmaps", verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 	// whoAmI: the webhook learns its user name once, to recognise its own writes.
 	{group: "authentication.k8s.io", resource: "selfsubjectreviews", verbs: []string{"create"}},
 	// The ISSPolicy controller's informer (reload.Reconciler).

@@ -63,6 +63,8 @@ type Facts struct {
 	Engines EngineLookup
 	// Paths tells whether an OpenBao path exists.
 	Paths PathVerifier
+	// BuildRecords reads the records of the code each Temporal build id stands for.
+	BuildRecords BuildRecordLookup
 }
 
 // NamespaceLookup tells what the rules need of a namespace: its ISS labels. A namespace that
@@ -75,6 +77,14 @@ type NamespaceLookup interface {
 // namespace with an egress-policy hash.
 type EngineLookup interface {
 	RunningEngines(ctx context.Context, namespace, hash string) (int, error)
+}
+
+// BuildRecordLookup reads what the webhook keeps of Temporal builds, from its informer caches:
+// the record of a build id's code in a namespace (nil when there is none), and how many
+// Deployments and ReplicaSets of the build the namespace still has.
+type BuildRecordLookup interface {
+	BuildRecord(ctx context.Context, namespace, buildID string) (*BuildRecord, error)
+	BuildInUse(ctx context.Context, namespace, buildID string) (int, error)
 }
 
 // PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
@@ -103,6 +113,9 @@ type Outcome struct {
 	Mutate func() []string
 	// Egress names the engine whose generated egress objects must exist before it is admitted.
 	Egress *EgressWrite
+	// BuildRecord is the record of a Temporal build's code that must exist before the
+	// Deployment is admitted.
+	BuildRecord *BuildRecordWrite
 }
 
 // Finding is the violations of one rule group.

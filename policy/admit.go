@@ -23,14 +23,17 @@ import (
 // ones are in package mutators.
 
 // AdmitPod validates a pod: on create and in-place resize the engine rules; on create also the
-// egress label that the mutating webhook set; on update, unless a trusted identity makes it, ISS
-// labels and annotations stay as they were, no pod becomes an engine, and an engine still
-// follows the engine rules; ephemeral containers may not run the engine image.
+// egress label that the mutating webhook set, and that only trusted identities (the ReplicaSet
+// controller) make pods of a Temporal build; on update, unless a trusted identity makes it, ISS
+// labels and annotations stay as they were, no pod becomes an engine, an engine still follows
+// the engine rules and a pod of a Temporal build keeps its code; ephemeral containers may not
+// run the engine image, nor be added by others than trusted identities to a build's pods.
 func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) Outcome {
 	out := Outcome{Group: RuleEnginePods}
 	switch {
 	case req.Operation == Create && req.SubResource == "", req.Operation == Update && req.SubResource == "resize":
 		eng, isEngine, errs := p.ReviewEnginePod(&pod.ObjectMeta, &pod.Spec, nil)
+		var build field.ErrorList
 		if req.SubResource == "" {
 			out.Add(RuleIntegrity, ValidateEgressLabel(&pod.ObjectMeta, eng, isEngine))
 			if !req.Trusted {
@@ -42,29 +45,41 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 			if p.Mode(RuleEnginePods) != v1alpha1.Enforce {
 				errs = nil
 			}
+			if !req.Trusted {
+				build = p.TemporalWorkers.ValidateWorkerPod(nil, pod)
+			}
 		}
 		if !isEngine && req.SubResource == "" {
 			// No mutating rule judged it: this one denies, warns or audits by itself.
 			errs = ValidatePrivilegedNonEngine(&pod.Spec, nil)
 		}
 		out.Add(RuleEnginePods, errs)
+		out.Add(RuleTemporalWorkers, build)
 		if !isEngine && len(out.Findings) == 0 && !out.Denies(p) {
 			return Outcome{Skip: "not a Dagger engine pod"}
+		}
+		if !isEngine {
+			out.Group = RuleTemporalWorkers
 		}
 	case req.Operation == Update && req.SubResource == "ephemeralcontainers":
 		integrity, engine := p.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
 		out.Add(RuleIntegrity, integrity)
 		out.Add(RuleEnginePods, engine)
+		if !req.Trusted {
+			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerEphemeralContainers(old, pod))
+		}
 	case req.Operation == Update && (req.SubResource == "" || req.SubResource == "status"):
 		if req.Trusted {
 			return Outcome{Skip: "trusted identity"}
 		}
 		// A status update can change only metadata besides the status, which the same
-		// protection covers; an update of the pod itself also follows the engine rules.
+		// protection covers; an update of the pod itself also follows the engine rules, and a
+		// pod of a Temporal build keeps its code.
 		if req.SubResource == "" {
 			integrity, engine := p.ReviewPodUpdate(old, pod)
 			out.Add(RuleIntegrity, integrity)
 			out.Add(RuleEnginePods, engine)
+			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerPod(old, pod))
 		} else {
 			out.Add(RuleIntegrity, ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil))
 		}
@@ -289,8 +304,9 @@ func AdmitNamespace(_ context.Context, _ *Policy, req *Request, ns, old *metav1.
 }
 
 // AdmitWorkload validates the workloads that create pods: their pod templates follow the engine
-// pod rules, and Temporal worker Deployments the blue/green rules.
-func AdmitWorkload(_ context.Context, p *Policy, _ *Request, obj, old metav1.Object) Outcome {
+// pod rules, Deployments of Temporal builds the blue/green rules and the record of their build's
+// code, and the other workloads of a build (its ReplicaSets) are the controllers' to make.
+func AdmitWorkload(ctx context.Context, p *Policy, req *Request, obj, old metav1.Object) Outcome {
 	out := Outcome{Group: RuleEnginePods}
 	// An update that leaves the pod template as it was (scaling an old ReplicaSet down, a
 	// finalizer, suspending a CronJob) creates no pod the rules have not seen.
@@ -299,11 +315,40 @@ func AdmitWorkload(_ context.Context, p *Policy, _ *Request, obj, old metav1.Obj
 		out.Add(RuleEnginePods, errs)
 		out.Warnings = append(out.Warnings, warnings...)
 	}
-	if cur, ok := obj.(*appsv1.Deployment); ok {
-		prev, _ := old.(*appsv1.Deployment)
-		out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateTemporalWorker(prev, cur))
-	}
+	admitBuild(ctx, p, req, obj, old, &out)
 	return out
+}
+
+// admitBuild adds the Temporal rules of a workload to out: for a Deployment the blue/green rules
+// against the record of its build, read from the cache, and the record to write; for other
+// workloads that a requester who is not trusted writes, that they are not a build's.
+func admitBuild(ctx context.Context, p *Policy, req *Request, obj, old metav1.Object, out *Outcome) {
+	t := &p.TemporalWorkers
+	cur, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		if !req.Trusted {
+			out.Add(RuleTemporalWorkers, t.ValidateBuildCarrier(obj, old))
+		}
+		return
+	}
+	prev, _ := old.(*appsv1.Deployment)
+	if !t.Governs(cur) && !t.Governs(prev) {
+		return
+	}
+	build := cur.Labels[LabelBuildID]
+	asNew := !t.Governs(prev)
+	var recorded *BuildRecord
+	if asNew && build != "" && req.Facts.BuildRecords != nil {
+		var err error
+		if recorded, err = req.Facts.BuildRecords.BuildRecord(ctx, req.Namespace, build); err != nil {
+			out.Refusal = &Refusal{Group: RuleTemporalWorkers, Unavailable: true, Message: fmt.Sprintf("iss-webhook cannot read the record of build %s=%s from its cache: %v; retry", LabelBuildID, build, err)}
+			return
+		}
+	}
+	out.Add(RuleTemporalWorkers, t.ValidateTemporalWorker(prev, cur, recorded))
+	if build != "" && t.Governs(cur) && cur.Spec.Template.Labels[LabelBuildID] == build {
+		out.BuildRecord = &BuildRecordWrite{Record: RecordOf(req.Namespace, cur), Judge: asNew}
+	}
 }
 
 // AdmitHPA requires the saturation metric of HorizontalPodAutoscalers.

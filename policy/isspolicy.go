@@ -77,13 +77,7 @@ func FromISSPolicy(spec *v1alpha1.ISSPolicySpec) (*Policy, field.ErrorList) {
 	errs = append(errs, mergeOpenBao(&p.OpenBao, spec.OpenBao, root.Child("openbao"))...)
 	errs = append(errs, mergeNetwork(&p.Network, spec.Network, root.Child("network"))...)
 	errs = append(errs, mergeAutoscaling(&p.Autoscaling, spec.Autoscaling, root.Child("autoscaling"))...)
-	if t := spec.TemporalWorkers; t != nil && t.Selector != nil {
-		sel, err := NewTemporalPolicy(t.Selector)
-		if err != nil {
-			errs = append(errs, field.Invalid(root.Child("temporalWorkers", "selector"), t.Selector, err.Error()))
-		}
-		p.TemporalWorkers = sel
-	}
+	errs = append(errs, mergeTemporal(&p.TemporalWorkers, spec.TemporalWorkers, root.Child("temporalWorkers"))...)
 	errs = append(errs, mergeProvisioning(&p.Provisioning, spec.Provisioning, root.Child("provisioning"))...)
 	if len(errs) > 0 {
 		return nil, errs
@@ -149,6 +143,27 @@ func redirectingEnv(n string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// mergeTemporal overrides the Temporal workers section field by field.
+func mergeTemporal(t *TemporalPolicy, s *v1alpha1.TemporalWorkers, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if s.Selector != nil {
+		if err := t.SetSelector(s.Selector); err != nil {
+			errs = append(errs, field.Invalid(path.Child("selector"), s.Selector, err.Error()))
+		}
+	}
+	setDuration(&t.BuildRecordRetention, s.BuildRecordRetention)
+	if t.BuildRecordRetention < time.Minute {
+		errs = append(errs, field.Invalid(path.Child("buildRecordRetention"), t.BuildRecordRetention.String(), "must be at least 1m; keep it longer than a build's workflows may run, such as the default 720h (30 days)"))
+	}
+	if s.AllowImageTags != nil {
+		t.AllowImageTags = *s.AllowImageTags
+	}
+	return errs
 }
 
 // setList replaces *dst with a copy of src when src is set (an empty list too).
@@ -663,7 +678,11 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				},
 				Behavior: p.Autoscaling.Behavior.DeepCopy(),
 			},
-			TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: p.TemporalWorkers.Selector.DeepCopy()},
+			TemporalWorkers: &v1alpha1.TemporalWorkers{
+				Selector:             p.TemporalWorkers.Selector.DeepCopy(),
+				BuildRecordRetention: &metav1.Duration{Duration: p.TemporalWorkers.BuildRecordRetention},
+				AllowImageTags:       ptr.To(p.TemporalWorkers.AllowImageTags),
+			},
 			Provisioning: &v1alpha1.Provisioning{
 				ApprovedBackends: slices.Clone(p.Provisioning.ApprovedBackends), ApprovedStorageAccounts: slices.Clone(p.Provisioning.ApprovedStorageAccounts),
 				AllowedEnv: slices.Clone(p.Provisioning.AllowedEnv), AllowedImages: slices.Clone(p.Provisioning.AllowedImages),

@@ -19,6 +19,7 @@ const (
 	RuleProvisioning    RuleGroup = "provisioning"
 	RuleIntegrity       RuleGroup = "integrity"
 	RuleEgressWrite     RuleGroup = "egressPolicies"
+	RuleBuildRecords    RuleGroup = "buildRecords"
 )
 
 // RuleGroupSpec is one row of the table of rule groups.
@@ -55,6 +56,8 @@ var ruleGroups = []RuleGroupSpec{
 		Covers: "what the other rules rest on: ISS labels and annotations, generated egress policies, namespace labels, user NetworkPolicies that would open engine egress, engine images in debug containers, the secrets' path, app, initiator and store rules, objects being deleted, the ISSPolicy itself; always denies, since in Warn or Audit anyone could switch the rest off"},
 	{Group: RuleEgressWrite,
 		Covers: "the writing of generated egress policies during admission; a failure always denies the engine, which must never run with open egress"},
+	{Group: RuleBuildRecords,
+		Covers: "the writing of the records of Temporal builds' code during admission; a failure always denies the Deployment, so that no build id comes to stand for two codes"},
 }
 
 // configurable are the groups of ruleGroups that have a mode.

@@ -149,7 +149,9 @@ func Default() *Policy {
 			Groups: []string{"system:masters"},
 			// The namespace controller and the garbage collector delete generated objects with
 			// their namespace or owner; denying them would leave namespaces stuck terminating.
-			ServiceAccounts: []string{"kube-system/namespace-controller", "kube-system/generic-garbage-collector"},
+			// The Deployment and ReplicaSet controllers make the ReplicaSets and pods of Temporal
+			// builds, which nobody else may.
+			ServiceAccounts: []string{"kube-system/namespace-controller", "kube-system/generic-garbage-collector", "kube-system/deployment-controller", "kube-system/replicaset-controller"},
 		},
 	}
 }

@@ -72,7 +72,7 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 		Trusted: pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups),
 		Self:    a.o.Self != "" && req.UserInfo.Username == a.o.Self,
 		DryRun:  req.DryRun != nil && *req.DryRun,
-		Facts:   policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao},
+		Facts:   policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao, BuildRecords: a.o.Builds},
 	}
 	if resp, done := a.whileDeleting(ctx, pol, req, r, obj, old); done {
 		return resp
@@ -211,6 +211,19 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy
 			logf.FromContext(ctx).Error(err, "writing egress policies failed; denying the engine pod")
 			return admission.Denied(fmt.Sprintf("iss-webhook could not write the egress policies of this engine (%v); "+
 				"the pod is denied so that it never runs with open egress: retry, and if it persists ask the platform team", err))
+		}
+		warnings = append(warnings, written...)
+	}
+	if out.BuildRecord != nil && a.o.BuildRecords != nil && !r.DryRun {
+		written, err := a.o.BuildRecords.Ensure(ctx, out.BuildRecord, pol)
+		if err != nil {
+			group := policy.RuleBuildRecords
+			if errors.As(err, new(*policy.BuildRecordConflict)) {
+				group = policy.RuleTemporalWorkers
+			}
+			a.o.Metrics.count(pol, a.kind.Resource, group, decisionDenied)
+			logf.FromContext(ctx).Info("denied: build record", "error", err.Error())
+			return admission.Denied(err.Error())
 		}
 		warnings = append(warnings, written...)
 	}

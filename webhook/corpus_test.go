@@ -370,6 +370,36 @@ var intendedDifferences = []intendedDifference{
 			return true
 		},
 	},
+	{
+		name: "Temporal worker Deployments created (or becoming workers) select their pods by the build id and pin images by digest, and every change of their worker code is named field by field (rules added after the recording; a Deployment with a build id is a worker without the worker label too)",
+		test: "policy.TestValidateTemporalWorker",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			want := c.Response
+			if c.Path != ValidateWorkloadsPath || c.Request.Kind.Kind != "Deployment" || !bytes.Equal(want.Patched, got.Patched) ||
+				!(got.Allowed == want.Allowed && got.Code == want.Code || want.Allowed && !got.Allowed && got.Code == 422) {
+				return false
+			}
+			temporal := func(text string) bool {
+				return strings.Contains(text, "Temporal") || strings.Contains(text, "build id") || strings.Contains(text, policy.LabelBuildID)
+			}
+			differ := func(a, b []string) bool {
+				for _, x := range a {
+					if !slices.Contains(b, x) && !temporal(x) {
+						return false
+					}
+				}
+				return true
+			}
+			causes := func(r corpusResponse) []string {
+				var out []string
+				for _, cause := range r.Causes {
+					out = append(out, cause.Field+": "+cause.Message)
+				}
+				return out
+			}
+			return differ(causes(got), causes(want)) && differ(causes(want), causes(got)) && differ(got.Warnings, want.Warnings) && differ(want.Warnings, got.Warnings)
+		},
+	},
 }
 
 // explainDifference returns the listed difference that explains got, or nil.

@@ -35,6 +35,8 @@ const (
 	ValidateProvisioningPath = "/validate-provisioning"
 	// ValidateISSPoliciesPath serves the validating webhook for ISSPolicies.
 	ValidateISSPoliciesPath = "/validate-isspolicies"
+	// ValidateBuildRecordsPath serves the validating webhook for the build records.
+	ValidateBuildRecordsPath = "/validate-build-records"
 )
 
 // Endpoint is one webhook of the configurations. Several may share a path (the pods' status
@@ -52,6 +54,15 @@ type Endpoint struct {
 	SideEffectsComment string
 	// AppNamespacesOnly sends only objects of namespaces with an iss.platform/app-id label.
 	AppNamespacesOnly bool
+	// OwnNamespaceOnly sends only objects of iss-webhook's own namespace, which every other
+	// webhook excludes; ObjectSelector must then narrow them to the objects it guards, so that
+	// nothing iss-webhook runs on waits for it.
+	OwnNamespaceOnly bool
+	// ObjectSelector, when set, is the label that the objects sent (or, on update and delete,
+	// their stored version) carry.
+	ObjectSelector string
+	// NamespaceComment explains the namespace selector, where it needs explaining.
+	NamespaceComment string
 	// FailureComment explains the failure policy, where it needs explaining.
 	FailureComment string
 	// MatchConditions spare the webhook the calls it would answer with allowed.
@@ -99,6 +110,9 @@ func privilegedContainers(spec string) string {
 	}
 	return strings.Join(tests, " ||\n  ")
 }
+
+// writesBuildRecords is the side effect of the workloads webhook.
+const writesBuildRecords = "It writes the records of Temporal builds' code, except on dry run."
 
 // The endpoints, in the order of the configurations.
 var (
@@ -151,7 +165,7 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 			},
 		},
 	}}
-	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, MatchConditions: []MatchCondition{
+	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: writesBuildRecords, MatchConditions: []MatchCondition{
 		{
 			Name: "engine-template-or-iss-labels",
 			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
@@ -196,6 +210,13 @@ object.?template.orValue({}) != oldObject.?template.orValue({})`
 		FailureComment: `The checks the CRD's schema cannot make; the webhook's policy reload makes them too, so
 that a policy applied while the webhook was down is reported in its status, not enforced.`,
 	}
+	validateBuildRecords = Endpoint{
+		Name: "build-records.validate.iss.platform", Path: ValidateBuildRecordsPath,
+		OwnNamespaceOnly: true, ObjectSelector: policy.LabelBuildNamespace,
+		NamespaceComment: `The one webhook sent objects of iss-webhook's own namespace: the ConfigMaps labelled as
+the records of Temporal builds' code, which only iss-webhook may write. Nothing the webhook
+runs on carries the label, so it cannot lock out its own recovery.`,
+	}
 )
 
 // Endpoints returns every webhook of the configurations, mutating ones first.
@@ -204,12 +225,17 @@ func Endpoints() []*Endpoint {
 		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs,
 		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets,
 		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
+		&validateBuildRecords,
 	}
 }
 
 // excludedNamespaces are never sent to any webhook: the control plane's and iss-webhook's own,
 // so that the webhook cannot lock out its own recovery.
-var excludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "iss-system"}
+var excludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", ownNamespace}
+
+// ownNamespace is iss-webhook's own namespace, where the install runs it and keeps the build
+// records.
+const ownNamespace = "iss-system"
 
 // RenderConfigurations returns manifests/webhook/webhooks.yaml: the webhook configurations of
 // every endpoint, their rules from the governed kinds, their image tests those of the default
@@ -220,8 +246,9 @@ func RenderConfigurations() []byte {
 	b.WriteString(`# The webhook configurations of iss-webhook, written by make generate from the governed kinds
 # and endpoints of package webhook: edit those, not this file. The API server calls the webhook
 # only for objects that can concern ISS-001: namespaces of the control plane and of iss-webhook
-# itself are never sent (so the webhook cannot lock out its own recovery), and pods reach it
-# only when they are Dagger engines or carry ISS labels or annotations (matchConditions).
+# itself are never sent (so the webhook cannot lock out its own recovery), but for the build
+# records in iss-system that the last webhook guards, and pods reach it only when they are
+# Dagger engines or carry ISS labels or annotations (matchConditions).
 `)
 	for _, mutating := range []bool{true, false} {
 		kind := "ValidatingWebhookConfiguration"
@@ -263,9 +290,17 @@ func (e *Endpoint) render(b *strings.Builder, imageTest string) {
 	if e.AppNamespacesOnly {
 		b.WriteString("    # The apps' namespaces only: HPAs of the platform's own components scale as they like.\n")
 	}
-	fmt.Fprintf(b, "    namespaceSelector:\n      matchExpressions:\n        - key: kubernetes.io/metadata.name\n          operator: NotIn\n          values: %s\n", flowList(excludedNamespaces))
+	comment(b, "    ", e.NamespaceComment)
+	if e.OwnNamespaceOnly {
+		fmt.Fprintf(b, "    namespaceSelector:\n      matchExpressions:\n        - key: kubernetes.io/metadata.name\n          operator: In\n          values: %s\n", flowList([]string{ownNamespace}))
+	} else {
+		fmt.Fprintf(b, "    namespaceSelector:\n      matchExpressions:\n        - key: kubernetes.io/metadata.name\n          operator: NotIn\n          values: %s\n", flowList(excludedNamespaces))
+	}
 	if e.AppNamespacesOnly {
 		fmt.Fprintf(b, "        - key: %s\n          operator: Exists\n", policy.LabelAppID)
+	}
+	if e.ObjectSelector != "" {
+		fmt.Fprintf(b, "    objectSelector:\n      matchExpressions:\n        - key: %s\n          operator: Exists\n", e.ObjectSelector)
 	}
 	if len(e.MatchConditions) > 0 {
 		b.WriteString("    matchConditions:\n")

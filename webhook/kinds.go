@@ -210,6 +210,12 @@ func GovernedKinds() []Kind {
 			Validate: reviewOf(newUnstructured, policy.AdmitTerraform),
 		},
 		{
+			Group: "", Versions: []string{"v1"}, Kind: "ConfigMap", Resource: "configmaps", Scope: namespaced,
+			Rules:    []Rule{{Webhook: &validateBuildRecords, Operations: []admissionregistrationv1.OperationType{opCreate, opUpdate, opDelete}, Subresources: objectOnly}},
+			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
+			Validate: reviewOf(func() *corev1.ConfigMap { return &corev1.ConfigMap{} }, policy.AdmitBuildRecord),
+		},
+		{
 			Group: v1alpha1.GroupVersion.Group, Versions: []string{v1alpha1.GroupVersion.Version}, Kind: "ISSPolicy", Resource: "isspolicies", Scope: cluster,
 			Rules:    []Rule{{Webhook: &validateISSPolicies, Operations: createUpdate, Subresources: objectOnly}},
 			Groups:   []policy.RuleGroup{policy.RuleIntegrity},

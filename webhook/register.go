@@ -32,6 +32,10 @@ type Options struct {
 	OpenBao policy.PathVerifier
 	// Engines counts the running engines a generated policy selects; nil never checks.
 	Engines policy.EngineLookup
+	// BuildRecords writes the records of Temporal builds' code; nil writes none.
+	BuildRecords BuildRecordWriter
+	// Builds reads the records of Temporal builds; nil knows none.
+	Builds policy.BuildRecordLookup
 	// AllCauses names every violation in a denial; otherwise a denial names at most MaxCauses,
 	// so that it stays readable for kubectl. issctl sets it.
 	AllCauses bool
@@ -42,6 +46,14 @@ type Options struct {
 // be written, in which case the pod is denied: it never runs with open egress.
 type EgressWriter interface {
 	Ensure(ctx context.Context, namespace string, eng policy.Engine, pol *policy.Policy) (warnings []string, err error)
+}
+
+// BuildRecordWriter makes the record of a Temporal build's code exist before its Deployment is
+// admitted, with create-if-absent semantics. It returns admission warnings, and an error when the
+// record could not be written or records other code (a *policy.BuildRecordConflict, under the
+// temporalWorkers rules' Enforce mode), in which case the Deployment is denied with its message.
+type BuildRecordWriter interface {
+	Ensure(ctx context.Context, w *policy.BuildRecordWrite, pol *policy.Policy) (warnings []string, err error)
 }
 
 // Handlers maps each webhook path to its admission webhook.

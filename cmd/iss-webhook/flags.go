@@ -39,6 +39,10 @@ type options struct {
 
 	LeaderElect             bool
 	LeaderElectionNamespace string
+
+	// BuildRecordNamespace is where the records of Temporal builds' code are kept: the
+	// webhook's own namespace, which namespace editors have no RBAC for.
+	BuildRecordNamespace string
 }
 
 // The values of --cert-mode.
@@ -82,8 +86,9 @@ Flags:
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "iss-webhook", "name of the Mutating- and ValidatingWebhookConfiguration whose engine image tests follow the policy, and which get the CA bundle with --cert-mode self-signed")
 	fs.StringVar(&o.OpenBao.ServiceAccountTokenFile, "openbao-service-account-token-file", "/var/run/secrets/openbao/token", "the JWT the OpenBao Kubernetes auth method logs in with (the policy's openbao.auth.method kubernetes): a service account token bound to the audience openbao, as the install mounts it")
 	fs.StringVar(&o.OpenBao.TokenFile, "openbao-token-file", "", "the file holding the OpenBao token of the policy's openbao.auth.method token")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy collector")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy and build record collectors")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "iss-system", "namespace of the leader election Lease")
+	fs.StringVar(&o.BuildRecordNamespace, "build-record-namespace", "iss-system", "namespace of the records of Temporal builds' code (ConfigMaps): the webhook's own, whose records only the build-records webhook of the install's configurations guards")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1; off by default to stay clear of HTTP/2 stream-reset attacks")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -1,7 +1,8 @@
 // Command iss-webhook is the admission webhook that enforces the Infrastructure & Secrets
 // Standard (ISS-001) on a Kubernetes cluster. It serves the mutating and validating webhooks over
 // TLS, reloading its serving certificate when the files change, writes and collects the engines'
-// egress policies, and exposes health probes and Prometheus metrics.
+// egress policies and the records of Temporal builds' code, and exposes health probes and
+// Prometheus metrics.
 package main
 
 import (
@@ -37,6 +38,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/iss-platform/iss-webhook/internal/buildrecord"
 	"github.com/iss-platform/iss-webhook/internal/configsync"
 	"github.com/iss-platform/iss-webhook/internal/egress"
 	"github.com/iss-platform/iss-webhook/internal/openbao"
@@ -96,10 +98,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), c.served)
-	if err := registerWebhooks(mgr, c, policies, writer, opts); err != nil {
+	records := newBuildRecords(mgr, opts)
+	if err := registerWebhooks(mgr, c, policies, writer, records, opts); err != nil {
 		return err
 	}
-	if err := addControllers(mgr, policies, writer, opts); err != nil {
+	if err := addControllers(mgr, policies, writer, records, opts); err != nil {
 		return err
 	}
 	if err := startInformers(ctx, mgr, c.served); err != nil {
@@ -180,9 +183,16 @@ func newManager(c *cluster, opts *options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
+// newBuildRecords returns the store of the records of Temporal builds' code: read from the
+// informer cache during reviews, written through the API server before a Deployment is
+// admitted.
+func newBuildRecords(mgr ctrl.Manager, opts *options) *buildrecord.Store {
+	return buildrecord.NewStore(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), opts.BuildRecordNamespace)
+}
+
 // registerWebhooks serves every webhook path; the reviews read only informer caches and the
 // policy, never the API server.
-func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, opts *options) error {
+func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, opts *options) error {
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
@@ -193,14 +203,19 @@ func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, wr
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	webhook.Register(mgr.GetWebhookServer(), mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: c.self,
-		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache())})
+		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache()),
+		BuildRecords: records, Builds: records})
 	return nil
 }
 
-// addControllers adds what runs beside the reviews: the egress policy collector, the
-// configurations' image tests, and in self-signed mode the certificates and their CA bundle.
-func addControllers(mgr ctrl.Manager, policies policy.Provider, writer *egress.Writer, opts *options) error {
+// addControllers adds what runs beside the reviews: the egress policy and build record
+// collectors, the configurations' image tests, and in self-signed mode the certificates and
+// their CA bundle.
+func addControllers(mgr ctrl.Manager, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, opts *options) error {
 	if err := mgr.Add(egress.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), writer, policies)); err != nil {
+		return err
+	}
+	if err := mgr.Add(buildrecord.NewCollector(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), records.Namespace(), policies)); err != nil {
 		return err
 	}
 	// Pods of the policy's engine images reach the webhook only if the configurations' image
@@ -297,9 +312,11 @@ func serve(ctx context.Context, mgr ctrl.Manager, opts *options) error {
 }
 
 // cachedObjects are the kinds the webhook keeps informers for: engine pods, namespaces' metadata
-// (for their ISS labels), the ISSPolicy, and the generated objects of every served kind.
+// (for their ISS labels), the ISSPolicy, the build records with the metadata of builds'
+// Deployments and ReplicaSets, and the generated objects of every served kind.
 func cachedObjects(served egress.Served) []client.Object {
 	objs := []client.Object{&corev1.Pod{}, webhook.NamespaceMetadata(), &v1alpha1.ISSPolicy{}}
+	objs = append(objs, buildrecord.CachedObjects()...)
 	for _, gvk := range served.GVKs() {
 		objs = append(objs, egress.NewObject(gvk))
 	}
@@ -307,13 +324,13 @@ func cachedObjects(served egress.Served) []client.Object {
 }
 
 // cacheOptions restrict the informers to what the webhook needs: pods that carry the egress
-// label (engines), namespaces' metadata, and objects that the webhook generated. Nothing else is
-// held in memory.
+// label (engines), namespaces' metadata, the build records in their namespace, the metadata of
+// Deployments and ReplicaSets that carry a build id, and objects that the webhook generated.
+// Nothing else is held in memory.
 func cacheOptions(served egress.Served, opts *options) cache.Options {
-	byObject := map[client.Object]cache.ByObject{
-		// CachedEngines counts the engines a generated policy selects in this cache.
-		&corev1.Pod{}: {Label: webhook.EngineCacheSelector()},
-	}
+	byObject := buildrecord.CacheOptions(opts.BuildRecordNamespace)
+	// CachedEngines counts the engines a generated policy selects in this cache.
+	byObject[&corev1.Pod{}] = cache.ByObject{Label: webhook.EngineCacheSelector()}
 	for _, gvk := range served.GVKs() {
 		byObject[egress.NewObject(gvk)] = cache.ByObject{Label: labels.SelectorFromSet(labels.Set{policy.LabelManagedBy: policy.ManagedByValue})}
 	}

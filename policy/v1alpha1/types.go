@@ -141,11 +141,13 @@ type TrustedIdentities struct {
 	// +default=["system:masters"]
 	Groups []string `json:"groups,omitempty"`
 	// ServiceAccounts are "namespace/name" pairs. The namespace controller and the garbage
-	// collector are trusted by default, so that namespaces and owners can be deleted.
+	// collector are trusted by default, so that namespaces and owners can be deleted, and the
+	// Deployment and ReplicaSet controllers, which alone make the ReplicaSets and pods of
+	// Temporal builds.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
-	// +default=["kube-system/namespace-controller","kube-system/generic-garbage-collector"]
+	// +default=["kube-system/namespace-controller","kube-system/generic-garbage-collector","kube-system/deployment-controller","kube-system/replicaset-controller"]
 	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
 }
 
@@ -485,11 +487,25 @@ type SaturationMetric struct {
 	Target *resource.Quantity `json:"target,omitempty"`
 }
 
-// TemporalWorkers says which Deployments are Temporal workers.
+// TemporalWorkers says which Deployments are Temporal workers, and how their builds are held to
+// one code each.
 type TemporalWorkers struct {
-	// Selector selects worker Deployments by their labels.
+	// Selector selects worker Deployments by their labels. A Deployment that carries an
+	// iss.platform/build-id is held to the blue/green rules too.
 	// +default={"matchLabels":{"iss.platform/component":"temporal-worker"}}
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// BuildRecordRetention is how long iss-webhook keeps the record of a build's code (a
+	// ConfigMap in its own namespace) after the last Deployment and ReplicaSet of the build in
+	// its namespace are gone. While the record is kept, the build id stands for that code: a
+	// Deployment deleted and created anew with the same build id must have the same code.
+	// +default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="must be at least 1m; keep it longer than a build's workflows may run, such as the default 720h (30 days)"
+	BuildRecordRetention *metav1.Duration `json:"buildRecordRetention,omitempty"`
+	// AllowImageTags admits worker images referenced by tag. By default they must be pinned by
+	// digest (image@sha256:...), since a tag can be pushed again with other code under the same
+	// build id.
+	// +default=false
+	AllowImageTags *bool `json:"allowImageTags,omitempty"`
 }
 
 // Provisioning says where infrastructure state may live.

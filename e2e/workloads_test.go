@@ -101,7 +101,7 @@ var _ = Describe("Workloads that create engine pods", func() {
           requests:
             storage: 100Gi
 `), "apply", "-f", "-")
-		Expect(err).To(MatchError(ContainSubstring(`spec.volumeClaimTemplates[0].spec.resources.requests[storage]: Invalid value: "100Gi": volume claim "data" asks for more than the 10Gi of storage of quota profile "standard"`)))
+		Expect(err).To(MatchError(ContainSubstring(`spec.volumeClaimTemplates[0].spec.resources.requests[storage]: Invalid value: "100Gi": the volume claims of an engine pod ask for 100Gi in all`)))
 	})
 
 	It("denies a CronJob whose engine asks for an unknown profile", func(ctx SpecContext) {

@@ -127,11 +127,13 @@ func validatePodSecurity(spec *corev1.PodSpec, specPath *field.Path) field.Error
 	return errs
 }
 
-// baselineCapabilities are the capabilities the Pod Security Standards' baseline lets any
-// container add: none of them lets it do what an engine does.
+// baselineCapabilities are the capabilities a container that is not an engine may add: those the
+// Pod Security Standards' baseline lets any container add, and SYS_PTRACE, which kubectl debug's
+// general profile adds to trace the processes of its own pod. None of them lets it do what an
+// engine does.
 var baselineCapabilities = []corev1.Capability{
 	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-	"SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+	"SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "SYS_PTRACE",
 }
 
 // ValidatePrivilegedNonEngine denies, in a pod or template that is not recognised as an engine,

@@ -56,7 +56,9 @@ var webhookChecks = map[string]string{
 	"spec.network.dns.podSelector":          "not empty; keys are qualified names and values valid label values",
 	"spec.autoscaling.metric.selectorLabel": "a qualified name",
 	"spec.autoscaling.metric.target":        "above zero",
-	"spec.autoscaling.behavior":             "`stabilizationWindowSeconds` from 0 to 3600; `selectPolicy` `Max`, `Min` or `Disabled`; `scaleUp` lists at least one policy unless its `selectPolicy` is `Disabled`; each policy's `type` `Pods` or `Percent`, `value` above zero and `periodSeconds` from 1 to 1800",
+	"spec.autoscaling.behavior":             "`stabilizationWindowSeconds` from 0 to 3600; `selectPolicy` `Max`, `Min` or `Disabled`; `scaleUp` lists at least one policy unless its `selectPolicy` is `Disabled`; each policy's `type` `Pods` or `Percent`, `value` above zero and `periodSeconds` from 1 to 1800; `scaleUp` (the API server's own when it is not set) keeps within `maxScaleUp`",
+	"spec.autoscaling.allowedMetrics":       "not the saturation metric itself",
+	"spec.autoscaling.scaleTargets":         "each `group` empty or a DNS-1123 subdomain; no kind twice",
 	"spec.temporalWorkers.selector":         "a valid label selector, not empty: an empty one would make every Deployment a Temporal worker",
 	"spec.provisioning.approvedBackends":    "each `scheme://bucket` with no path, query or user",
 }
@@ -80,6 +82,7 @@ var notes = map[string]string{
 	"spec.network.gcGracePeriod":             "Keep it well above the time between admission and the pod's creation.",
 	"spec.temporalWorkers.selector":          "A key without the `iss.platform/` prefix is admitted with a warning: add it to the `matchConditions` of the webhook configurations.",
 	"spec.autoscaling.behavior":              "Replaced as a whole when set.",
+	"spec.autoscaling.maxScaleUp":            "What keeping within it means for HPAs with several scaling policies and each `selectPolicy`: [HorizontalPodAutoscalers](rules.md#horizontalpodautoscalers-iss-001-section-5).",
 }
 
 // TestGeneratedPolicyReference renders docs/policy-reference.md from the CRD and compares it

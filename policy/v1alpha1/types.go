@@ -401,7 +401,8 @@ type Autoscaling struct {
 	AllowedMetrics []AllowedMetric `json:"allowedMetrics,omitempty"`
 	// MaxScaleUp is the fastest an HPA may scale up: the `behavior.scaleUp` of every HPA, its
 	// own or the one it gets from `behavior`, must keep within it. Set as a whole, it replaces
-	// the default: a bound with only `pods` has no percent limit.
+	// the default: a bound with only `pods` has no percent limit (kubectl apply over a policy in
+	// force keeps the limits it does not name: set `percent: null` to drop that one).
 	// +default={"pods":4,"percent":100,"periodSeconds":60,"stabilizationWindowSeconds":0}
 	MaxScaleUp *ScaleUpBound `json:"maxScaleUp,omitempty"`
 	// ScaleTargets are the kinds an HPA may scale, by API group and kind (any version).

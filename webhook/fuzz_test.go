@@ -251,12 +251,12 @@ func FuzzAdmissionReviewObjects(f *testing.F) {
 		case "exempt":
 			policyIndex = 2
 		}
-		f.Add(uint8(kind), r.Kind.Kind, r.Kind.Version, string(r.Operation), r.SubResource, uint8(max(user, 0)), r.Namespace, policyIndex, r.Object.Raw, r.OldObject.Raw)
+		f.Add(uint8(kind), r.Kind.Kind, r.Kind.Version, string(r.Operation), r.SubResource, uint8(max(user, 0)), r.Namespace, policyIndex, r.Object.Raw, r.OldObject.Raw, uint16(0), "")
 	}
-	f.Fuzz(func(t *testing.T, kind uint8, kindName, version, operation, subresource string, user uint8, namespace string, pol uint8, object, oldObject []byte) {
+	f.Fuzz(func(t *testing.T, kind uint8, kindName, version, operation, subresource string, user uint8, namespace string, pol uint8, object, oldObject []byte, node uint16, value string) {
 		req := &admissionv1.AdmissionRequest{
 			UID: "fuzz", Operation: admissionv1.Operation(operation), SubResource: subresource, Namespace: namespace, Name: "fuzzed",
-			UserInfo: fuzzUsers[int(user)%len(fuzzUsers)], Object: fuzzRaw(object), OldObject: fuzzRaw(oldObject),
+			UserInfo: fuzzUsers[int(user)%len(fuzzUsers)], Object: fuzzRaw(replaceNode(object, node, value)), OldObject: fuzzRaw(oldObject),
 		}
 		var paths []string
 		if int(kind) < len(kinds) {
@@ -295,4 +295,85 @@ func fuzzRaw(b []byte) runtime.RawExtension {
 		return runtime.RawExtension{Raw: b}
 	}
 	return runtime.RawExtension{Raw: mustJSON(string(b))}
+}
+
+// replaceNode returns a JSON document with its node-th value (counted depth first, keys in
+// sorted order, the document itself first) replaced by value read as JSON, or as a string when
+// it is not JSON: byte mutations rarely turn a map into a list or a string into a number, and the
+// rules read every field. Without a value, or when raw is not JSON, raw is returned as it is.
+func replaceNode(raw []byte, node uint16, value string) []byte {
+	var doc any
+	if value == "" || json.Unmarshal(raw, &doc) != nil {
+		return raw
+	}
+	var replacement any = value
+	if json.Valid([]byte(value)) {
+		_ = json.Unmarshal([]byte(value), &replacement)
+	}
+	var count func(v any) int
+	count = func(v any) int {
+		n := 1
+		switch v := v.(type) {
+		case map[string]any:
+			for _, c := range v {
+				n += count(c)
+			}
+		case []any:
+			for _, c := range v {
+				n += count(c)
+			}
+		}
+		return n
+	}
+	target := int(node) % count(doc)
+	var walk func(v any) any
+	walk = func(v any) any {
+		if target == 0 {
+			target--
+			return replacement
+		}
+		target--
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if target < 0 {
+					break
+				}
+				v[k] = walk(v[k])
+			}
+		case []any:
+			for i := range v {
+				if target < 0 {
+					break
+				}
+				v[i] = walk(v[i])
+			}
+		}
+		return v
+	}
+	return mustJSON(walk(doc))
+}
+
+func TestReplaceNode(t *testing.T) {
+	for _, tc := range []struct {
+		node  uint16
+		value string
+		want  string
+	}{
+		{0, "", `{"a":{"b":[1,2]},"c":"d"}`},
+		{0, `[]`, `[]`},
+		{1, `"x"`, `{"a":"x","c":"d"}`},
+		{3, `{"k":true}`, `{"a":{"b":[{"k":true},2]},"c":"d"}`},
+		{5, `not json`, `{"a":{"b":[1,2]},"c":"not json"}`},
+		{7, `null`, `{"a":null,"c":"d"}`}, // past the last node: counted again from the top
+	} {
+		if got := string(replaceNode([]byte(`{"a":{"b":[1,2]},"c":"d"}`), tc.node, tc.value)); got != tc.want {
+			t.Errorf("node %d = %s: got %s, want %s", tc.node, tc.value, got, tc.want)
+		}
+	}
 }

@@ -70,12 +70,16 @@ e2e-kind: build ## the Ginkgo suite on a kind cluster (the image, cert-manager, 
 bench: ## benchmarks of the whole review path
 	$(GO) test -run '^$$' -bench . -benchmem ./webhook/
 
+# The handlers' fuzz inputs are large: minimizing each new one for the default minute would take
+# most of the run, hence -fuzzminimizetime.
 .PHONY: fuzz
-fuzz: ## fuzz each parser (annotations, paths, image references) for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
+fuzz: ## fuzz each parser (annotations, paths, image references) and every handler for FUZZTIME (default 60s) each; new findings land in policy/testdata/fuzz and webhook/testdata/fuzz
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseNetworkAccess$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretKeys$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretPath$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzEngineImagePattern$$' -fuzztime $(or $(FUZZTIME),60s)
+	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzAdmissionReviewBody$$' -fuzztime $(or $(FUZZTIME),60s) -fuzzminimizetime 5s
+	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzAdmissionReviewObjects$$' -fuzztime $(or $(FUZZTIME),60s) -fuzzminimizetime 5s
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change

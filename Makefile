@@ -71,8 +71,10 @@ bench: ## benchmarks of the whole review path
 	$(GO) test -run '^$$' -bench . -benchmem ./webhook/
 	$(GO) test -run '^$$' -bench WildcardBase -benchmem ./policy/
 
+# The handlers' fuzz inputs are large: minimizing each new one for the default minute would take
+# most of the run, hence -fuzzminimizetime.
 .PHONY: fuzz
-fuzz: ## fuzz each parser (annotations, egress hosts, paths, image references, Terraform backend blocks, recorded worker code) for FUZZTIME (default 60s); new findings land in policy/testdata/fuzz
+fuzz: ## fuzz each parser (annotations, egress hosts, paths, image references, Terraform backend blocks, recorded worker code) and every handler for FUZZTIME (default 60s) each; new findings land in policy/testdata/fuzz and webhook/testdata/fuzz
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseNetworkAccess$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretKeys$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseSecretPath$$' -fuzztime $(or $(FUZZTIME),60s)
@@ -80,6 +82,8 @@ fuzz: ## fuzz each parser (annotations, egress hosts, paths, image references, T
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzEgressHost$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzParseTerraformBackend$$' -fuzztime $(or $(FUZZTIME),60s)
 	$(GO) test ./policy/ -run '^$$' -fuzz '^FuzzRecordedCode$$' -fuzztime $(or $(FUZZTIME),60s)
+	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzAdmissionReviewBody$$' -fuzztime $(or $(FUZZTIME),60s) -fuzzminimizetime 5s
+	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzAdmissionReviewObjects$$' -fuzztime $(or $(FUZZTIME),60s) -fuzzminimizetime 5s
 
 .PHONY: golden
 golden: ## rewrite the golden files after an intended change

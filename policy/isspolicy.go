@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
@@ -594,6 +595,102 @@ func mergeAutoscaling(a *AutoscalingPolicy, s *v1alpha1.Autoscaling, path *field
 			}
 		}
 	}
+	errs = append(errs, mergeAllowedMetrics(a, s.AllowedMetrics, path.Child("allowedMetrics"))...)
+	errs = append(errs, mergeScaleTargets(a, s.ScaleTargets, path.Child("scaleTargets"))...)
+	if m := s.MaxScaleUp; m != nil {
+		mp := path.Child("maxScaleUp")
+		a.MaxScaleUp = ScaleUpBound{Pods: ptr.Deref(m.Pods, 0), Percent: ptr.Deref(m.Percent, 0), PeriodSeconds: m.PeriodSeconds, StabilizationWindowSeconds: ptr.Deref(m.StabilizationWindowSeconds, 0)}
+		if a.MaxScaleUp.PeriodSeconds == 0 {
+			a.MaxScaleUp.PeriodSeconds = DefaultAutoscalingPolicy().MaxScaleUp.PeriodSeconds
+		}
+		b := a.MaxScaleUp
+		if m.Pods == nil && m.Percent == nil {
+			errs = append(errs, field.Required(mp, "set pods, percent or both: a bound without either bounds nothing"))
+		}
+		if m.Pods != nil && b.Pods < 1 {
+			errs = append(errs, field.Invalid(mp.Child("pods"), b.Pods, "must be at least 1"))
+		}
+		if m.Percent != nil && b.Percent < 1 {
+			errs = append(errs, field.Invalid(mp.Child("percent"), b.Percent, "must be at least 1"))
+		}
+		if b.PeriodSeconds < 1 || b.PeriodSeconds > 1800 {
+			errs = append(errs, field.Invalid(mp.Child("periodSeconds"), b.PeriodSeconds, "must be from 1 to 1800, as an HPA's scaling policy period"))
+		}
+		if b.StabilizationWindowSeconds < 0 || b.StabilizationWindowSeconds > 3600 {
+			errs = append(errs, field.Invalid(mp.Child("stabilizationWindowSeconds"), b.StabilizationWindowSeconds, "must be from 0 to 3600, as an HPA's stabilization window"))
+		}
+	}
+	if len(errs) == 0 {
+		// Every HPA without behavior gets the policy's: it must keep within the policy's own
+		// bound, or each of them would be denied. Without scaleUp the API server fills in its own.
+		rules := a.Behavior.ScaleUp
+		if rules == nil {
+			def := APIServerScaleUpRules()
+			rules = &def
+		}
+		for _, e := range a.ValidateScaleUp(rules, path.Child("behavior", "scaleUp")) {
+			e.Detail += "; the behavior HPAs get must keep within spec.autoscaling.maxScaleUp: change one or the other"
+			errs = append(errs, e)
+		}
+	}
+	return errs
+}
+
+// metricSourceTypes are the metric source types an HPA may name.
+var metricSourceTypes = []autoscalingv2.MetricSourceType{
+	autoscalingv2.ResourceMetricSourceType, autoscalingv2.ContainerResourceMetricSourceType, autoscalingv2.PodsMetricSourceType,
+	autoscalingv2.ObjectMetricSourceType, autoscalingv2.ExternalMetricSourceType,
+}
+
+func mergeAllowedMetrics(a *AutoscalingPolicy, metrics []v1alpha1.AllowedMetric, path *field.Path) field.ErrorList {
+	if metrics == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	a.AllowedMetrics = make([]MetricRef, 0, len(metrics))
+	for i, m := range metrics {
+		p := path.Index(i)
+		ref := MetricRef{Type: m.Type, Name: m.Name}
+		switch {
+		case !slices.Contains(metricSourceTypes, m.Type):
+			errs = append(errs, field.NotSupported(p.Child("type"), m.Type, []string{"Resource", "ContainerResource", "Pods", "Object", "External"}))
+		case m.Name == "":
+			errs = append(errs, field.Required(p.Child("name"), "name the resource (cpu, memory) or the metric"))
+		case ref == a.saturationRef():
+			errs = append(errs, field.Invalid(p, ref.String(), "is the saturation metric, which every HPA has once with the policy's selector and target: remove it from the list"))
+		case slices.Contains(a.AllowedMetrics, ref):
+			errs = append(errs, field.Duplicate(p, ref.String()))
+		}
+		a.AllowedMetrics = append(a.AllowedMetrics, ref)
+	}
+	return errs
+}
+
+func mergeScaleTargets(a *AutoscalingPolicy, targets []v1alpha1.ScaleTarget, path *field.Path) field.ErrorList {
+	if targets == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if len(targets) == 0 {
+		errs = append(errs, field.Required(path, "name at least one kind, such as {group: apps, kind: Deployment}: without any, every HPA is denied"))
+	}
+	a.ScaleTargets = make([]schema.GroupKind, 0, len(targets))
+	for i, t := range targets {
+		p := path.Index(i)
+		gk := schema.GroupKind{Group: t.Group, Kind: t.Kind}
+		if t.Group != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(t.Group) {
+				errs = append(errs, field.Invalid(p.Child("group"), t.Group, msg))
+			}
+		}
+		if t.Kind == "" {
+			errs = append(errs, field.Required(p.Child("kind"), "name the kind, such as Deployment"))
+		}
+		if slices.Contains(a.ScaleTargets, gk) {
+			errs = append(errs, field.Duplicate(p, groupKindString(gk)))
+		}
+		a.ScaleTargets = append(a.ScaleTargets, gk)
+	}
 	return errs
 }
 
@@ -676,7 +773,10 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 				Metric: &v1alpha1.SaturationMetric{
 					Type: p.Autoscaling.MetricType, Name: p.Autoscaling.MetricName, SelectorLabel: p.Autoscaling.SelectorLabel, Target: &target,
 				},
-				Behavior: p.Autoscaling.Behavior.DeepCopy(),
+				Behavior:       p.Autoscaling.Behavior.DeepCopy(),
+				AllowedMetrics: allowedMetricsToSpec(p.Autoscaling.AllowedMetrics),
+				MaxScaleUp:     scaleUpBoundToSpec(p.Autoscaling.MaxScaleUp),
+				ScaleTargets:   scaleTargetsToSpec(p.Autoscaling.ScaleTargets),
 			},
 			TemporalWorkers: &v1alpha1.TemporalWorkers{
 				Selector:             p.TemporalWorkers.Selector.DeepCopy(),
@@ -690,4 +790,33 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 			},
 		},
 	}
+}
+
+func allowedMetricsToSpec(refs []MetricRef) []v1alpha1.AllowedMetric {
+	if len(refs) == 0 {
+		return nil
+	}
+	out := make([]v1alpha1.AllowedMetric, len(refs))
+	for i, r := range refs {
+		out[i] = v1alpha1.AllowedMetric{Type: r.Type, Name: r.Name}
+	}
+	return out
+}
+
+func scaleUpBoundToSpec(b ScaleUpBound) *v1alpha1.ScaleUpBound {
+	opt := func(v int32) *int32 {
+		if v == 0 {
+			return nil
+		}
+		return ptr.To(v)
+	}
+	return &v1alpha1.ScaleUpBound{Pods: opt(b.Pods), Percent: opt(b.Percent), PeriodSeconds: b.PeriodSeconds, StabilizationWindowSeconds: ptr.To(b.StabilizationWindowSeconds)}
+}
+
+func scaleTargetsToSpec(targets []schema.GroupKind) []v1alpha1.ScaleTarget {
+	out := make([]v1alpha1.ScaleTarget, len(targets))
+	for i, t := range targets {
+		out[i] = v1alpha1.ScaleTarget{Group: t.Group, Kind: t.Kind}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -96,6 +97,23 @@ func TestISSPolicyOverridesFieldByField(t *testing.T) {
 	}
 }
 
+func TestISSPolicyAutoscaling(t *testing.T) {
+	got, errs := FromISSPolicy(&v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{
+		AllowedMetrics: []v1alpha1.AllowedMetric{{Type: "Resource", Name: "cpu"}},
+		MaxScaleUp:     &v1alpha1.ScaleUpBound{Pods: ptr.To[int32](8)},
+		ScaleTargets:   []v1alpha1.ScaleTarget{{Group: "apps", Kind: "Deployment"}, {Group: "argoproj.io", Kind: "Rollout"}},
+	}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := Default()
+	want.Autoscaling.AllowedMetrics = []MetricRef{{Type: autoscalingv2.ResourceMetricSourceType, Name: "cpu"}}
+	// Set as a whole: the percent limit is gone, the period is the default one.
+	want.Autoscaling.MaxScaleUp = ScaleUpBound{Pods: 8, PeriodSeconds: 60}
+	want.Autoscaling.ScaleTargets = []schema.GroupKind{{Group: "apps", Kind: "Deployment"}, {Group: "argoproj.io", Kind: "Rollout"}}
+	samePolicy(t, got, want)
+}
+
 func TestInvalidISSPolicy(t *testing.T) {
 	q := resource.MustParse
 	for _, tc := range []struct {
@@ -163,6 +181,36 @@ func TestInvalidISSPolicy(t *testing.T) {
 		}}}, []wantErr{
 			{"spec.autoscaling.behavior.scaleUp.selectPolicy", "supported values"},
 			{"spec.autoscaling.behavior.scaleUp.policies[0].type", "supported values"},
+		}},
+		{"HPA bounds, metrics and targets", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{
+			AllowedMetrics: []v1alpha1.AllowedMetric{{Type: "Resource", Name: "cpu"}, {Type: "Resource", Name: "cpu"}, {Type: "External", Name: "gos_saturation"}, {Type: "Custom", Name: "x"}, {Type: "Pods"}},
+			MaxScaleUp:     &v1alpha1.ScaleUpBound{PeriodSeconds: 3600, StabilizationWindowSeconds: ptr.To[int32](-1)},
+			ScaleTargets:   []v1alpha1.ScaleTarget{{Group: "Apps!", Kind: "Deployment"}, {Kind: ""}, {Group: "Apps!", Kind: "Deployment"}},
+		}}, []wantErr{
+			{"spec.autoscaling.allowedMetrics[1]", "Duplicate"},
+			{"spec.autoscaling.allowedMetrics[2]", "is the saturation metric"},
+			{"spec.autoscaling.allowedMetrics[3].type", "supported values"},
+			{"spec.autoscaling.allowedMetrics[4].name", "Required"},
+			{"spec.autoscaling.scaleTargets[0].group", "RFC 1123"},
+			{"spec.autoscaling.scaleTargets[1].kind", "Required"},
+			{"spec.autoscaling.scaleTargets[2].group", "RFC 1123"},
+			{"spec.autoscaling.scaleTargets[2]", "Duplicate"},
+			{"spec.autoscaling.maxScaleUp", "set pods, percent or both"},
+			{"spec.autoscaling.maxScaleUp.periodSeconds", "1 to 1800"},
+			{"spec.autoscaling.maxScaleUp.stabilizationWindowSeconds", "0 to 3600"},
+		}},
+		{"no scale targets", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{ScaleTargets: []v1alpha1.ScaleTarget{}}}, []wantErr{
+			{"spec.autoscaling.scaleTargets", "every HPA is denied"},
+		}},
+		{"a bound the default behavior exceeds", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{MaxScaleUp: &v1alpha1.ScaleUpBound{Pods: ptr.To[int32](2), StabilizationWindowSeconds: ptr.To[int32](30)}}}, []wantErr{
+			{"spec.autoscaling.behavior.scaleUp.stabilizationWindowSeconds", "change one or the other"},
+			{"spec.autoscaling.behavior.scaleUp.policies", "within 2 pods per 60s"},
+		}},
+		{"a behavior without scaleUp gets the API server's, faster than the bound", v1alpha1.ISSPolicySpec{Autoscaling: &v1alpha1.Autoscaling{Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{
+			ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To[int32](300)},
+		}}}, []wantErr{
+			{"spec.autoscaling.behavior.scaleUp.policies[0].periodSeconds", "spec.autoscaling.maxScaleUp"},
+			{"spec.autoscaling.behavior.scaleUp.policies[1].periodSeconds", "spec.autoscaling.maxScaleUp"},
 		}},
 		{"temporal selector selects everything", v1alpha1.ISSPolicySpec{TemporalWorkers: &v1alpha1.TemporalWorkers{Selector: &metav1.LabelSelector{}}}, []wantErr{{"spec.temporalWorkers.selector", "every Deployment"}}},
 		{"backend with a path", v1alpha1.ISSPolicySpec{Provisioning: &v1alpha1.Provisioning{ApprovedBackends: []string{"s3://bucket/prefix", "http://bucket"}}}, []wantErr{

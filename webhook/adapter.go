@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 
+	jsonpatch5 "github.com/evanphx/json-patch/v5"
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,7 +80,7 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	if resp, done := a.whileDeleting(ctx, pol, req, r, obj, old); done {
 		return resp
 	}
-	return a.respond(ctx, pol, r, obj, old, a.review.run(ctx, pol, r, obj, old))
+	return a.respond(ctx, pol, r, req.Object.Raw, obj, old, a.review.run(ctx, pol, r, obj, old))
 }
 
 // decode reads one side of a request into the kind's object; an absent side is nil, and an
@@ -157,11 +160,11 @@ func (a *kindAdapter) whileDeleting(ctx context.Context, pol *policy.Policy, req
 	if out.Skip == "" && len(out.Findings) == 0 && out.Refusal == nil {
 		out.Skip = "being deleted: only metadata changed"
 	}
-	return a.respond(ctx, pol, r, obj, old, out), true
+	return a.respond(ctx, pol, r, req.Object.Raw, obj, old, out), true
 }
 
-// respond turns a rule's outcome into the response.
-func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy.Request, obj, old metav1.Object, out policy.Outcome) admission.Response {
+// respond turns a rule's outcome into the response; sent is the object as the request carries it.
+func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy.Request, sent []byte, obj, old metav1.Object, out policy.Outcome) admission.Response {
 	if out.Skip != "" {
 		return admission.Allowed(out.Skip)
 	}
@@ -202,6 +205,12 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy
 		if changed := out.Mutate(); len(changed) > 0 {
 			logf.FromContext(ctx).V(1).Info("mutated", "kind", a.kind.Kind, "mutators", changed)
 			resp, decision = patchFrom(original, obj), decisionMutated
+			// The patch is made from the object as decoded, which the API server's objects
+			// equal; one that lacks what the patch adds to (a spec, say) would get a patch that
+			// the API server cannot apply: refuse it as undecodable instead.
+			if err := patchApplies(sent, original, resp.Patches); err != nil {
+				return badRequest(a.kind.Kind, fmt.Errorf("it lacks what iss-webhook must change: %w", err))
+			}
 		}
 	}
 	if out.Egress != nil && a.o.Egress != nil && !r.DryRun {
@@ -231,6 +240,25 @@ func (a *kindAdapter) respond(ctx context.Context, pol *policy.Policy, r *policy
 		a.o.Metrics.count(pol, a.kind.Resource, out.Group, decision)
 	}
 	return resp.WithWarnings(warnings...)
+}
+
+// patchApplies tells why a mutation's patch, made from original, does not apply to the object
+// as sent, or nil. The API server sends built-in kinds as they encode again: then it applies.
+func patchApplies(sent, original []byte, ops []jsonpatch.JsonPatchOperation) error {
+	var compact bytes.Buffer
+	if json.Compact(&compact, sent) == nil && bytes.Equal(compact.Bytes(), original) {
+		return nil
+	}
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	patch, err := jsonpatch5.DecodePatch(raw)
+	if err != nil {
+		return err
+	}
+	_, err = patch.Apply(sent)
+	return err
 }
 
 // pathHandler answers one path: it hands each review to the adapter of its kind.

@@ -400,6 +400,17 @@ var intendedDifferences = []intendedDifference{
 			return differ(causes(got), causes(want)) && differ(causes(want), causes(got)) && differ(got.Warnings, want.Warnings) && differ(want.Warnings, got.Warnings)
 		},
 	},
+	{
+		name: "HPAs also answer for metrics beside the saturation metric, its selector and target, the scale target, and a behavior that is missing or scales up faster than the policy's maxScaleUp (rules added after the recording; the corpus sends HPAs to the validating webhook without the behavior the mutating one gives them)",
+		test: "policy.TestValidateHPA, policy.TestScaleUpBoundHolds",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			return strings.HasPrefix(c.Path, "/validate-hpas") && onlyAdds(c.Response, got, func(text string) bool {
+				return strings.Contains(text, "spec.behavior") || strings.Contains(text, "without behavior the HPA controller") ||
+					strings.Contains(text, "beside the saturation metric") || strings.Contains(text, "the saturation metric selects") ||
+					strings.Contains(text, "the saturation metric's target") || strings.Contains(text, "HPAs in app namespaces scale")
+			})
+		},
+	},
 }
 
 // explainDifference returns the listed difference that explains got, or nil.

@@ -181,7 +181,10 @@ func TestEnforcementModes(t *testing.T) {
 		{
 			name: "validating HPA webhook, no saturation metric", path: ValidateHPAsPath, resource: "horizontalpodautoscalers", group: policy.RuleAutoscaling,
 			req: func(t *testing.T) admission.Request {
-				return objectRequest(t, hpaGVK, "horizontalpodautoscalers", admissionv1.Create, "", cpuScaledHPA())
+				// As the mutating webhook leaves an HPA without metrics when it is off: one violation.
+				hpa := cpuScaledHPA()
+				hpa.Spec.Metrics, hpa.Spec.Behavior = nil, policy.Default().Autoscaling.Behavior.DeepCopy()
+				return objectRequest(t, hpaGVK, "horizontalpodautoscalers", admissionv1.Create, "", hpa)
 			},
 			field: "spec.metrics",
 		},

@@ -59,7 +59,9 @@ var webhookChecks = map[string]string{
 	"spec.network.privateRanges":            "each an IPv4 or IPv6 CIDR without zone or IPv4-mapped form, listed once",
 	"spec.autoscaling.metric.selectorLabel": "a qualified name",
 	"spec.autoscaling.metric.target":        "above zero",
-	"spec.autoscaling.behavior":             "`stabilizationWindowSeconds` from 0 to 3600; `selectPolicy` `Max`, `Min` or `Disabled`; `scaleUp` lists at least one policy unless its `selectPolicy` is `Disabled`; each policy's `type` `Pods` or `Percent`, `value` above zero and `periodSeconds` from 1 to 1800",
+	"spec.autoscaling.behavior":             "`stabilizationWindowSeconds` from 0 to 3600; `selectPolicy` `Max`, `Min` or `Disabled`; `scaleUp` lists at least one policy unless its `selectPolicy` is `Disabled`; each policy's `type` `Pods` or `Percent`, `value` above zero and `periodSeconds` from 1 to 1800; `scaleUp` (the API server's own when it is not set) keeps within `maxScaleUp`",
+	"spec.autoscaling.allowedMetrics":       "not the saturation metric itself",
+	"spec.autoscaling.scaleTargets":         "each `group` empty or a DNS-1123 subdomain; no kind twice",
 	"spec.temporalWorkers.selector":         "a valid label selector, not empty: an empty one would make every Deployment a Temporal worker",
 	"spec.provisioning.approvedBackends":    "each `scheme://bucket` with no path, query or user",
 }
@@ -85,6 +87,7 @@ var notes = map[string]string{
 	"spec.network.privateRanges":             "A change applies to the generated objects of running engines within a collection interval. Cilium matches CIDR rules only against destinations outside the cluster; a ClusterNetworkPolicy matches pods too, so its DNS rule comes before the Deny.",
 	"spec.temporalWorkers.selector":          "A key without the `iss.platform/` prefix is admitted with a warning: add it to the `matchConditions` of the webhook configurations.",
 	"spec.autoscaling.behavior":              "Replaced as a whole when set.",
+	"spec.autoscaling.maxScaleUp":            "What keeping within it means for HPAs with several scaling policies and each `selectPolicy`: [HorizontalPodAutoscalers](rules.md#horizontalpodautoscalers-iss-001-section-5).",
 }
 
 // TestGeneratedPolicyReference renders docs/policy-reference.md from the CRD and compares it

@@ -466,6 +466,81 @@ type Autoscaling struct {
 	// and a scale-down stabilisation window.
 	// +default={"scaleUp":{"stabilizationWindowSeconds":0,"selectPolicy":"Min","policies":[{"type":"Percent","value":100,"periodSeconds":60},{"type":"Pods","value":4,"periodSeconds":60}]},"scaleDown":{"stabilizationWindowSeconds":300}}
 	Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+	// AllowedMetrics are the metrics an HPA may have beside the saturation metric. The HPA
+	// scales on the largest proposal of all its metrics, so each one listed here can scale the
+	// workload up when the saturation signal does not. None by default: an HPA scales on the
+	// saturation metric alone.
+	// +listType=map
+	// +listMapKey=type
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	AllowedMetrics []AllowedMetric `json:"allowedMetrics,omitempty"`
+	// MaxScaleUp is the fastest an HPA may scale up: the `behavior.scaleUp` of every HPA, its
+	// own or the one it gets from `behavior`, must keep within it. Set as a whole, it replaces
+	// the default: a bound with only `pods` has no percent limit (kubectl apply over a policy in
+	// force keeps the limits it does not name: set `percent: null` to drop that one).
+	// +default={"pods":4,"percent":100,"periodSeconds":60,"stabilizationWindowSeconds":0}
+	MaxScaleUp *ScaleUpBound `json:"maxScaleUp,omitempty"`
+	// ScaleTargets are the kinds an HPA may scale, by API group and kind (any version).
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +default=[{"group":"apps","kind":"Deployment"},{"group":"apps","kind":"StatefulSet"}]
+	ScaleTargets []ScaleTarget `json:"scaleTargets,omitempty"`
+}
+
+// AllowedMetric is a metric an HPA may have beside the saturation metric.
+type AllowedMetric struct {
+	// Type is the metric's source type.
+	// +kubebuilder:validation:Enum=Resource;ContainerResource;Pods;Object;External
+	// +required
+	Type autoscalingv2.MetricSourceType `json:"type"`
+	// Name is the resource's name (`cpu`, `memory`) for Resource and ContainerResource metrics,
+	// the metric's name for the others. The HPA chooses the selector and target.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// ScaleUpBound is the fastest an HPA may scale up: from any number of replicas, at most `pods`
+// replicas and at most `percent` of the replicas (rounded up) more within any `periodSeconds`,
+// the lesser of the two when both are set, after a stabilization window of at least
+// `stabilizationWindowSeconds`.
+// +kubebuilder:validation:XValidation:rule="has(self.pods) || has(self.percent)",message="set pods, percent or both: a bound without either bounds nothing"
+type ScaleUpBound struct {
+	// Pods is the most replicas an HPA may add within a period.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Pods *int32 `json:"pods,omitempty"`
+	// Percent is the most an HPA may add within a period, in percent of the replicas at the
+	// period's start, rounded up.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Percent *int32 `json:"percent,omitempty"`
+	// PeriodSeconds is the length of the period.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1800
+	// +default=60
+	PeriodSeconds int32 `json:"periodSeconds,omitempty"`
+	// StabilizationWindowSeconds is the least scale-up stabilization window an HPA may have.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	// +default=0
+	StabilizationWindowSeconds *int32 `json:"stabilizationWindowSeconds,omitempty"`
+}
+
+// ScaleTarget is a kind an HPA may scale.
+type ScaleTarget struct {
+	// Group is the kind's API group, empty for the core group.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Kind is the kind.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Kind string `json:"kind"`
 }
 
 // SaturationMetric is the metric of the saturation signal.

@@ -232,8 +232,9 @@ var fuzzUsers = []authenticationv1.UserInfo{userAlice, userAdmin, userNSCtrl, us
 
 // FuzzAdmissionReviewObjects: a well-formed review of any governed kind (or another kind), to
 // each path that governs it, with any operation, subresource, user, namespace and policy, and
-// any bytes as the object and the stored object. Bytes that are not JSON are sent as a JSON
-// string, so that the review stays well-formed.
+// any bytes as the object and the stored object, in each of which any one node may be replaced
+// by any JSON value. Bytes that are not JSON are sent as a JSON string, so that the review stays
+// well-formed.
 func FuzzAdmissionReviewObjects(f *testing.F) {
 	kinds := GovernedKinds()
 	hooks := fuzzHandlers(f)
@@ -251,12 +252,12 @@ func FuzzAdmissionReviewObjects(f *testing.F) {
 		case "exempt":
 			policyIndex = 2
 		}
-		f.Add(uint8(kind), r.Kind.Kind, r.Kind.Version, string(r.Operation), r.SubResource, uint8(max(user, 0)), r.Namespace, policyIndex, r.Object.Raw, r.OldObject.Raw, uint16(0), "")
+		f.Add(uint8(kind), r.Kind.Kind, r.Kind.Version, string(r.Operation), r.SubResource, uint8(max(user, 0)), r.Namespace, policyIndex, r.Object.Raw, r.OldObject.Raw, uint16(0), "", uint16(0), "")
 	}
-	f.Fuzz(func(t *testing.T, kind uint8, kindName, version, operation, subresource string, user uint8, namespace string, pol uint8, object, oldObject []byte, node uint16, value string) {
+	f.Fuzz(func(t *testing.T, kind uint8, kindName, version, operation, subresource string, user uint8, namespace string, pol uint8, object, oldObject []byte, node uint16, value string, oldNode uint16, oldValue string) {
 		req := &admissionv1.AdmissionRequest{
 			UID: "fuzz", Operation: admissionv1.Operation(operation), SubResource: subresource, Namespace: namespace, Name: "fuzzed",
-			UserInfo: fuzzUsers[int(user)%len(fuzzUsers)], Object: fuzzRaw(replaceNode(object, node, value)), OldObject: fuzzRaw(oldObject),
+			UserInfo: fuzzUsers[int(user)%len(fuzzUsers)], Object: fuzzRaw(replaceNode(object, node, value)), OldObject: fuzzRaw(replaceNode(oldObject, oldNode, oldValue)),
 		}
 		var paths []string
 		if int(kind) < len(kinds) {

@@ -70,7 +70,7 @@ func TestValidateHPA(t *testing.T) {
 		{name: "the target written otherwise (0.8 is 800m)", spec: hpaTarget + metrics(strings.Replace(hpaSaturation, "800m", "0.8", 1)) + hpaBehavior},
 		{name: "a StatefulSet", spec: strings.Replace(hpaTarget, "Deployment", "StatefulSet", 1) + metrics(hpaSaturation) + hpaBehavior},
 
-		// Class 7 as found: a saturation metric that selects nothing, at a target it never reaches, beside 10% CPU.
+		// The bypass as found: a saturation metric that selects nothing, at a target it never reaches, beside 10% CPU.
 		{name: "a saturation metric that selects nothing beside a CPU metric", spec: hpaTarget + metrics(hpaCPU,
 			"- {type: External, external: {metric: {name: gos_saturation, selector: {matchLabels: {workload: nothing}}}, target: {type: Value, value: 1e6}}}\n") + hpaBehavior, want: []wantErr{
 			{"spec.metrics[0]", "Resource metric cpu beside the saturation metric"},

@@ -28,7 +28,7 @@ import (
 // labels and annotations stay as they were, no pod becomes an engine, an engine still follows
 // the engine rules and a pod of a Temporal build keeps its code; ephemeral containers may not
 // run the engine image, nor be added by others than trusted identities to a build's pods.
-func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) Outcome {
+func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod) Outcome {
 	out := Outcome{Group: RuleEnginePods}
 	switch {
 	case req.Operation == Create && req.SubResource == "", req.Operation == Update && req.SubResource == "resize":
@@ -51,7 +51,10 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 		}
 		if !isEngine && req.SubResource == "" {
 			// No mutating rule judged it: this one denies, warns or audits by itself.
-			errs = ValidatePrivilegedNonEngine(&pod.Spec, nil)
+			var refusal *Refusal
+			if errs, refusal = privilegedInAppNamespace(ctx, req, &pod.Spec, nil); refusal != nil {
+				return Outcome{Refusal: refusal}
+			}
 		}
 		out.Add(RuleEnginePods, errs)
 		out.Add(RuleTemporalWorkers, build)
@@ -63,6 +66,13 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 		}
 	case req.Operation == Update && req.SubResource == "ephemeralcontainers":
 		integrity, engine := p.ValidateEphemeralContainers(&pod.ObjectMeta, &pod.Spec)
+		if _, isEngine := p.Engines.Match(&pod.ObjectMeta, &pod.Spec); !isEngine {
+			privileged, refusal := privilegedInAppNamespace(ctx, req, &corev1.PodSpec{EphemeralContainers: pod.Spec.EphemeralContainers}, nil)
+			if refusal != nil {
+				return Outcome{Refusal: refusal}
+			}
+			engine = append(engine, privileged...)
+		}
 		out.Add(RuleIntegrity, integrity)
 		out.Add(RuleEnginePods, engine)
 		if !req.Trusted {
@@ -87,6 +97,22 @@ func AdmitPod(_ context.Context, p *Policy, req *Request, pod, old *corev1.Pod) 
 		return Outcome{Skip: "iss-webhook validates pods on create, update, resize and ephemeral containers only"}
 	}
 	return out
+}
+
+// privilegedInAppNamespace applies ValidatePrivilegedNonEngine in the apps' namespaces (those
+// with an iss.platform/app-id label), where engines run; elsewhere privileged agents of the
+// platform (a CNI, a storage driver) run as they are, and Pod Security admission limits them.
+// The namespace is looked up only when there is something to deny.
+func privilegedInAppNamespace(ctx context.Context, req *Request, spec *corev1.PodSpec, root *field.Path) (field.ErrorList, *Refusal) {
+	errs := ValidatePrivilegedNonEngine(spec, root)
+	if len(errs) == 0 {
+		return nil, nil
+	}
+	ns, refusal := lookUpNamespace(ctx, req)
+	if refusal != nil || !ns.Governed() {
+		return nil, refusal
+	}
+	return errs, nil
 }
 
 // AdmitNetworkPolicy guards NetworkPolicies, CiliumNetworkPolicies and ClusterNetworkPolicies.
@@ -314,6 +340,15 @@ func AdmitWorkload(ctx context.Context, p *Policy, req *Request, obj, old metav1
 		errs, warnings := p.ValidateWorkload(obj)
 		out.Add(RuleEnginePods, errs)
 		out.Warnings = append(out.Warnings, warnings...)
+		if tmpl, root, _ := PodTemplate(obj); tmpl != nil {
+			if _, isEngine := p.Engines.Match(&tmpl.ObjectMeta, &tmpl.Spec); !isEngine {
+				privileged, refusal := privilegedInAppNamespace(ctx, req, &tmpl.Spec, root)
+				if refusal != nil {
+					return Outcome{Refusal: refusal}
+				}
+				out.Add(RuleEnginePods, privileged)
+			}
+		}
 	}
 	admitBuild(ctx, p, req, obj, old, &out)
 	return out

@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -177,5 +179,45 @@ func TestPrivilegedNonEngine(t *testing.T) {
 				t.Errorf("denied %v, want %v", got, tc.fields)
 			}
 		})
+	}
+}
+
+// appNamespaces is a NamespaceLookup in which only "team-a-dev" belongs to an app.
+type appNamespaces struct{}
+
+func (appNamespaces) Namespace(_ context.Context, name string) (Namespace, error) {
+	if name == "team-a-dev" {
+		return Namespace{Name: name, AppID: "team-a", Environment: "dev"}, nil
+	}
+	return Namespace{Name: name}, nil
+}
+
+// TestPrivilegedNonEngineOnlyInAppNamespaces denies privileged pods that are not engines in the
+// apps' namespaces, where engines run, and leaves the platform's agents elsewhere (a CNI's
+// privileged DaemonSet) to Pod Security admission, on create, templates and debug containers.
+func TestPrivilegedNonEngineOnlyInAppNamespaces(t *testing.T) {
+	privileged := corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "calico/node",
+		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}
+	for _, tc := range []struct {
+		namespace string
+		denied    bool
+	}{{"team-a-dev", true}, {"calico-system", false}} {
+		req := &Request{Operation: Create, Namespace: tc.namespace, User: "alice", Facts: Facts{Namespaces: appNamespaces{}}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: tc.namespace}, Spec: *privileged.DeepCopy()}
+		if out := AdmitPod(context.Background(), Default(), req, pod, nil); out.Denies(Default()) != tc.denied {
+			t.Errorf("pod in %s: denied = %v, want %v", tc.namespace, !tc.denied, tc.denied)
+		}
+		ds := &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: *privileged.DeepCopy()}}}
+		if out := AdmitWorkload(context.Background(), Default(), req, ds, nil); out.Denies(Default()) != tc.denied {
+			t.Errorf("DaemonSet in %s: denied = %v, want %v", tc.namespace, !tc.denied, tc.denied)
+		}
+		debug := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: tc.namespace}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "web", Image: "nginx"}},
+			EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox",
+				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}}}}
+		upd := &Request{Operation: Update, SubResource: "ephemeralcontainers", Namespace: tc.namespace, User: "alice", Facts: Facts{Namespaces: appNamespaces{}}}
+		if out := AdmitPod(context.Background(), Default(), upd, debug, debug.DeepCopy()); out.Denies(Default()) != tc.denied {
+			t.Errorf("debug container in %s: denied = %v, want %v", tc.namespace, !tc.denied, tc.denied)
+		}
 	}
 }

@@ -136,8 +136,6 @@ func (p *Policy) ValidateEphemeralContainers(meta *metav1.ObjectMeta, spec *core
 		if len(spec.EphemeralContainers) > 0 {
 			engine = append(engine, validateBoundedForDebugging(eng, spec)...)
 		}
-	} else {
-		engine = ValidatePrivilegedNonEngine(&corev1.PodSpec{EphemeralContainers: spec.EphemeralContainers}, nil)
 	}
 	for i, c := range spec.EphemeralContainers {
 		if p.Engines.IsEngineImage(c.Image) {

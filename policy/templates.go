@@ -18,10 +18,7 @@ func (p *Policy) ValidateWorkload(obj any) (field.ErrorList, []string) {
 	if tmpl == nil {
 		return nil, nil
 	}
-	eng, isEngine, errs := p.reviewEnginePod(&tmpl.ObjectMeta, &tmpl.Spec, claims, root)
-	if !isEngine {
-		errs = ValidatePrivilegedNonEngine(&tmpl.Spec, root)
-	}
+	eng, _, errs := p.reviewEnginePod(&tmpl.ObjectMeta, &tmpl.Spec, claims, root)
 	if _, has := tmpl.Labels[LabelEgressPolicy]; has {
 		// The webhook sets it on each pod; in a template (copied from a pod) it would be
 		// overwritten, and if a selector used it the controller would create pods without end.

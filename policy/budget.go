@@ -119,7 +119,7 @@ func (e *EnginePolicy) validateBudget(eng Engine, spec *corev1.PodSpec, root *fi
 	if len(errs) > 0 {
 		return errs
 	}
-	requests, limits := EngineShare(&eng, spec)
+	requests, limits := eng.Requests, eng.Limits // EngineShare, computed with the engine
 	for _, share := range []struct {
 		kind    string
 		left    corev1.ResourceList

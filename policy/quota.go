@@ -160,14 +160,14 @@ func (e *EnginePolicy) validateResourceNames(eng Engine, spec *corev1.PodSpec, r
 	}
 	// Dynamic resource allocation hands out devices by claim, outside every resource name.
 	claim := "engine pods may not claim dynamic resources (GPUs and other devices), which no quota profile governs (ISS-001 section 4): remove the claims"
-	for i := range spec.InitContainers {
-		if len(spec.InitContainers[i].Resources.Claims) > 0 {
-			errs = append(errs, field.Forbidden(specPath.Child("initContainers").Index(i).Child("resources", "claims"), claim))
-		}
-	}
-	for i := range spec.Containers {
-		if len(spec.Containers[i].Resources.Claims) > 0 {
-			errs = append(errs, field.Forbidden(specPath.Child("containers").Index(i).Child("resources", "claims"), claim))
+	for _, list := range []struct {
+		name       string
+		containers []corev1.Container
+	}{{"initContainers", spec.InitContainers}, {"containers", spec.Containers}} {
+		for i := range list.containers {
+			if len(list.containers[i].Resources.Claims) > 0 {
+				errs = append(errs, field.Forbidden(specPath.Child(list.name).Index(i).Child("resources", "claims"), claim))
+			}
 		}
 	}
 	if len(spec.ResourceClaims) > 0 {

@@ -75,6 +75,17 @@ func (e *EnginePolicy) validateVolumes(eng *Engine, meta *metav1.ObjectMeta, spe
 	var claimed resource.Quantity
 	var claimPaths []string
 	var onlyClaim *field.Path // the one claim's path, when there is one
+	// claim counts the storage a claim requests, at path, against the profile's.
+	claim := func(what string, requests corev1.ResourceList, path *field.Path) {
+		size, ok := requests[corev1.ResourceStorage]
+		if !ok {
+			errs = append(errs, field.Required(path, what+" must request its storage, which is taken from the quota profile's"))
+			return
+		}
+		claimed.Add(size)
+		claimPaths = append(claimPaths, fmt.Sprintf("%s %s", path, size.String()))
+		onlyClaim = path
+	}
 	for i := range spec.Volumes {
 		v := &spec.Volumes[i]
 		path := specPath.Child("volumes").Index(i)
@@ -118,27 +129,12 @@ func (e *EnginePolicy) validateVolumes(eng *Engine, meta *metav1.ObjectMeta, spe
 				errs = append(errs, field.Required(path.Child("ephemeral", "volumeClaimTemplate"), fmt.Sprintf("volume %q needs a volumeClaimTemplate with a storage request", v.Name)))
 				continue
 			}
-			size, ok := v.Ephemeral.VolumeClaimTemplate.Spec.Resources.Requests[corev1.ResourceStorage]
-			if !ok {
-				errs = append(errs, field.Required(tmplPath, fmt.Sprintf("volume %q must request its storage, which is taken from the quota profile's", v.Name)))
-				continue
-			}
-			claimed.Add(size)
-			claimPaths = append(claimPaths, fmt.Sprintf("%s %s", tmplPath, size.String()))
-			onlyClaim = tmplPath
+			claim(fmt.Sprintf("volume %q", v.Name), v.Ephemeral.VolumeClaimTemplate.Spec.Resources.Requests, tmplPath)
 		}
 	}
 	for i := range claims {
-		c := &claims[i]
-		path := field.NewPath("spec", "volumeClaimTemplates").Index(i).Child("spec", "resources", "requests").Key(string(corev1.ResourceStorage))
-		size, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]
-		if !ok {
-			errs = append(errs, field.Required(path, fmt.Sprintf("volume claim %q must request its storage, which is taken from the quota profile's", c.Name)))
-			continue
-		}
-		claimed.Add(size)
-		claimPaths = append(claimPaths, fmt.Sprintf("%s %s", path, size.String()))
-		onlyClaim = path
+		claim(fmt.Sprintf("volume claim %q", claims[i].Name), claims[i].Spec.Resources.Requests,
+			field.NewPath("spec", "volumeClaimTemplates").Index(i).Child("spec", "resources", "requests").Key(string(corev1.ResourceStorage)))
 	}
 	if eng.Profile == nil || len(claimPaths) == 0 {
 		return errs, warnings

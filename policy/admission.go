@@ -61,7 +61,7 @@ type Facts struct {
 	Namespaces NamespaceLookup
 	// Engines counts the running engines of a generated egress policy.
 	Engines EngineLookup
-	// Paths tells whether an OpenBao path exists.
+	// Paths tells what OpenBao holds at a path.
 	Paths PathVerifier
 	// BuildRecords reads the records of the code each Temporal build id stands for.
 	BuildRecords BuildRecordLookup
@@ -87,10 +87,10 @@ type BuildRecordLookup interface {
 	BuildInUse(ctx context.Context, namespace, buildID string) (int, error)
 }
 
-// PathVerifier tells whether a path exists in an OpenBao KV v2 mount; errors mean OpenBao did
-// not answer.
+// PathVerifier tells what an OpenBao KV v2 mount holds at a path for one version of it (0: the
+// current one); errors mean OpenBao could not answer, and say why.
 type PathVerifier interface {
-	Exists(ctx context.Context, cfg OpenBaoPolicy, mount, path string) (bool, error)
+	Check(ctx context.Context, cfg OpenBaoPolicy, mount, path string, version int) (PathAnswer, error)
 }
 
 // Outcome is what a rule decides about one request. The zero Outcome admits without a count.

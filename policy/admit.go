@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -271,37 +272,56 @@ func lookUpNamespace(ctx context.Context, req *Request) (Namespace, *Refusal) {
 }
 
 // verifyPaths checks, all at once and within the policy's timeout, that every path the
-// ExternalSecret reads exists in the environment's KV v2 mount. It returns the missing ones as
-// violations, and the first failure to get an answer.
+// ExternalSecret reads holds a value External Secrets can read in the environment's KV v2 mount:
+// the pinned version, else the current one, neither deleted nor destroyed. It returns the
+// others as violations, with the first failure to get an answer.
 func verifyPaths(ctx context.Context, p *Policy, verifier PathVerifier, ns Namespace, es *ExternalSecret) (field.ErrorList, error) {
 	mount := p.Secrets.Environments[ns.Environment].Mount
 	ctx, cancel := context.WithTimeout(ctx, p.OpenBao.Timeout)
 	defer cancel()
 	paths := ExternalSecretPaths(es)
 	type result struct {
-		exists bool
-		err    error
+		pinned  int
+		answer  PathAnswer
+		invalid error
+		err     error
 	}
 	results := make([]result, len(paths))
 	var wg sync.WaitGroup
 	for i, path := range paths {
+		pinned, err := ParseSecretVersion(path.Version)
+		if err != nil {
+			results[i] = result{invalid: err}
+			continue
+		}
 		wg.Go(func() {
-			exists, err := verifier.Exists(ctx, p.OpenBao, mount, path.Key)
-			results[i] = result{exists, err}
+			answer, err := verifier.Check(ctx, p.OpenBao, mount, path.Key, pinned)
+			results[i] = result{pinned: pinned, answer: answer, err: err}
 		})
 	}
 	wg.Wait()
 	var errs field.ErrorList
+	var unavailable error
 	for i, r := range results {
-		if r.err != nil {
-			return nil, r.err
-		}
-		if !r.exists {
-			errs = append(errs, field.NotFound(paths[i].Field, paths[i].Key))
-			errs[len(errs)-1].Detail = fmt.Sprintf("no secret at this path in OpenBao (KV v2 mount %q of environment %q): create it there first, or fix the path", mount, ns.Environment)
+		path := paths[i]
+		switch {
+		case r.invalid != nil:
+			errs = append(errs, field.Invalid(path.VersionField, path.Version, r.invalid.Error()))
+		case r.err != nil:
+			if unavailable == nil {
+				unavailable = r.err
+			}
+		case r.answer.State != PathFound:
+			fld, value := path.Field, path.Key
+			if r.pinned != 0 && r.answer.State != PathMissing {
+				fld, value = path.VersionField, path.Version
+			}
+			e := field.NotFound(fld, value)
+			e.Detail = r.answer.detail(r.pinned, mount, ns.Environment, strings.TrimPrefix(path.Key, "/"))
+			errs = append(errs, e)
 		}
 	}
-	return errs, nil
+	return errs, unavailable
 }
 
 // AdmitSecretStore denies namespaced Vault/OpenBao SecretStores in the apps' namespaces.

@@ -45,6 +45,8 @@ type GeneratorRef struct {
 // RemoteRef is where a value comes from in the provider: for OpenBao, the path.
 type RemoteRef struct {
 	Key string `json:"key"`
+	// Version pins a KV v2 version; empty reads the current one.
+	Version string `json:"version,omitempty"`
 }
 
 // ExternalSecret is the governed part of an ExternalSecret.

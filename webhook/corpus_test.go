@@ -142,14 +142,14 @@ func (corpusEgress) Ensure(_ context.Context, namespace string, eng policy.Engin
 // say unavailable.
 type corpusVerifier struct{}
 
-func (corpusVerifier) Exists(_ context.Context, _ policy.OpenBaoPolicy, mount, path string) (bool, error) {
+func (corpusVerifier) Check(_ context.Context, _ policy.OpenBaoPolicy, mount, path string, version int) (policy.PathAnswer, error) {
 	switch {
 	case strings.Contains(path, "unavailable"):
-		return false, fmt.Errorf("OpenBao at mount %s did not answer", mount)
+		return policy.PathAnswer{}, fmt.Errorf("OpenBao at mount %s did not answer", mount)
 	case strings.Contains(path, "missing"):
-		return false, nil
+		return policy.PathAnswer{State: policy.PathMissing, Version: version}, nil
 	}
-	return true, nil
+	return policy.PathAnswer{State: policy.PathFound, Version: max(version, 1), Current: max(version, 1)}, nil
 }
 
 // corpusEngines says one engine runs with every generated policy of team-a-dev.

@@ -19,6 +19,13 @@ import (
 
 const mount = "kv-dev"
 
+// exists is Check of the current version, as a found/not found answer.
+func exists(t *testing.T, v *Verifier, mount, path string) (bool, error) {
+	t.Helper()
+	a, err := v.Check(context.Background(), mount, path, 0)
+	return a.State == policy.PathFound, err
+}
+
 // testVerifier returns a verifier of the test double, logging in with the Kubernetes auth method.
 func testVerifier(t *testing.T, double *openbaotest.KVv2TestDouble, timeout time.Duration) *Verifier {
 	t.Helper()
@@ -40,11 +47,10 @@ func TestVerifierAgainstTheTestDouble(t *testing.T) {
 	defer double.Server.Close()
 	double.Seed(mount, "artifacts/team-a/public/secrets/api-token")
 	v := testVerifier(t, double, time.Second)
-	ctx := context.Background()
 
 	t.Run("found, with or without a leading slash", func(t *testing.T) {
 		for _, p := range []string{"artifacts/team-a/public/secrets/api-token", "/artifacts/team-a/public/secrets/api-token"} {
-			if ok, err := v.Exists(ctx, mount, p); !ok || err != nil {
+			if ok, err := exists(t, v, mount, p); !ok || err != nil {
 				t.Fatalf("%s: %v, %v", p, ok, err)
 			}
 		}
@@ -56,16 +62,16 @@ func TestVerifierAgainstTheTestDouble(t *testing.T) {
 		}
 	})
 	t.Run("missing", func(t *testing.T) {
-		if ok, err := v.Exists(ctx, mount, "artifacts/team-a/public/secrets/nope"); ok || err != nil {
+		if ok, err := exists(t, v, mount, "artifacts/team-a/public/secrets/nope"); ok || err != nil {
 			t.Fatalf("%v, %v", ok, err)
 		}
 		double.Seed(mount, "artifacts/team-a/public/secrets/nope")
-		if ok, _ := v.Exists(ctx, mount, "artifacts/team-a/public/secrets/nope"); ok {
+		if ok, _ := exists(t, v, mount, "artifacts/team-a/public/secrets/nope"); ok {
 			t.Error("a miss was not cached")
 		}
 		v.now = func() time.Time { return time.Now().Add(time.Minute) } // past MissTTL, within HitTTL
 		defer func() { v.now = time.Now }()
-		if ok, _ := v.Exists(ctx, mount, "artifacts/team-a/public/secrets/nope"); !ok {
+		if ok, _ := exists(t, v, mount, "artifacts/team-a/public/secrets/nope"); !ok {
 			t.Error("a miss outlived its TTL")
 		}
 	})
@@ -75,7 +81,7 @@ func TestVerifierAgainstTheTestDouble(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Go(func() {
-				if _, err := v.Exists(ctx, mount, "artifacts/team-a/public/secrets/shared"); err != nil {
+				if _, err := exists(t, v, mount, "artifacts/team-a/public/secrets/shared"); err != nil {
 					t.Error(err)
 				}
 			})
@@ -93,12 +99,12 @@ func TestVerifierSlowAndDown(t *testing.T) {
 	slow := testVerifier(t, double, 100*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := slow.Exists(ctx, mount, "artifacts/team-a/public/secrets/x"); !errors.Is(err, ErrUnavailable) {
+	if _, err := slow.Check(ctx, mount, "artifacts/team-a/public/secrets/x", 0); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("slow: %v, want ErrUnavailable", err)
 	}
 	double.Server.Close()
 	down := testVerifier(t, double, time.Second)
-	if _, err := down.Exists(context.Background(), mount, "artifacts/team-a/public/secrets/x"); !errors.Is(err, ErrUnavailable) {
+	if _, err := down.Check(context.Background(), mount, "artifacts/team-a/public/secrets/x", 0); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("down: %v, want ErrUnavailable", err)
 	}
 }
@@ -117,7 +123,7 @@ func TestVerifierTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := v.Exists(context.Background(), mount, "artifacts/a/public/secrets/x"); !ok || err != nil {
+	if ok, err := exists(t, v, mount, "artifacts/a/public/secrets/x"); !ok || err != nil {
 		t.Fatalf("%v, %v", ok, err)
 	}
 	if double.Logins() != 0 {
@@ -161,10 +167,10 @@ func TestAgainstRealOpenBao(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := v.Exists(ctx, kvMount, seeded); !ok || err != nil {
+	if ok, err := exists(t, v, kvMount, seeded); !ok || err != nil {
 		t.Errorf("seeded path: %v, %v", ok, err)
 	}
-	if ok, err := v.Exists(ctx, kvMount, seeded+"-missing"); ok || err != nil {
+	if ok, err := exists(t, v, kvMount, seeded+"-missing"); ok || err != nil {
 		t.Errorf("missing path: %v, %v", ok, err)
 	}
 }
@@ -177,22 +183,22 @@ func TestVerifierEdgeCases(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("a mount that does not exist is unavailable, not missing", func(t *testing.T) {
-		if _, err := v.Exists(ctx, "kv-nope", "artifacts/a/public/secrets/x"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no handler for route") {
+		if _, err := exists(t, v, "kv-nope", "artifacts/a/public/secrets/x"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no handler for route") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("answers are cached per mount", func(t *testing.T) {
-		if ok, _ := v.Exists(ctx, mount, "artifacts/a/public/secrets/x"); !ok {
+		if ok, _ := exists(t, v, mount, "artifacts/a/public/secrets/x"); !ok {
 			t.Fatal("not found")
 		}
 		double.Seed("kv-prod", "artifacts/a/public/secrets/other")
-		if ok, err := v.Exists(ctx, "kv-prod", "artifacts/a/public/secrets/x"); ok || err != nil {
+		if ok, err := exists(t, v, "kv-prod", "artifacts/a/public/secrets/x"); ok || err != nil {
 			t.Fatalf("kv-prod answered from kv-dev's cache: %v, %v", ok, err)
 		}
 	})
 	t.Run("a refused token logs in again", func(t *testing.T) {
 		double.RevokeTokens("s.second")
-		if ok, err := v.Exists(ctx, mount, "artifacts/a/public/secrets/y"); ok || err != nil {
+		if ok, err := exists(t, v, mount, "artifacts/a/public/secrets/y"); ok || err != nil {
 			t.Fatalf("%v, %v", ok, err)
 		}
 		if double.Logins() != 2 {
@@ -207,9 +213,9 @@ func TestVerifierEdgeCases(t *testing.T) {
 		var wg sync.WaitGroup
 		var patientErr error
 		var patientOK bool
-		wg.Go(func() { _, _ = v.Exists(impatient, mount, "artifacts/a/public/secrets/x2") })
+		wg.Go(func() { _, _ = v.Check(impatient, mount, "artifacts/a/public/secrets/x2", 0) })
 		time.Sleep(time.Millisecond)
-		wg.Go(func() { patientOK, patientErr = v.Exists(ctx, mount, "artifacts/a/public/secrets/x2") })
+		wg.Go(func() { patientOK, patientErr = exists(t, v, mount, "artifacts/a/public/secrets/x2") })
 		wg.Wait()
 		if patientErr != nil || patientOK {
 			t.Fatalf("patient caller: %v, %v", patientOK, patientErr)

@@ -348,9 +348,20 @@ func (v *Verifier) readMetadata(ctx context.Context, mount, path string) entry {
 		}
 		return e
 	case errors.As(err, &respErr) && respErr.StatusCode == 404:
-		// With a token that may read it, a mount that does not exist answers "no handler for
-		// route"; with a least-privilege token it answers 403 instead (below).
-		return entry{kind: entryRefused, err: unavailablef("OpenBao has no mount %s (it answered %q to the read of %s): mount KV v2 there (bao secrets enable -path=%s -version=2 kv), or name the environment's KV v2 mount in the ISSPolicy (spec.secrets.environments[].mount)", mount, strings.Join(respErr.Errors, "; "), full, mount)}
+		if strings.Contains(strings.Join(respErr.Errors, " "), "no handler for route") {
+			// With a token that may read it, a mount that does not exist answers "no handler
+			// for route"; with a least-privilege token it answers 403 instead (below).
+			return entry{kind: entryRefused, err: unavailablef("OpenBao has no mount %s (it answered %q to the read of %s): mount KV v2 there (bao secrets enable -path=%s -version=2 kv), or name the environment's KV v2 mount in the ISSPolicy (spec.secrets.environments[].mount)", mount, strings.Join(respErr.Errors, "; "), full, mount)}
+		}
+		// Another secrets engine, with no metadata/ paths.
+		kind, mountErr := v.mountKind(ctx, mount)
+		if mountErr != nil {
+			return entry{kind: entryFailed, err: mountErr}
+		}
+		if err := kind.misconfigured(mount); err != nil {
+			return entry{kind: entryRefused, err: err}
+		}
+		return entry{kind: entryFailed, err: describe(err, "the read of "+full)}
 	case errors.As(err, &respErr) && respErr.StatusCode == 403:
 		return entry{kind: entryRefused, err: unavailablef("the webhook's OpenBao token may not read %s (OpenBao answered 403 permission denied): grant its policy read on %s/metadata/*, or at least on the path (path %q { capabilities = [\"read\"] }), and check that the mount %s exists", full, mount, mount+"/metadata/"+topSegment(path)+"/*", mount)}
 	default:
@@ -496,7 +507,9 @@ func (v *Verifier) read(ctx context.Context, path string) ([]byte, error) {
 			v.tokenAccepted()
 			return nil, err
 		case errors.As(err, &respErr) && respErr.StatusCode == 403:
-			valid, checkErr := v.tokenValid(ctx, token)
+			// A bare "permission denied" is a token OpenBao does not know: a check of the
+			// token made before it was revoked does not hold.
+			valid, checkErr := v.tokenValid(ctx, token, unknownToken(respErr))
 			switch {
 			case checkErr != nil:
 				return nil, checkErr
@@ -547,11 +560,11 @@ func (v *Verifier) tokenAccepted() {
 }
 
 // tokenValid tells whether the token that a read was refused with is still good, with one
-// lookup-self at a time, remembered for MissTTL. OpenBao answers 403 "permission denied" both
+// lookup-self at a time, remembered for MissTTL unless recheck. OpenBao answers 403 "permission denied" both
 // to a token it does not know (expired, revoked) and to a path the token's policies do not
 // grant, so the answer alone cannot tell them apart. A token that another login has already
 // replaced is not good: the read is tried again with the new one.
-func (v *Verifier) tokenValid(ctx context.Context, token string) (bool, error) {
+func (v *Verifier) tokenValid(ctx context.Context, token string, recheck bool) (bool, error) {
 	v.checkMu.Lock()
 	defer v.checkMu.Unlock()
 	if v.client.Token() != token {
@@ -560,7 +573,7 @@ func (v *Verifier) tokenValid(ctx context.Context, token string) (bool, error) {
 	v.mu.Lock()
 	checked := v.now().Before(v.tokenCheckedUntil)
 	v.mu.Unlock()
-	if checked {
+	if checked && !recheck {
 		return true, nil
 	}
 	_, err := v.client.Auth().Token().LookupSelfWithContext(ctx)

@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -115,7 +117,10 @@ func NewKVv2TestDouble(token string) *KVv2TestDouble {
 // CACertPEM returns.
 func NewTLSKVv2TestDouble(token string) *KVv2TestDouble {
 	d := newDouble(token)
-	d.Server = httptest.NewTLSServer(http.HandlerFunc(d.serve))
+	d.Server = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
+	// Clients that do not trust the certificate are what some tests are about.
+	d.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
+	d.Server.StartTLS()
 	return d
 }
 
@@ -207,6 +212,13 @@ func (d *KVv2TestDouble) EnableKubernetesAuth(enabled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.k8s.enabled = enabled
+}
+
+// MoveKubernetesAuth mounts the Kubernetes auth method at auth/<mount> instead.
+func (d *KVv2TestDouble) MoveKubernetesAuth(mount string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.k8s.mount = mount
 }
 
 // AddKubernetesRole adds a role of the Kubernetes auth method that accepts JWTs of audience

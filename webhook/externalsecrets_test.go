@@ -188,3 +188,49 @@ func initiatorHandler() admission.Handler {
 	m, _ := NewMetrics(prometheus.NewRegistry())
 	return Handlers(NewScheme(), Options{Policies: policy.NewHolder(policy.Default()), Metrics: m})[MutateExternalSecretsPath].Handler
 }
+
+// TestSecretsValidatorOpenBaoVersionsAndMounts runs the validator with the real verifier against
+// the test double: a pinned destroyed version is denied at its field, a soft-deleted current
+// version at the key, and a KV v1 mount is refused as misconfigured, not as a missing path.
+func TestSecretsValidatorOpenBaoVersionsAndMounts(t *testing.T) {
+	double := openbaotest.NewKVv2TestDouble("s.token")
+	defer double.Server.Close()
+	for range 2 {
+		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
+	}
+	double.DestroyVersion("kv-dev", "artifacts/team-a/public/secrets/api-token", 1)
+	double.Seed("kv-dev", "artifacts/team-a/users/alice/secrets/db")
+	double.DeleteVersion("kv-dev", "artifacts/team-a/users/alice/secrets/db", 0)
+	double.Mount("kv-prod", "kv", 1)
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("s.token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.OpenBao.Verify, pol.OpenBao.Address, pol.OpenBao.AuthMethod = true, double.Server.URL, policy.AuthToken
+	verifier, err := openbao.NewPool(openbao.Credentials{TokenFile: file}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := namespaceTable{
+		"team-a-dev":  {Name: "team-a-dev", AppID: "team-a", Environment: "dev"},
+		"team-a-prod": {Name: "team-a-prod", AppID: "team-a", Environment: "prod"},
+	}
+	validator := secretsHandler(policy.NewHolder(pol), namespaces, testMetrics(t), verifier)
+	pinned := strings.Replace(tokensES, `"remoteRef":{"key":"artifacts/team-a/public/secrets/api-token"}`, `"remoteRef":{"key":"artifacts/team-a/public/secrets/api-token","version":"1"}`, 1)
+	resp := validator.Handle(context.Background(), esRequest(pinned))
+	if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || len(resp.Result.Details.Causes) != 2 ||
+		resp.Result.Details.Causes[0].Field != "spec.data[0].remoteRef.version" || resp.Result.Details.Causes[1].Field != "spec.data[1].remoteRef.key" ||
+		!strings.Contains(resp.Result.Message, "version 1 of this secret") || !strings.Contains(resp.Result.Message, "is destroyed") ||
+		!strings.Contains(resp.Result.Message, "the current version (1) of this secret") || !strings.Contains(resp.Result.Message, "is deleted") {
+		t.Fatalf("pinned destroyed, current deleted: %+v", resp.Result)
+	}
+
+	prod := esRequest(strings.Replace(tokensES, "openbao-dev", "openbao-prod", 1))
+	prod.Namespace = "team-a-prod"
+	resp = validator.Handle(context.Background(), prod)
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao mount kv-prod is a KV version 1 mount") || !strings.Contains(resp.Result.Message, "mount KV v2 there") ||
+		strings.Contains(resp.Result.Message, "no secret at this path") {
+		t.Fatalf("KV v1 mount: %+v", resp.Result)
+	}
+}

@@ -26,9 +26,20 @@ build: ## build bin/iss-webhook, bin/issctl and bin/iss-dev
 controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (only when the pins change)
 	bash e2e/tools/build.sh $(BIN)
 
+# make run OPENBAO_ADDR=https://... OPENBAO_TOKEN_FILE=... turns the OpenBao existence check on
+# against your own OpenBao (OPENBAO_AUTH=kubernetes with OPENBAO_JWT_FILE, OPENBAO_ROLE and
+# OPENBAO_KUBERNETES_MOUNT for the Kubernetes method; OPENBAO_CACERT, OPENBAO_KV_MOUNT).
+OPENBAO_RUN_FLAGS = $(if $(OPENBAO_ADDR),--openbao-addr '$(OPENBAO_ADDR)' --openbao-auth '$(or $(OPENBAO_AUTH),token)' \
+	$(if $(OPENBAO_TOKEN_FILE),--openbao-token-file '$(OPENBAO_TOKEN_FILE)') \
+	$(if $(OPENBAO_JWT_FILE),--openbao-jwt-file '$(OPENBAO_JWT_FILE)') \
+	$(if $(OPENBAO_ROLE),--openbao-role '$(OPENBAO_ROLE)') \
+	$(if $(OPENBAO_KUBERNETES_MOUNT),--openbao-kubernetes-mount '$(OPENBAO_KUBERNETES_MOUNT)') \
+	$(if $(OPENBAO_CACERT),--openbao-ca-file '$(OPENBAO_CACERT)') \
+	$(if $(OPENBAO_KV_MOUNT),--openbao-kv-mount '$(OPENBAO_KV_MOUNT)'))
+
 .PHONY: run
-run: build controlplane ## local control plane with the webhook registered; stays in the foreground
-	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev
+run: build controlplane ## local control plane with the webhook registered; stays in the foreground (OPENBAO_ADDR=... to check paths in your OpenBao)
+	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev $(OPENBAO_RUN_FLAGS)
 
 .PHONY: generate
 generate: ## regenerate the ISSPolicy code and CRD (controller-gen), the webhook configurations and the docs' references

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
 	"github.com/iss-platform/iss-webhook/internal/openbao/openbaotest"
 )
 
@@ -54,5 +55,54 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 		double.Server.Close()
 		_, err := kubectl(ctx, externalSecret("v1", "es-unverified", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/other"}, ""), "--as", "alice", "apply", "-f", "-")
 		Expect(err).To(MatchError(And(ContainSubstring("OpenBao was unreachable"), ContainSubstring("openbao.onUnavailable: Deny"))))
+	})
+})
+
+var _ = Describe("The OpenBao existence check, pointed at an OpenBao over TLS as make run does", Ordered, func() {
+	var double *openbaotest.KVv2TestDouble
+	const found, destroyed = "artifacts/team-a/public/secrets/tls-found", "artifacts/team-a/public/secrets/tls-destroyed"
+
+	BeforeAll(func(ctx SpecContext) {
+		if localEnv == nil {
+			Skip("the TLS test double and the files live on this machine, which only the local control plane's webhook reaches")
+		}
+		double = openbaotest.NewTLSKVv2TestDouble("s.e2e-tls-token")
+		double.Seed("kv-dev", found)
+		for range 2 {
+			double.Seed("kv-dev", destroyed)
+		}
+		double.DestroyVersion("kv-dev", destroyed, 1)
+		double.DeleteVersion("kv-dev", destroyed, 2)
+		dir := GinkgoT().TempDir()
+		bao := &devenv.OpenBao{Address: double.Server.URL, AuthMethod: "token",
+			TokenFile: filepath.Join(dir, "token"), CACertFile: filepath.Join(dir, "ca.crt")}
+		Expect(os.WriteFile(bao.TokenFile, []byte("s.e2e-tls-token"), 0o600)).To(Succeed())
+		Expect(os.WriteFile(bao.CACertFile, double.CACertPEM(), 0o600)).To(Succeed())
+		Expect(bao.Validate()).To(Succeed())
+		// The flags and the ISSPolicy of `make run OPENBAO_ADDR=... OPENBAO_TOKEN_FILE=...
+		// OPENBAO_CACERT=...`.
+		Expect(localEnv.RestartWebhook(ctx, bao.WebhookArgs()...)).To(Succeed())
+		manifest, err := bao.PolicyManifest()
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, string(manifest), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		waitForPolicy(ctx, "True")
+	})
+	AfterAll(func(ctx SpecContext) {
+		if localEnv != nil {
+			applyPolicy(ctx, suitePolicy())
+			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+			double.Server.Close()
+		}
+	})
+
+	It("admits a path that is there, and denies a destroyed pinned version and a deleted current one, saying which", func(ctx SpecContext) {
+		DeferCleanup(deleteIn("externalsecret", namespace), "es-tls-found")
+		_, err := kubectl(ctx, externalSecret("v1", "es-tls-found", namespace, "openbao-dev", []string{found}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = kubectl(ctx, externalSecret("v1", "es-tls-pinned", namespace, "openbao-dev", []string{destroyed + "\n        version: \"1\""}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`spec.data[0].remoteRef.version: Not found: "1": version 1 of this secret in OpenBao (KV v2 mount "kv-dev" of environment "dev") is destroyed`)))
+		_, err = kubectl(ctx, externalSecret("v1", "es-tls-current", namespace, "openbao-dev", []string{destroyed}, ""), "--as", "alice", "apply", "-f", "-")
+		Expect(err).To(MatchError(ContainSubstring(`spec.data[0].remoteRef.key: Not found: "` + destroyed + `": the current version (2) of this secret in OpenBao (KV v2 mount "kv-dev" of environment "dev") is deleted`)))
 	})
 })

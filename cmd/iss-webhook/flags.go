@@ -33,8 +33,8 @@ type options struct {
 	SelfSigned selfsigned.Options
 	// WebhookConfiguration names the webhook configurations the webhook keeps in step.
 	WebhookConfiguration string
-	// OpenBao are the files the OpenBao existence check logs in with; the rest of its settings
-	// are the policy's.
+	// OpenBao are the files the OpenBao existence check logs in and verifies OpenBao's
+	// certificate with; the rest of its settings are the policy's.
 	OpenBao openbao.Credentials
 
 	LeaderElect             bool
@@ -86,6 +86,7 @@ Flags:
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "iss-webhook", "name of the Mutating- and ValidatingWebhookConfiguration whose engine image tests follow the policy, and which get the CA bundle with --cert-mode self-signed")
 	fs.StringVar(&o.OpenBao.ServiceAccountTokenFile, "openbao-service-account-token-file", "/var/run/secrets/openbao/token", "the JWT the OpenBao Kubernetes auth method logs in with (the policy's openbao.auth.method kubernetes): a service account token bound to the audience openbao, as the install mounts it")
 	fs.StringVar(&o.OpenBao.TokenFile, "openbao-token-file", "", "the file holding the OpenBao token of the policy's openbao.auth.method token")
+	fs.StringVar(&o.OpenBao.CACertFile, "openbao-ca-file", "", "PEM certificates that OpenBao's serving certificate is verified with; empty means the system's roots")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the egress policy and build record collectors")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "iss-system", "namespace of the leader election Lease")
 	fs.StringVar(&o.BuildRecordNamespace, "build-record-namespace", "iss-system", "namespace of the records of Temporal builds' code (ConfigMaps): the webhook's own, whose records only the build-records webhook of the install's configurations guards")

@@ -5,6 +5,7 @@
 package devenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +51,9 @@ type Options struct {
 	DeveloperNamespaces []string
 	// WebhookArgs are extra flags of iss-webhook.
 	WebhookArgs []string
+	// OpenBao, when set, turns the existence check on against that OpenBao: Start applies the
+	// ISSPolicy of OpenBao.PolicyManifest and passes the webhook the credentials' flags.
+	OpenBao *OpenBao
 	// RecordReviews, when set, is the path of a file of JSON lines that every AdmissionReview
 	// the API server sends, with the webhook's answer, is appended to (see Recorder). Empty: the
 	// API server calls the webhook directly.
@@ -166,6 +171,12 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return nil, err
 	}
+	if o.OpenBao != nil {
+		if err := o.OpenBao.Validate(); err != nil {
+			return nil, fmt.Errorf("the OpenBao settings: %w", err)
+		}
+		o.WebhookArgs = append(slices.Clone(o.WebhookArgs), o.OpenBao.WebhookArgs()...)
+	}
 	e := &Env{opts: o, Kubeconfig: filepath.Join(o.StateDir, "kubeconfig"), WebhookLog: filepath.Join(o.StateDir, "webhook.log"),
 		webhookKubeconfig: filepath.Join(o.StateDir, "webhook.kubeconfig"), WebhookUser: "system:serviceaccount:iss-system:iss-webhook"}
 	defer func() {
@@ -227,7 +238,27 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.createNamespaces(ctx, cs); err != nil {
 		return nil, err
 	}
+	if o.OpenBao != nil {
+		if err := e.applyOpenBaoPolicy(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// applyOpenBaoPolicy applies the ISSPolicy that turns the existence check on against the
+// options' OpenBao.
+func (e *Env) applyOpenBaoPolicy(ctx context.Context) error {
+	manifest, err := e.opts.OpenBao.PolicyManifest()
+	if err != nil {
+		return err
+	}
+	if _, stderr, err := Kubectl(ctx, e.Kubeconfig, bytes.NewReader(manifest), "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("applying the ISSPolicy for OpenBao: %v: %s", err, stderr)
+	}
+	o := e.opts.OpenBao
+	e.progress("the existence check reads OpenBao at %s (auth method %s; ISSPolicy default, spec.openbao)", o.Address, o.AuthMethod)
+	return nil
 }
 
 // TrustServingCA puts the CA of the serving certificate that the control plane issued back into

@@ -19,14 +19,26 @@ import (
 func main() {
 	root := flag.String("repo", ".", "root of the iss-webhook checkout (bin/ and manifests/ are found under it)")
 	state := flag.String("state-dir", ".iss-dev", "directory for the admin kubeconfig and the webhook log")
+	bao := &devenv.OpenBao{}
+	flag.StringVar(&bao.Address, "openbao-addr", "", "turn the OpenBao existence check on against the OpenBao at this URL (make run OPENBAO_ADDR=...)")
+	flag.StringVar(&bao.AuthMethod, "openbao-auth", "token", "with --openbao-addr: the auth method, token or kubernetes (OPENBAO_AUTH)")
+	flag.StringVar(&bao.TokenFile, "openbao-token-file", "", "with --openbao-auth token: the file of the webhook's token (OPENBAO_TOKEN_FILE)")
+	flag.StringVar(&bao.ServiceAccountTokenFile, "openbao-jwt-file", "", "with --openbao-auth kubernetes: a service account token that OpenBao's Kubernetes auth method accepts (OPENBAO_JWT_FILE)")
+	flag.StringVar(&bao.KubernetesMount, "openbao-kubernetes-mount", "", "with --openbao-auth kubernetes: the method's mount, default kubernetes (OPENBAO_KUBERNETES_MOUNT)")
+	flag.StringVar(&bao.Role, "openbao-role", "", "with --openbao-auth kubernetes: the method's role, default iss-webhook (OPENBAO_ROLE)")
+	flag.StringVar(&bao.CACertFile, "openbao-ca-file", "", "PEM certificates that verify OpenBao's serving certificate (OPENBAO_CACERT)")
+	flag.StringVar(&bao.KVMount, "openbao-kv-mount", "", "the KV v2 mount of every environment instead of kv-dev, kv-staging and kv-prod, such as secret on a dev server (OPENBAO_KV_MOUNT)")
 	flag.Parse()
-	if err := run(*root, *state); err != nil {
+	if bao.Address == "" {
+		bao = nil
+	}
+	if err := run(*root, *state, bao); err != nil {
 		fmt.Fprintln(os.Stderr, "iss-dev:", err)
 		os.Exit(1)
 	}
 }
 
-func run(root, state string) error {
+func run(root, state string, bao *devenv.OpenBao) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -38,7 +50,9 @@ func run(root, state string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	env, err := devenv.Start(ctx, devenv.DefaultOptions(root, state, os.Stdout))
+	opts := devenv.DefaultOptions(root, state, os.Stdout)
+	opts.OpenBao = bao
+	env, err := devenv.Start(ctx, opts)
 	if err != nil {
 		return err
 	}

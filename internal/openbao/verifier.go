@@ -324,49 +324,53 @@ func (v *Verifier) readMetadata(ctx context.Context, mount, path string) entry {
 			return entry{kind: entryMetadata, meta: meta}
 		}
 		// A KV v1 mount holding a key named metadata/...: not the answer of a KV v2 mount.
-		kind, mountErr := v.mountKind(ctx, mount)
-		if mountErr != nil {
-			return entry{kind: entryFailed, err: mountErr}
-		}
-		if err := kind.misconfigured(mount); err != nil {
-			return entry{kind: entryRefused, err: err}
+		_, fault := v.mountFault(ctx, mount)
+		if fault != nil {
+			return *fault
 		}
 		return entry{kind: entryFailed, err: unavailablef("OpenBao answered the read of %s with something that is not KV v2 metadata", full)}
 	case errors.As(err, &respErr) && respErr.StatusCode == 404 && len(respErr.Errors) == 0:
 		// What a KV v2 mount answers for a path without metadata, and a KV v1 mount for every
 		// path: the mount's type tells them apart.
-		kind, mountErr := v.mountKind(ctx, mount)
-		if mountErr != nil {
-			return entry{kind: entryFailed, err: mountErr}
-		}
-		if err := kind.misconfigured(mount); err != nil {
-			return entry{kind: entryRefused, err: err}
+		kind, fault := v.mountFault(ctx, mount)
+		if fault != nil {
+			return *fault
 		}
 		e := entry{kind: entryMissing}
 		if kind.typ == "" {
 			e.caveat = fmt.Sprintf("the webhook could not confirm that %s is a KV v2 mount: OpenBao refused its read of sys/internal/ui/mounts/%s; were it a KV v1 mount, every path would read as missing", mount, mount)
 		}
 		return e
-	case errors.As(err, &respErr) && respErr.StatusCode == 404:
-		if strings.Contains(strings.Join(respErr.Errors, " "), "no handler for route") {
-			// With a token that may read it, a mount that does not exist answers "no handler
-			// for route"; with a least-privilege token it answers 403 instead (below).
-			return entry{kind: entryRefused, err: unavailablef("OpenBao has no mount %s (it answered %q to the read of %s): mount KV v2 there (bao secrets enable -path=%s -version=2 kv), or name the environment's KV v2 mount in the ISSPolicy (spec.secrets.environments[].mount)", mount, strings.Join(respErr.Errors, "; "), full, mount)}
-		}
-		// Another secrets engine, with no metadata/ paths.
-		kind, mountErr := v.mountKind(ctx, mount)
-		if mountErr != nil {
-			return entry{kind: entryFailed, err: mountErr}
-		}
-		if err := kind.misconfigured(mount); err != nil {
-			return entry{kind: entryRefused, err: err}
-		}
-		return entry{kind: entryFailed, err: describe(err, "the read of "+full)}
+	case errors.As(err, &respErr) && respErr.StatusCode == 404 && strings.Contains(strings.Join(respErr.Errors, " "), "no handler for route"):
+		// With a token that may read it, a mount that does not exist answers "no handler for
+		// route"; with a least-privilege token it answers 403 instead (below).
+		return entry{kind: entryRefused, err: unavailablef("OpenBao has no mount %s (it answered %q to the read of %s): mount KV v2 there (bao secrets enable -path=%s -version=2 kv), or name the environment's KV v2 mount in the ISSPolicy (spec.secrets.environments[].mount)", mount, strings.Join(respErr.Errors, "; "), full, mount)}
 	case errors.As(err, &respErr) && respErr.StatusCode == 403:
 		return entry{kind: entryRefused, err: unavailablef("the webhook's OpenBao token may not read %s (OpenBao answered 403 permission denied): grant its policy read on %s/metadata/*, or at least on the path (path %q { capabilities = [\"read\"] }), and check that the mount %s exists", full, mount, mount+"/metadata/"+topSegment(path)+"/*", mount)}
+	case errors.As(err, &respErr):
+		// Another secrets engine, with no metadata/ paths: it refuses the path or the
+		// operation.
+		_, fault := v.mountFault(ctx, mount)
+		if fault != nil {
+			return *fault
+		}
+		return entry{kind: entryFailed, err: describe(err, "the read of "+full)}
 	default:
 		return entry{kind: entryFailed, err: err}
 	}
+}
+
+// mountFault reads the mount's type: the entry to answer with when it is not KV v2, or cannot
+// be read; nil for a KV v2 mount, or one whose type the token may not read.
+func (v *Verifier) mountFault(ctx context.Context, mount string) (mountKind, *entry) {
+	kind, err := v.mountKind(ctx, mount)
+	if err != nil {
+		return kind, &entry{kind: entryFailed, err: err}
+	}
+	if err := kind.misconfigured(mount); err != nil {
+		return kind, &entry{kind: entryRefused, err: err}
+	}
+	return kind, nil
 }
 
 // topSegment is a path's first segment, the artifacts root of ISS paths.
@@ -481,7 +485,7 @@ func (v *Verifier) mountKind(ctx context.Context, mount string) (mountKind, erro
 // token only if lookup-self says so: then the webhook logs in again, at once the first time
 // and backing off after, and reads once more; otherwise the token may just not read the path,
 // and logging in again would change nothing. Errors are *api.ResponseError for the answers the
-// caller tells apart (403, 404), else they match ErrUnavailable.
+// caller tells apart (4xx but 429), else they match ErrUnavailable.
 func (v *Verifier) read(ctx context.Context, path string) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		if err := v.login(ctx); err != nil {
@@ -503,7 +507,9 @@ func (v *Verifier) read(ctx context.Context, path string) ([]byte, error) {
 		case err == nil:
 			v.tokenAccepted()
 			return body, nil
-		case errors.As(err, &respErr) && respErr.StatusCode == 404:
+		case errors.As(err, &respErr) && respErr.StatusCode >= 400 && respErr.StatusCode < 500 && respErr.StatusCode != 403 && respErr.StatusCode != 429:
+			// The token got past OpenBao's token check: what the path answers is the
+			// caller's to tell apart.
 			v.tokenAccepted()
 			return nil, err
 		case errors.As(err, &respErr) && respErr.StatusCode == 403:

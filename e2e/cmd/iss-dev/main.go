@@ -94,7 +94,7 @@ Webhook log: %s
 Press Ctrl-C to stop.
 `, rel, examplesDir, env.WebhookLog)
 	if bao != nil {
-		fmt.Printf("The OpenBao existence check reads %s (ISSPolicy default, spec.openbao): ExternalSecrets whose paths it cannot find there are denied, and so is every one while it cannot answer (kubectl get isspolicy default -o yaml; the webhook log says why).\n\n", bao.Address)
+		fmt.Printf("The OpenBao existence check reads %s (ISSPolicy default, spec.openbao): ExternalSecrets whose paths it cannot find there are denied, the examples among them, and so is every one while it cannot answer (kubectl get isspolicy default -o yaml; the webhook log says why).\n\n", bao.Address)
 	}
 	if surprises > 0 {
 		fmt.Printf("WARNING: %d example(s) did not behave as their header says; see above.\n", surprises)

@@ -41,7 +41,8 @@ type OpenBaoPolicy struct {
 	KubernetesMount, KubernetesRole string
 	// Timeout bounds the check of one object, all its paths together.
 	Timeout time.Duration
-	// HitTTL and MissTTL are how long a path found, or not found, is remembered.
+	// HitTTL is how long a path whose version External Secrets can read is remembered;
+	// MissTTL how long any other answer is: missing, deleted, destroyed, or denied to the token.
 	HitTTL, MissTTL time.Duration
 	// OnUnavailable decides when OpenBao does not answer in time.
 	OnUnavailable OnUnavailable

@@ -361,10 +361,11 @@ type OpenBaoAuth struct {
 
 // OpenBaoCacheTTL is how long answers of OpenBao are remembered.
 type OpenBaoCacheTTL struct {
-	// Hit is how long a path found is remembered.
+	// Hit is how long a path whose version External Secrets can read is remembered.
 	// +default="5m"
 	Hit *metav1.Duration `json:"hit,omitempty"`
-	// Miss is how long a missing path is remembered.
+	// Miss is how long any other answer is remembered: a path or version missing, deleted or
+	// destroyed, and a path the webhook's token may not read.
 	// +default="30s"
 	Miss *metav1.Duration `json:"miss,omitempty"`
 }

@@ -81,7 +81,7 @@ func runVerifierCases(t *testing.T, srv server) {
 		{name: "a transit mount", mount: transit, path: "artifacts/a/found", token: "root", unavailable: []string{"OpenBao mount " + transit + " is a transit secrets engine, not KV v2", "mount KV v2 there"}},
 		{name: "a missing mount, root token", mount: absent, path: "artifacts/a/found", token: "root", unavailable: []string{"OpenBao has no mount " + absent, "no handler for route", "bao secrets enable -path=" + absent + " -version=2 kv"}},
 		{name: "a missing mount, least privilege", mount: absent, path: "artifacts/a/found", token: "limited", unavailable: []string{"the webhook's OpenBao token may not read " + absent + "/metadata/artifacts/a/found", "check that the mount " + absent + " exists"}},
-		{name: "a path the token may not read", mount: kv2, path: "artifacts/b/x", token: "limited", unavailable: []string{"the webhook's OpenBao token may not read " + kv2 + "/metadata/artifacts/b/x", "grant its policy read on " + kv2 + "/metadata/*", `path "` + kv2 + `/metadata/artifacts/*" { capabilities = ["read"] }`}},
+		{name: "a path the token may not read", mount: kv2, path: "artifacts/b/x", token: "limited", unavailable: []string{"the webhook's OpenBao token may not read " + kv2 + "/metadata/artifacts/b/x", "grant its policy read there", `path "` + kv2 + `/metadata/artifacts/*" { capabilities = ["read"] }`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := verifiers[c.token].Check(context.Background(), c.mount, c.path, c.version)

@@ -346,7 +346,7 @@ func (v *Verifier) readMetadata(ctx context.Context, mount, path string) entry {
 		// route"; with a least-privilege token it answers 403 instead (below).
 		return entry{kind: entryRefused, err: unavailablef("OpenBao has no mount %s (it answered %q to the read of %s): mount KV v2 there (bao secrets enable -path=%s -version=2 kv), or name the environment's KV v2 mount in the ISSPolicy (spec.secrets.environments[].mount)", mount, strings.Join(respErr.Errors, "; "), full, mount)}
 	case errors.As(err, &respErr) && respErr.StatusCode == 403:
-		return entry{kind: entryRefused, err: unavailablef("the webhook's OpenBao token may not read %s (OpenBao answered 403 permission denied): grant its policy read on %s/metadata/*, or at least on the path (path %q { capabilities = [\"read\"] }), and check that the mount %s exists", full, mount, mount+"/metadata/"+topSegment(path)+"/*", mount)}
+		return entry{kind: entryRefused, err: unavailablef("the webhook's OpenBao token may not read %s (OpenBao answered 403 permission denied): grant its policy read there (path %q { capabilities = [\"read\"] }), and check that the mount %s exists", full, mount+"/metadata/"+topSegment(path)+"/*", mount)}
 	case errors.As(err, &respErr):
 		// Another secrets engine, with no metadata/ paths: it refuses the path or the
 		// operation.

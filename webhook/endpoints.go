@@ -21,7 +21,8 @@ const (
 	ValidateNetworkPoliciesPath = "/validate-network-policies"
 	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
 	MutateExternalSecretsPath = "/mutate-external-secrets"
-	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
+	// ValidateSecretsPath serves the validating webhook for the External Secrets kinds:
+	// ExternalSecrets, PushSecrets, their cluster-scoped kinds, stores and generators.
 	ValidateSecretsPath = "/validate-secrets"
 	// ValidateNamespacesPath serves the validating webhook for Namespaces.
 	ValidateNamespacesPath = "/validate-namespaces"

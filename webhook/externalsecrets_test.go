@@ -13,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -30,6 +31,14 @@ func (t namespaceTable) Namespace(_ context.Context, name string) (policy.Namesp
 		return ns, nil
 	}
 	return policy.Namespace{Name: name}, nil
+}
+
+func (t namespaceTable) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	all := policy.NamespaceLabels{}
+	for name, ns := range t {
+		all[name] = map[string]string{policy.LabelAppID: ns.AppID, policy.LabelEnvironment: ns.Environment}
+	}
+	return all.SelectNamespaces(ctx, selector)
 }
 
 func esRequest(doc string) admission.Request {

@@ -180,6 +180,13 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 		return Outcome{Refusal: refusal}
 	}
 	out := Outcome{Group: RuleSecrets}
+	if req.SubResource == "status" {
+		// The paths a PushSecret's status records are those External Secrets deletes.
+		if obj.PushSecret != nil {
+			out.Add(RuleIntegrity, p.ValidatePushSecretStatus(obj.PushSecret, ns))
+		}
+		return out
+	}
 	meta := &metav1.ObjectMeta{Annotations: obj.GetAnnotations()}
 	var oldMeta *metav1.ObjectMeta
 	specChanged := true

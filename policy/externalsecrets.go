@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -97,6 +98,18 @@ type PushSecret struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 	Spec              PushSecretSpec `json:"spec"`
+	Status            struct {
+		// SyncedPushSecrets are the paths pushed, by store ("Kind/Name") and entry: External
+		// Secrets deletes them from OpenBao when they leave the spec or the object is deleted
+		// (deletionPolicy Delete).
+		SyncedPushSecrets map[string]map[string]struct {
+			Match struct {
+				RemoteRef struct {
+					RemoteKey string `json:"remoteKey"`
+				} `json:"remoteRef"`
+			} `json:"match"`
+		} `json:"syncedPushSecrets,omitempty"`
+	} `json:"status"`
 }
 
 // PushSecretSpec is the governed part of a PushSecret's spec, and of a ClusterPushSecret's
@@ -378,6 +391,31 @@ func (c *secretsContext) validatePushSecretSpec(p *Policy, spec *PushSecretSpec,
 	for i, d := range spec.Data {
 		c.checkPath(root.Child("data").Index(i).Child("match", "remoteRef", "remoteKey"), d.Match.RemoteRef.RemoteKey)
 	}
+}
+
+// ValidatePushSecretStatus checks the paths a PushSecret's status records as pushed, which
+// External Secrets deletes from OpenBao when they leave the spec or the object is deleted: the
+// same rules as the paths of its spec, so that whoever may write the status subresource cannot
+// have another app's secrets deleted.
+func (p *Policy) ValidatePushSecretStatus(ps *PushSecret, ns Namespace) field.ErrorList {
+	c := p.secretsContext(ns, ps.Annotations[AnnotationInitiatorID])
+	if !p.checkNamespace(c) {
+		return c.errs
+	}
+	synced := field.NewPath("status", "syncedPushSecrets")
+	for _, key := range slices.Sorted(maps.Keys(ps.Status.SyncedPushSecrets)) {
+		kind, name, ok := strings.Cut(key, "/")
+		if !ok {
+			c.errs = append(c.errs, field.Invalid(synced.Key(key), key, "External Secrets names a store Kind/Name here"))
+			continue
+		}
+		c.checkStore(synced.Key(key), StoreRef{Kind: kind, Name: name})
+		entries := ps.Status.SyncedPushSecrets[key]
+		for _, entry := range slices.Sorted(maps.Keys(entries)) {
+			c.checkPath(synced.Key(key).Key(entry).Child("match", "remoteRef", "remoteKey"), entries[entry].Match.RemoteRef.RemoteKey)
+		}
+	}
+	return c.errs
 }
 
 // ValidateSecretStore admits a namespaced SecretStore in an app's namespace only with exactly

@@ -165,3 +165,19 @@ func TestValidateSpecChange(t *testing.T) {
 	checkErrs(t, ValidateSpecChange(alices, "alice", false), nil)
 	checkErrs(t, ValidateSpecChange(alices, "admin", true), nil)
 }
+
+// TestValidatePushSecretStatus: the paths a PushSecret's status records as pushed, which External
+// Secrets deletes from OpenBao, follow the rules of its spec's paths.
+func TestValidatePushSecretStatus(t *testing.T) {
+	ps := &PushSecret{}
+	decodeInto(t, `{"metadata":{"annotations":{"iss.platform/initiator-id":"alice"}},"status":{"syncedPushSecrets":{
+		"ClusterSecretStore/openbao-dev":{"artifacts/team-a/public/secrets/out":{"match":{"remoteRef":{"remoteKey":"artifacts/team-a/public/secrets/out"}}},
+			"artifacts/team-b/public/secrets/db":{"match":{"remoteRef":{"remoteKey":"artifacts/team-b/public/secrets/db"}}}},
+		"ClusterSecretStore/openbao-prod":{},
+		"nonsense":{}}}}`, ps)
+	checkErrs(t, Default().ValidatePushSecretStatus(ps, teamADev), []wantErr{
+		{"status.syncedPushSecrets[ClusterSecretStore/openbao-dev][artifacts/team-b/public/secrets/db].match.remoteRef.remoteKey", `belongs to the app "team-b"`},
+		{"status.syncedPushSecrets[ClusterSecretStore/openbao-prod]", "is not the store of environment"},
+		{"status.syncedPushSecrets[nonsense]", "Kind/Name"},
+	})
+}

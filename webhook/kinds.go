@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -178,7 +179,8 @@ func GovernedKinds() []Kind {
 		},
 		{
 			Group: "external-secrets.io", Versions: []string{"v1alpha1"}, Kind: "PushSecret", Resource: "pushsecrets", Scope: namespaced,
-			Rules: externalSecretRules, Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
+			Rules:  append(slices.Clone(externalSecretRules), Rule{Webhook: &validatePushSecretStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}}),
+			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
 			Mutate:   reviewOf(newSecretObject, mutators.DefaultInitiator),
 			Validate: reviewOf(newSecretObject, policy.AdmitExternalSecret),
 		},

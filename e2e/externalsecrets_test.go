@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -430,5 +432,61 @@ spec:
         tokenSecretRef: {name: bao-token, key: token, namespace: team-a-dev}
 `, "--as", "mallory", "apply", "-f", "-")
 		Expect(err).To(MatchError(ContainSubstring(`spec: Forbidden: a ClusterSecretStore serves every namespace its conditions admit`)))
+	})
+
+	It("issctl audit lists the stores, generators and cluster-scoped objects that exist from before the rules", func(ctx SpecContext) {
+		before := `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: audit-aws
+  namespace: team-a-dev
+spec:
+  provider:
+    aws: {service: SecretsManager, region: eu-west-1}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: audit-dynamic
+  namespace: team-a-dev
+spec:
+  path: kv-prod/data/artifacts/team-b/public/secrets/db
+  provider: {server: "https://openbao.example.org:8200"}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata:
+  name: audit-everywhere
+spec:
+  namespaceSelectors: [{}]
+  externalSecretSpec:
+    secretStoreRef: {kind: ClusterSecretStore, name: openbao-dev}
+    data:
+      - secretKey: token
+        remoteRef: {key: artifacts/team-a/public/secrets/shared}
+`
+		restore := removeWebhook(ctx, "validatingwebhookconfiguration", "external-secrets.validate.iss.platform")
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, before, "apply", "-f", "-")
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed(), "created while the webhook was away")
+		restore(ctx)
+		DeferCleanup(func(ctx context.Context) {
+			_, err := kubectl(ctx, before, "delete", "--ignore-not-found", "-f", "-")
+			Expect(err).NotTo(HaveOccurred())
+		})
+
+		out, err := exec.CommandContext(ctx, buildIssctl(ctx), "audit", "--kubeconfig", kubeconfig, "--write-reports").Output()
+		GinkgoWriter.Printf("%s\n", out)
+		var exit *exec.ExitError
+		Expect(errors.As(err, &exit)).To(BeTrue(), "issctl audit exits 1 on violations: %v", err)
+		Expect(string(out)).To(And(
+			ContainSubstring("secretstore/audit-aws (namespace team-a-dev): denied"),
+			ContainSubstring(`* spec.provider.aws: Forbidden: a namespaced SecretStore in team-a-dev reads with credentials of its own`),
+			ContainSubstring("vaultdynamicsecret/audit-dynamic (namespace team-a-dev): denied"),
+			ContainSubstring("clusterexternalsecret/audit-everywhere (cluster-scoped): denied"),
+			ContainSubstring("in namespace kube-system, which spec.namespaceSelectors[0] selects"),
+		))
+		Expect(string(out)).NotTo(ContainSubstring("only trusted identities"), "cluster-scoped objects are audited for what they do, not who wrote them")
 	})
 })

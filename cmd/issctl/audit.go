@@ -208,16 +208,21 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 	}
 	if o.writeReports {
 		now := time.Now()
+		written := 0
 		for _, ns := range slices.Sorted(maps.Keys(byNamespace)) {
+			if ns == "" {
+				continue // cluster-scoped objects have no namespace to hold a Report; the output lists them
+			}
 			if err := writeReport(ctx, c, ns, byNamespace[ns], now); err != nil {
 				return 0, err
 			}
+			written++
 		}
 		stale, err := deleteStaleReports(ctx, c, byNamespace)
 		if err != nil {
 			return 0, err
 		}
-		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces, deleted %d of namespaces with nothing audited any more\n", ReportName, len(byNamespace), stale)
+		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces, deleted %d of namespaces with nothing audited any more\n", ReportName, written, stale)
 	}
 	if len(results) > 0 {
 		return exitViolation, nil

@@ -163,6 +163,9 @@ func printResults(w io.Writer, format string, results []result) {
 			status = "admitted with warnings"
 		}
 		where := "namespace " + res.Namespace
+		if res.Namespace == "" {
+			where = "cluster-scoped"
+		}
 		if res.File != "" {
 			where += ", " + res.File
 		}

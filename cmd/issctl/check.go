@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -116,7 +117,7 @@ Flags:
 	code := exitConform
 	for _, obj := range objects {
 		namespace := obj.GetNamespace()
-		if namespace == "" {
+		if k := webhook.FindKind(obj.GroupVersionKind().Group, obj.GetKind()); namespace == "" && (k == nil || k.Scope != admissionregistrationv1.ClusterScope) {
 			namespace = o.namespace
 		}
 		out, err := r.review(ctx, obj.Unstructured, namespace, o.namespaceLabels, user)

@@ -222,13 +222,8 @@ spec:
 		Expect(err).NotTo(HaveOccurred())
 		applyPolicy(ctx, suitePolicy())
 
-		issctl := filepath.Join(GinkgoT().TempDir(), "issctl")
-		build := exec.CommandContext(ctx, "go", "build", "-o", issctl, "./cmd/issctl")
-		build.Dir = repoRoot
-		out, err := build.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-		audit := exec.CommandContext(ctx, issctl, "audit", "--kubeconfig", kubeconfig, "--write-reports")
-		out, err = audit.Output()
+		audit := exec.CommandContext(ctx, buildIssctl(ctx), "audit", "--kubeconfig", kubeconfig, "--write-reports")
+		out, err := audit.Output()
 		GinkgoWriter.Printf("%s\n", out)
 		var exit *exec.ExitError
 		Expect(errors.As(err, &exit)).To(BeTrue(), "issctl audit exits 1 on violations: %v", err)
@@ -250,6 +245,17 @@ spec:
 		)))
 	})
 })
+
+// buildIssctl builds issctl from the checkout and returns its path.
+func buildIssctl(ctx context.Context) string {
+	GinkgoHelper()
+	issctl := filepath.Join(GinkgoT().TempDir(), "issctl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", issctl, "./cmd/issctl")
+	build.Dir = repoRoot
+	out, err := build.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	return issctl
+}
 
 // removeWebhook removes one webhook from a webhook configuration and returns the function that
 // puts it back.

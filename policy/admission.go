@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
@@ -67,10 +69,45 @@ type Facts struct {
 	BuildRecords BuildRecordLookup
 }
 
-// NamespaceLookup tells what the rules need of a namespace: its ISS labels. A namespace that
+// NamespaceLookup tells what the rules need of namespaces: their ISS labels. A namespace that
 // does not exist is one of no app.
 type NamespaceLookup interface {
 	Namespace(ctx context.Context, name string) (Namespace, error)
+	// SelectNamespaces returns the namespaces whose labels (kubernetes.io/metadata.name among
+	// them) the selector matches, by name: those a ClusterExternalSecret selects.
+	SelectNamespaces(ctx context.Context, selector labels.Selector) ([]Namespace, error)
+}
+
+// NamespaceLabels is a NamespaceLookup over a fixed set of namespaces, by name, with their
+// labels: issctl's list of a cluster's namespaces, tests.
+type NamespaceLabels map[string]map[string]string
+
+// Namespace implements NamespaceLookup.
+func (n NamespaceLabels) Namespace(_ context.Context, name string) (Namespace, error) {
+	return NamespaceFromLabels(name, n[name]), nil
+}
+
+// SelectNamespaces implements NamespaceLookup.
+func (n NamespaceLabels) SelectNamespaces(_ context.Context, selector labels.Selector) ([]Namespace, error) {
+	var out []Namespace
+	for _, name := range slices.Sorted(maps.Keys(n)) {
+		if selector.Matches(NamespaceSelectorLabels(name, n[name])) {
+			out = append(out, NamespaceFromLabels(name, n[name]))
+		}
+	}
+	return out, nil
+}
+
+// NamespaceSelectorLabels are the labels a namespace selector matches: the namespace's, with the
+// kubernetes.io/metadata.name label that the API server sets on every namespace.
+func NamespaceSelectorLabels(name string, nsLabels map[string]string) labels.Set {
+	set := labels.Set{corev1.LabelMetadataName: name}
+	for k, v := range nsLabels {
+		if k != corev1.LabelMetadataName {
+			set[k] = v
+		}
+	}
+	return set
 }
 
 // EngineLookup counts the running engine pods that a generated policy selects: those of a

@@ -181,6 +181,13 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 		return Outcome{Refusal: refusal}
 	}
 	out := Outcome{Group: RuleSecrets}
+	if req.SubResource == "status" {
+		// The paths a PushSecret's status records are those External Secrets deletes.
+		if obj.PushSecret != nil {
+			out.Add(RuleIntegrity, p.ValidatePushSecretStatus(obj.PushSecret, ns))
+		}
+		return out
+	}
 	meta := &metav1.ObjectMeta{Annotations: obj.GetAnnotations()}
 	var oldMeta *metav1.ObjectMeta
 	specChanged := true
@@ -198,8 +205,6 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 	if old != nil {
 		errs = append(errs, ValidateSpecChange(oldMeta, req.User, req.Trusted)...)
 	}
-	spec, _ := obj.Object["spec"].(map[string]any)
-	errs = append(errs, ValidateKnownSpecFields(obj.GetKind(), spec)...)
 	es := obj.ExternalSecret
 	switch {
 	case obj.ExternalSecret != nil:
@@ -207,6 +212,8 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 	case obj.PushSecret != nil:
 		errs = append(errs, p.ValidatePushSecret(obj.PushSecret, ns)...)
 	}
+	spec, _ := obj.Object["spec"].(map[string]any)
+	errs = append(errs, ValidateSpecFields(obj.GetKind(), spec)...)
 	out.Add(RuleIntegrity, errs)
 	if out.Denies(p) || es == nil || !p.OpenBao.Verify || req.Facts.Paths == nil {
 		// What integrity denies is not worth a question to OpenBao.
@@ -228,13 +235,16 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 	return out
 }
 
-// SecretObject is an ExternalSecret or PushSecret as its rules read it: every field, so that
-// fields this build does not know are seen, and the typed view of its kind.
+// SecretObject is an ExternalSecret, PushSecret, ClusterExternalSecret or ClusterPushSecret as
+// its rules read it: every field, so that fields this build does not know are seen, and the
+// typed view of its kind.
 type SecretObject struct {
 	*unstructured.Unstructured
-	// ExternalSecret is set for an ExternalSecret, PushSecret for a PushSecret.
-	ExternalSecret *ExternalSecret
-	PushSecret     *PushSecret
+	// The view of the object's kind is set; the others are nil.
+	ExternalSecret        *ExternalSecret
+	PushSecret            *PushSecret
+	ClusterExternalSecret *ClusterExternalSecret
+	ClusterPushSecret     *ClusterPushSecret
 }
 
 // UnmarshalJSON decodes both views of the object, so that an object one of them cannot read is
@@ -251,6 +261,12 @@ func (o *SecretObject) UnmarshalJSON(raw []byte) error {
 	case "PushSecret":
 		o.PushSecret = &PushSecret{}
 		return json.Unmarshal(raw, o.PushSecret)
+	case "ClusterExternalSecret":
+		o.ClusterExternalSecret = &ClusterExternalSecret{}
+		return json.Unmarshal(raw, o.ClusterExternalSecret)
+	case "ClusterPushSecret":
+		o.ClusterPushSecret = &ClusterPushSecret{}
+		return json.Unmarshal(raw, o.ClusterPushSecret)
 	}
 	return nil
 }
@@ -324,14 +340,23 @@ func verifyPaths(ctx context.Context, p *Policy, verifier PathVerifier, ns Names
 	return errs, unavailable
 }
 
-// AdmitSecretStore denies namespaced Vault/OpenBao SecretStores in the apps' namespaces.
-func AdmitSecretStore(ctx context.Context, p *Policy, req *Request, store, _ *SecretStore) Outcome {
+// AdmitSecretStore admits namespaced SecretStores in the apps' namespaces only with a provider
+// the policy allows (ValidateSecretStore) and fields the rules know.
+func AdmitSecretStore(ctx context.Context, p *Policy, req *Request, store, old *SecretStore) Outcome {
+	if old != nil && equality.Semantic.DeepEqual(old.spec, store.spec) {
+		// Status, finalizer and label updates leave what the store reads as it was.
+		return Outcome{Skip: "the spec is unchanged"}
+	}
 	ns, refusal := lookUpNamespace(ctx, req)
 	if refusal != nil {
 		return Outcome{Refusal: refusal}
 	}
 	out := Outcome{Group: RuleSecrets}
-	out.Add(RuleIntegrity, p.ValidateSecretStore(store, ns))
+	errs := p.ValidateSecretStore(store, ns)
+	if ns.Governed() && store.Kind == "SecretStore" {
+		errs = append(errs, ValidateSpecFields("SecretStore", store.spec)...)
+	}
+	out.Add(RuleIntegrity, errs)
 	return out
 }
 
@@ -469,6 +494,19 @@ func issPolicyWarnings(p *Policy) []string {
 			}
 		}
 	}
+	for _, provider := range p.Secrets.AllowedStoreProviders {
+		if reach, ok := providersPastThePathRules[provider]; ok {
+			warnings = append(warnings, fmt.Sprintf("spec.secrets.allowedStoreProviders: a namespaced SecretStore with the %s provider %s, with credentials of its own: the ISS-001 path rules do not hold for it", provider, reach))
+		}
+	}
 	slices.Sort(warnings)
 	return warnings
+}
+
+// providersPastThePathRules are the store providers that reach OpenBao, or other namespaces'
+// secrets, past the path rules: the policy warns when it allows them.
+var providersPastThePathRules = map[string]string{
+	"vault":      "reads any OpenBao or Vault path",
+	"webhook":    "calls any HTTP API, OpenBao's among them",
+	"kubernetes": "reads the Secrets of any namespace its service account may read",
 }

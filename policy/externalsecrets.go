@@ -1,10 +1,14 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -53,50 +57,114 @@ type RemoteRef struct {
 type ExternalSecret struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              struct {
-		SecretStoreRef *StoreRef `json:"secretStoreRef,omitempty"`
-		Data           []struct {
-			RemoteRef RemoteRef  `json:"remoteRef"`
-			SourceRef *SourceRef `json:"sourceRef,omitempty"`
-		} `json:"data,omitempty"`
-		DataFrom []struct {
-			Extract   *RemoteRef `json:"extract,omitempty"`
-			Find      *struct{}  `json:"find,omitempty"`
-			SourceRef *SourceRef `json:"sourceRef,omitempty"`
-		} `json:"dataFrom,omitempty"`
-	} `json:"spec"`
+	Spec              ExternalSecretSpec `json:"spec"`
+}
+
+// ExternalSecretSpec is the governed part of an ExternalSecret's spec, and of a
+// ClusterExternalSecret's externalSecretSpec.
+type ExternalSecretSpec struct {
+	SecretStoreRef *StoreRef             `json:"secretStoreRef,omitempty"`
+	Target         *ExternalSecretTarget `json:"target,omitempty"`
+	Data           []ExternalSecretData  `json:"data,omitempty"`
+	DataFrom       []struct {
+		Extract   *RemoteRef `json:"extract,omitempty"`
+		Find      *struct{}  `json:"find,omitempty"`
+		SourceRef *SourceRef `json:"sourceRef,omitempty"`
+	} `json:"dataFrom,omitempty"`
+}
+
+// ExternalSecretData is one value an ExternalSecret reads.
+type ExternalSecretData struct {
+	RemoteRef RemoteRef  `json:"remoteRef"`
+	SourceRef *SourceRef `json:"sourceRef,omitempty"`
+}
+
+// ExternalSecretTarget is the Secret an ExternalSecret writes.
+type ExternalSecretTarget struct {
+	Name     string          `json:"name,omitempty"`
+	Template *SecretTemplate `json:"template,omitempty"`
+}
+
+// SecretTemplate is the template of the Secret an ExternalSecret writes or a PushSecret pushes:
+// the Secrets of the namespace it reads.
+type SecretTemplate struct {
+	TemplateFrom []struct {
+		Secret *struct {
+			Name string `json:"name"`
+		} `json:"secret,omitempty"`
+	} `json:"templateFrom,omitempty"`
 }
 
 // PushSecret is the governed part of a PushSecret.
 type PushSecret struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              struct {
-		SecretStoreRefs []struct {
-			Name          string                `json:"name,omitempty"`
-			Kind          string                `json:"kind,omitempty"`
-			LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
-		} `json:"secretStoreRefs"`
-		Data []struct {
+	Spec              PushSecretSpec `json:"spec"`
+	Status            struct {
+		// SyncedPushSecrets are the paths pushed, by store ("Kind/Name") and entry: External
+		// Secrets deletes them from OpenBao when they leave the spec or the object is deleted
+		// (deletionPolicy Delete).
+		SyncedPushSecrets map[string]map[string]struct {
 			Match struct {
 				RemoteRef struct {
 					RemoteKey string `json:"remoteKey"`
 				} `json:"remoteRef"`
 			} `json:"match"`
-		} `json:"data,omitempty"`
-	} `json:"spec"`
+		} `json:"syncedPushSecrets,omitempty"`
+	} `json:"status"`
 }
 
-// SecretStore is the governed part of a SecretStore: whether its provider is Vault (which
-// OpenBao serves too).
+// PushSecretSpec is the governed part of a PushSecret's spec, and of a ClusterPushSecret's
+// pushSecretSpec.
+type PushSecretSpec struct {
+	SecretStoreRefs []struct {
+		Name          string                `json:"name,omitempty"`
+		Kind          string                `json:"kind,omitempty"`
+		LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
+	} `json:"secretStoreRefs"`
+	Selector struct {
+		Secret *struct {
+			Name     string                `json:"name,omitempty"`
+			Selector *metav1.LabelSelector `json:"selector,omitempty"`
+		} `json:"secret,omitempty"`
+		GeneratorRef *GeneratorRef `json:"generatorRef,omitempty"`
+	} `json:"selector"`
+	Data []struct {
+		Match struct {
+			RemoteRef struct {
+				RemoteKey string `json:"remoteKey"`
+			} `json:"remoteRef"`
+		} `json:"match"`
+	} `json:"data,omitempty"`
+	Template *SecretTemplate `json:"template,omitempty"`
+}
+
+// SecretStore is the governed part of a SecretStore or ClusterSecretStore: its providers, by
+// key of spec.provider.
 type SecretStore struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 	Spec              struct {
-		Provider struct {
-			Vault *struct{} `json:"vault,omitempty"`
-		} `json:"provider"`
+		Provider map[string]json.RawMessage `json:"provider"`
 	} `json:"spec"`
+	// spec is every field of the spec, so that fields this build does not know are seen.
+	spec map[string]any
+}
+
+// UnmarshalJSON decodes the view and every field of the spec.
+func (s *SecretStore) UnmarshalJSON(raw []byte) error {
+	type view SecretStore
+	var whole struct {
+		Spec map[string]any `json:"spec"`
+	}
+	if err := json.Unmarshal(raw, (*view)(s)); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &whole); err != nil {
+		return err
+	}
+	s.spec = whole.Spec
+	return nil
 }
 
 // Namespace is what the rules need of a namespace: the labels the platform set on it.
@@ -121,6 +189,13 @@ type SecretsPolicy struct {
 	Environments map[string]SecretEnvironment
 	// PathRoot is the first segment of every OpenBao path (ISS-001 section 2.1: "artifacts").
 	PathRoot string
+	// AllowedGeneratorKinds are the generator kinds that ExternalSecrets and PushSecrets may
+	// name, and that may be created in the apps' namespaces: by default Password and UUID,
+	// which make values without reading any secret. Never ClusterGenerator.
+	AllowedGeneratorKinds []string
+	// AllowedStoreProviders are the providers (keys of spec.provider) of namespaced
+	// SecretStores admitted in the apps' namespaces: by default none.
+	AllowedStoreProviders []string
 }
 
 // SecretEnvironment is where one runtime environment's secrets live.
@@ -138,63 +213,109 @@ func DefaultSecretsPolicy() SecretsPolicy {
 	for _, env := range []string{"dev", "staging", "prod"} {
 		envs[env] = SecretEnvironment{Store: StoreRef{Kind: "ClusterSecretStore", Name: "openbao-" + env}, Mount: "kv-" + env}
 	}
-	return SecretsPolicy{Environments: envs, PathRoot: DefaultPathRoot}
+	return SecretsPolicy{Environments: envs, PathRoot: DefaultPathRoot, AllowedGeneratorKinds: []string{"Password", "UUID"}}
 }
 
-// secretsContext is what every path check of one object needs.
+// secretsContext is what every path check of one object needs: the namespace whose rules hold,
+// and the field that names it (metadata.namespace, or the selector of a cluster-scoped kind).
 type secretsContext struct {
-	ns        Namespace
-	env       SecretEnvironment
-	envKnown  bool
-	initiator string
-	root      string
-	errs      field.ErrorList
+	ns         Namespace
+	nsField    *field.Path
+	env        SecretEnvironment
+	envKnown   bool
+	initiator  string
+	root       string
+	generators []string
+	// prefix starts every message: which of the namespaces a cluster-scoped kind selects the
+	// violation is in.
+	prefix string
+	errs   field.ErrorList
 }
 
 func (p *Policy) secretsContext(ns Namespace, initiator string) *secretsContext {
 	env, ok := p.Secrets.Environments[ns.Environment]
-	return &secretsContext{ns: ns, env: env, envKnown: ok, initiator: initiator, root: p.Secrets.PathRoot}
+	return &secretsContext{ns: ns, nsField: field.NewPath("metadata", "namespace"), env: env, envKnown: ok, initiator: initiator,
+		root: p.Secrets.PathRoot, generators: p.Secrets.AllowedGeneratorKinds}
+}
+
+// forbid adds a violation.
+func (c *secretsContext) forbid(path *field.Path, detail string) {
+	c.errs = append(c.errs, field.Forbidden(path, c.prefix+detail))
 }
 
 // checkPath checks one OpenBao path against the hierarchy and the object's app and initiator.
 func (c *secretsContext) checkPath(path *field.Path, key string) {
 	sp, err := ParseSecretPath(c.root, key)
 	if err != nil {
-		c.errs = append(c.errs, field.Invalid(path, key, err.Error()))
+		c.errs = append(c.errs, field.Invalid(path, key, c.prefix+err.Error()))
 		return
 	}
 	if sp.AppID != c.ns.AppID {
-		c.errs = append(c.errs, field.Forbidden(path, fmt.Sprintf("path %q belongs to the app %q, but namespace %s belongs to %q (its %s label): use artifacts/%s/...",
-			key, sp.AppID, c.ns.Name, c.ns.AppID, LabelAppID, c.ns.AppID)))
+		c.forbid(path, fmt.Sprintf("path %q belongs to the app %q, but namespace %s belongs to %q (its %s label): use artifacts/%s/...",
+			key, sp.AppID, c.ns.Name, c.ns.AppID, LabelAppID, c.ns.AppID))
 	}
 	if sp.Scope == ScopeUser && sp.UserID != c.initiator {
-		c.errs = append(c.errs, field.Forbidden(path, fmt.Sprintf("path %q is the private path of user %q, but this object's %s is %q: use artifacts/%s/users/%s/secrets/... or a public path",
-			key, sp.UserID, AnnotationInitiatorID, c.initiator, c.ns.AppID, c.initiator)))
+		c.forbid(path, fmt.Sprintf("path %q is the private path of user %q, but this object's %s is %q: use artifacts/%s/users/%s/secrets/... or a public path",
+			key, sp.UserID, AnnotationInitiatorID, c.initiator, c.ns.AppID, c.initiator))
 	}
 }
 
 // checkStore checks that a store reference is the one the policy maps to the environment.
 func (c *secretsContext) checkStore(path *field.Path, ref StoreRef) {
 	if !c.envKnown {
-		return // reported once, by checkEnvironment
+		return // reported once, by checkNamespace
 	}
 	if ref.kind() != c.env.Store.kind() || ref.Name != c.env.Store.Name {
-		c.errs = append(c.errs, field.Forbidden(path, fmt.Sprintf("store %s is not the store of environment %q: use %s (kind: %s, name: %s), which the platform maps to it",
-			ref, c.ns.Environment, c.env.Store, c.env.Store.kind(), c.env.Store.Name)))
+		c.forbid(path, fmt.Sprintf("store %s is not the store of environment %q: use %s (kind: %s, name: %s), which the platform maps to it",
+			ref, c.ns.Environment, c.env.Store, c.env.Store.kind(), c.env.Store.Name))
 	}
+}
+
+// checkGenerator checks a reference to a generator: of External Secrets' generator group and a
+// version it serves, of a kind the policy allows, never a ClusterGenerator.
+func (c *secretsContext) checkGenerator(path *field.Path, ref *GeneratorRef) {
+	if ref == nil {
+		return
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	known := slices.IndexFunc(generatorKinds, func(g GeneratorKind) bool { return g.Kind == ref.Kind })
+	switch {
+	case err != nil || gv.Group != GeneratorGroup:
+		c.errs = append(c.errs, field.Invalid(path.Child("apiVersion"), ref.APIVersion, c.prefix+"generators are of the group "+GeneratorGroup+": use apiVersion "+GeneratorGroup+"/v1alpha1"))
+	case known >= 0 && !slices.Contains(generatorKinds[known].Versions, gv.Version):
+		c.errs = append(c.errs, field.NotSupported(path.Child("apiVersion"), ref.APIVersion, prefixed(GeneratorGroup+"/", generatorKinds[known].Versions)))
+	}
+	switch {
+	case ref.Kind == ClusterGeneratorKind:
+		c.forbid(path.Child("kind"), fmt.Sprintf("a ClusterGenerator wraps a generator of any kind, which may read secrets outside the ISS-001 path hierarchy: use a generator of your namespace of an allowed kind (%s)", quotedList(c.generators)))
+	case !slices.Contains(c.generators, ref.Kind):
+		c.forbid(path.Child("kind"), fmt.Sprintf("generator kind %q reads %s, which the ISS-001 path rules cannot check; the policy allows only %s (spec.secrets.allowedGeneratorKinds): read a path of your app instead, or ask the platform team to allow the kind",
+			ref.Kind, generatorReads(ref.Kind), quotedList(c.generators)))
+	}
+}
+
+// checkSource checks the store or generator that a data entry reads instead of the object's store.
+func (c *secretsContext) checkSource(path *field.Path, src *SourceRef) {
+	if src == nil {
+		return
+	}
+	if src.StoreRef != nil {
+		c.checkStore(path.Child("storeRef"), *src.StoreRef)
+	}
+	c.checkGenerator(path.Child("generatorRef"), src.GeneratorRef)
 }
 
 // checkNamespace reports a namespace that belongs to no app, or whose environment has no
 // store in the policy. It tells whether the object's paths can be checked at all.
-func (p *Policy) checkNamespace(c *secretsContext, root *field.Path) bool {
+func (p *Policy) checkNamespace(c *secretsContext) bool {
 	if !c.ns.Governed() {
-		c.errs = append(c.errs, field.Forbidden(root.Child("metadata", "namespace"), fmt.Sprintf(
-			"namespace %s has no %s label, so it belongs to no app and may not read or write OpenBao secrets: ask the platform team to label it", c.ns.Name, LabelAppID)))
+		c.forbid(c.nsField, fmt.Sprintf(
+			"namespace %s has no %s label, so it belongs to no app and may not read or write OpenBao secrets: ask the platform team to label it", c.ns.Name, LabelAppID))
 		return false
 	}
 	if !c.envKnown {
-		c.errs = append(c.errs, field.Forbidden(root.Child("metadata", "namespace"), fmt.Sprintf(
-			"namespace %s has the %s label %q, which the policy maps to no store: it must be one of %s", c.ns.Name, LabelEnvironment, c.ns.Environment, quotedList(p.environmentNames()))))
+		c.forbid(c.nsField, fmt.Sprintf(
+			"namespace %s has the %s label %q, which the policy maps to no store: it must be one of %s", c.ns.Name, LabelEnvironment, c.ns.Environment, quotedList(p.environmentNames())))
 	}
 	return true
 }
@@ -208,115 +329,126 @@ func (p *Policy) environmentNames() []string {
 	return names
 }
 
-// safeGenerators are the generator kinds that make values without reading any secret store.
-var safeGenerators = []string{"Password", "UUID"}
-
-// knownSpecFields are the spec fields of each kind whose effect the rules know. Others are
-// denied, so that a field a newer External Secrets adds (PushSecret's dataTo writes to paths of
-// its own) fails closed until the rules know it.
-var knownSpecFields = map[string][]string{
-	"ExternalSecret": {"secretStoreRef", "target", "refreshPolicy", "refreshInterval", "data", "dataFrom"},
-	"PushSecret":     {"secretStoreRefs", "selector", "data", "deletionPolicy", "refreshInterval", "template", "updatePolicy"},
+// prefixed returns the items with a prefix each.
+func prefixed(prefix string, items []string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = prefix + it
+	}
+	return out
 }
 
-// ValidateKnownSpecFields denies spec fields of an ExternalSecret or PushSecret that the rules
-// do not know.
-func ValidateKnownSpecFields(kind string, spec map[string]any) field.ErrorList {
-	known, ok := knownSpecFields[kind]
-	if !ok {
-		return nil
-	}
-	var errs field.ErrorList
-	names := make([]string, 0, len(spec))
-	for name := range spec {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if !slices.Contains(known, name) {
-			errs = append(errs, field.Forbidden(field.NewPath("spec", name), fmt.Sprintf(
-				"iss-webhook does not know what %s.spec.%s reads or writes, so it cannot check it against ISS-001: remove it, or ask the platform team to support it", kind, name)))
-		}
-	}
-	return errs
-}
-
-// ValidateExternalSecret checks every path and store an ExternalSecret reads from (design.md
-// 4.4): paths of the hierarchy, of the namespace's app, private paths of the object's initiator
-// only; no find across paths; the environment's store; no Vault dynamic-secret generators.
+// ValidateExternalSecret checks every path, store and generator an ExternalSecret reads from
+// (design.md 4.4): paths of the hierarchy, of the namespace's app, private paths of the object's
+// initiator only; the environment's store; generators of the kinds the policy allows. The fields
+// denied whatever the namespace (dataFrom[].find, fields the rules do not know) are
+// ValidateSpecFields'.
 func (p *Policy) ValidateExternalSecret(es *ExternalSecret, ns Namespace) field.ErrorList {
 	c := p.secretsContext(ns, es.Annotations[AnnotationInitiatorID])
-	if !p.checkNamespace(c, nil) {
-		return c.errs
+	c.validateExternalSecretSpec(p, &es.Spec, field.NewPath("spec"))
+	return c.errs
+}
+
+// validateExternalSecretSpec checks an ExternalSecret's spec, at root, in the context's namespace.
+func (c *secretsContext) validateExternalSecretSpec(p *Policy, spec *ExternalSecretSpec, root *field.Path) {
+	if !p.checkNamespace(c) {
+		return
 	}
-	spec := field.NewPath("spec")
-	if es.Spec.SecretStoreRef != nil {
-		c.checkStore(spec.Child("secretStoreRef"), *es.Spec.SecretStoreRef)
+	if spec.SecretStoreRef != nil {
+		c.checkStore(root.Child("secretStoreRef"), *spec.SecretStoreRef)
 	}
-	checkSource := func(path *field.Path, src *SourceRef) {
-		if src == nil {
-			return
-		}
-		if src.StoreRef != nil {
-			c.checkStore(path.Child("storeRef"), *src.StoreRef)
-		}
-		if src.GeneratorRef != nil && !slices.Contains(safeGenerators, src.GeneratorRef.Kind) {
-			c.errs = append(c.errs, field.Forbidden(path.Child("generatorRef"), fmt.Sprintf(
-				"generator kind %q may read secrets outside the ISS-001 path hierarchy (only %s make values without reading any): read a path of your app with remoteRef.key instead",
-				src.GeneratorRef.Kind, quotedList(safeGenerators))))
-		}
-	}
-	for i, d := range es.Spec.Data {
-		path := spec.Child("data").Index(i)
+	for i, d := range spec.Data {
+		path := root.Child("data").Index(i)
 		c.checkPath(path.Child("remoteRef", "key"), d.RemoteRef.Key)
-		checkSource(path.Child("sourceRef"), d.SourceRef)
+		c.checkSource(path.Child("sourceRef"), d.SourceRef)
 	}
-	for i, d := range es.Spec.DataFrom {
-		path := spec.Child("dataFrom").Index(i)
-		if d.Find != nil {
-			c.errs = append(c.errs, field.Forbidden(path.Child("find"),
-				"find searches across OpenBao paths, beyond what the app may read: list each path with extract.key or data[].remoteRef.key"))
-		}
+	for i, d := range spec.DataFrom {
+		path := root.Child("dataFrom").Index(i)
 		if d.Extract != nil {
 			c.checkPath(path.Child("extract", "key"), d.Extract.Key)
 		}
-		checkSource(path.Child("sourceRef"), d.SourceRef)
+		c.checkSource(path.Child("sourceRef"), d.SourceRef)
 	}
-	return c.errs
 }
 
-// ValidatePushSecret checks every path and store a PushSecret writes to: the same rules as
-// ValidateExternalSecret, and stores named, not selected by labels.
+// ValidatePushSecret checks every path and store a PushSecret writes to, and the generator it
+// pushes the values of: the same rules as ValidateExternalSecret.
 func (p *Policy) ValidatePushSecret(ps *PushSecret, ns Namespace) field.ErrorList {
 	c := p.secretsContext(ns, ps.Annotations[AnnotationInitiatorID])
-	if !p.checkNamespace(c, nil) {
+	c.validatePushSecretSpec(p, &ps.Spec, field.NewPath("spec"))
+	return c.errs
+}
+
+// validatePushSecretSpec checks a PushSecret's spec, at root, in the context's namespace.
+func (c *secretsContext) validatePushSecretSpec(p *Policy, spec *PushSecretSpec, root *field.Path) {
+	if !p.checkNamespace(c) {
+		return
+	}
+	for i, ref := range spec.SecretStoreRefs {
+		if ref.LabelSelector == nil { // denied by ValidateSpecFields
+			c.checkStore(root.Child("secretStoreRefs").Index(i), StoreRef{Name: ref.Name, Kind: ref.Kind})
+		}
+	}
+	c.checkGenerator(root.Child("selector", "generatorRef"), spec.Selector.GeneratorRef)
+	for i, d := range spec.Data {
+		c.checkPath(root.Child("data").Index(i).Child("match", "remoteRef", "remoteKey"), d.Match.RemoteRef.RemoteKey)
+	}
+}
+
+// ValidatePushSecretStatus checks the paths a PushSecret's status records as pushed, which
+// External Secrets deletes from OpenBao when they leave the spec or the object is deleted: the
+// same rules as the paths of its spec, so that whoever may write the status subresource cannot
+// have another app's secrets deleted.
+func (p *Policy) ValidatePushSecretStatus(ps *PushSecret, ns Namespace) field.ErrorList {
+	c := p.secretsContext(ns, ps.Annotations[AnnotationInitiatorID])
+	if !p.checkNamespace(c) {
 		return c.errs
 	}
-	spec := field.NewPath("spec")
-	for i, ref := range ps.Spec.SecretStoreRefs {
-		path := spec.Child("secretStoreRefs").Index(i)
-		if ref.LabelSelector != nil {
-			c.errs = append(c.errs, field.Forbidden(path.Child("labelSelector"),
-				"stores selected by labels cannot be checked against the environment's store: name the store"))
+	synced := field.NewPath("status", "syncedPushSecrets")
+	for _, key := range slices.Sorted(maps.Keys(ps.Status.SyncedPushSecrets)) {
+		kind, name, ok := strings.Cut(key, "/")
+		if !ok {
+			c.errs = append(c.errs, field.Invalid(synced.Key(key), key, "External Secrets names a store Kind/Name here"))
 			continue
 		}
-		c.checkStore(path, StoreRef{Name: ref.Name, Kind: ref.Kind})
-	}
-	for i, d := range ps.Spec.Data {
-		c.checkPath(spec.Child("data").Index(i).Child("match", "remoteRef", "remoteKey"), d.Match.RemoteRef.RemoteKey)
+		c.checkStore(synced.Key(key), StoreRef{Kind: kind, Name: name})
+		entries := ps.Status.SyncedPushSecrets[key]
+		for _, entry := range slices.Sorted(maps.Keys(entries)) {
+			c.checkPath(synced.Key(key).Key(entry).Child("match", "remoteRef", "remoteKey"), entries[entry].Match.RemoteRef.RemoteKey)
+		}
 	}
 	return c.errs
 }
 
-// ValidateSecretStore denies a namespaced SecretStore with the Vault provider (which OpenBao
-// serves too) in an app's namespace: it would read OpenBao with credentials of its own,
-// bypassing the platform's store and every path rule.
+// ValidateSecretStore admits a namespaced SecretStore in an app's namespace only with exactly
+// one provider, which the policy allows (spec.secrets.allowedStoreProviders, none by default):
+// a store of the app's own reads with credentials of its own, past the platform's stores and
+// every path rule (the vault provider reads OpenBao; the webhook provider calls any HTTP API,
+// OpenBao's among them). Stores elsewhere are not the rules' concern.
 func (p *Policy) ValidateSecretStore(store *SecretStore, ns Namespace) field.ErrorList {
-	if store.Kind != "SecretStore" || !ns.Governed() || store.Spec.Provider.Vault == nil {
+	if store.Kind != "SecretStore" || !ns.Governed() {
 		return nil
 	}
-	return field.ErrorList{field.Forbidden(field.NewPath("spec", "provider", "vault"), fmt.Sprintf(
-		"a namespaced Vault/OpenBao SecretStore in %s would bypass the platform's store and the ISS-001 path rules: use the ClusterSecretStore of your environment in your ExternalSecrets", ns.Name))}
+	path := field.NewPath("spec", "provider")
+	allowed := p.Secrets.AllowedStoreProviders
+	howToFix := "use the ClusterSecretStore of your environment in your ExternalSecrets"
+	if len(allowed) > 0 {
+		howToFix += ", or a provider the policy allows (" + quotedList(allowed) + ")"
+	}
+	var errs field.ErrorList
+	if len(store.Spec.Provider) != 1 {
+		errs = append(errs, field.Invalid(path, fmt.Sprintf("%d providers", len(store.Spec.Provider)), "a store has exactly one provider: "+howToFix))
+	}
+	for _, name := range slices.Sorted(maps.Keys(store.Spec.Provider)) {
+		switch {
+		case !slices.Contains(storeProviders, name):
+			errs = append(errs, field.Forbidden(path.Child(name), fmt.Sprintf("iss-webhook does not know the provider %q (one of a newer External Secrets release?), so it cannot tell what it reads: %s", name, howToFix)))
+		case !slices.Contains(allowed, name):
+			errs = append(errs, field.Forbidden(path.Child(name), fmt.Sprintf("a namespaced SecretStore in %s reads with credentials of its own, past the platform's stores and the ISS-001 path rules, and the policy allows no %q stores in the apps' namespaces (spec.secrets.allowedStoreProviders): %s",
+				ns.Name, name, howToFix)))
+		}
+	}
+	return errs
 }
 
 // ValidateInitiator checks the iss.platform/initiator-id annotation of an ExternalSecret or

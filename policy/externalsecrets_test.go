@@ -46,16 +46,15 @@ func TestValidateExternalSecret(t *testing.T) {
 		{name: "every violation at once", ns: teamADev, doc: `{"metadata":{"annotations":{"iss.platform/initiator-id":"alice"}},"spec":{"secretStoreRef":{"name":"my-vault"},
 			"data":[{"remoteRef":{"key":"artifacts/team-b/public/secrets/x"}},{"remoteRef":{"key":"artifacts/team-a/users/bob/secrets/x"}},{"remoteRef":{"key":"artifacts/team-a/public/secrets/../x"}},
 			        {"remoteRef":{"key":"artifacts/team-a/public/secrets/x"},"sourceRef":{"storeRef":{"kind":"ClusterSecretStore","name":"openbao-prod"}}}],
-			"dataFrom":[{"find":{"path":"artifacts"}},{"extract":{"key":"kv/data/anything"}},{"sourceRef":{"generatorRef":{"kind":"VaultDynamicSecret","name":"g"}}}]}}`,
+			"dataFrom":[{"find":{"path":"artifacts"}},{"extract":{"key":"kv/data/anything"}},{"sourceRef":{"generatorRef":{"apiVersion":"generators.external-secrets.io/v1alpha1","kind":"VaultDynamicSecret","name":"g"}}}]}}`,
 			want: []wantErr{
 				{"spec.secretStoreRef", `store SecretStore/my-vault is not the store of environment "dev": use ClusterSecretStore/openbao-dev`},
 				{"spec.data[0].remoteRef.key", `belongs to the app "team-b", but namespace team-a-dev belongs to "team-a"`},
 				{"spec.data[1].remoteRef.key", `private path of user "bob", but this object's iss.platform/initiator-id is "alice"`},
 				{"spec.data[2].remoteRef.key", "neither shape"},
 				{"spec.data[3].sourceRef.storeRef", "openbao-prod is not the store"},
-				{"spec.dataFrom[0].find", "find searches across OpenBao paths"},
 				{"spec.dataFrom[1].extract.key", `must start with "artifacts/"`},
-				{"spec.dataFrom[2].sourceRef.generatorRef", "VaultDynamicSecret"},
+				{"spec.dataFrom[2].sourceRef.generatorRef.kind", `generator kind "VaultDynamicSecret" reads any Vault or OpenBao path`},
 			}},
 		{name: "namespace of no app", ns: Namespace{Name: "scratch"}, doc: `{"spec":{"data":[{"remoteRef":{"key":"artifacts/team-a/public/secrets/x"}}]}}`,
 			want: []wantErr{{"metadata.namespace", "namespace scratch has no iss.platform/app-id label"}}},
@@ -76,20 +75,48 @@ func TestValidatePushSecret(t *testing.T) {
 		"secretStoreRefs":[{"kind":"ClusterSecretStore","name":"openbao-dev"},{"labelSelector":{"matchLabels":{"a":"b"}}},{"name":"openbao-dev"}],
 		"data":[{"match":{"secretKey":"k","remoteRef":{"remoteKey":"artifacts/team-a/users/alice/secrets/out"}}},{"match":{"remoteRef":{"remoteKey":"artifacts/team-b/public/secrets/out"}}}]}}`, ps)
 	checkErrs(t, Default().ValidatePushSecret(ps, teamADev), []wantErr{
-		{"spec.secretStoreRefs[1].labelSelector", "name the store"},
 		{"spec.secretStoreRefs[2]", "SecretStore/openbao-dev is not the store"},
 		{"spec.data[1].match.remoteRef.remoteKey", `belongs to the app "team-b"`},
 	})
 }
 
+// TestValidateSecretStore: in an app's namespace a SecretStore has exactly one provider, which
+// the policy allows (none by default); elsewhere, and ClusterSecretStores, are not its concern.
 func TestValidateSecretStore(t *testing.T) {
-	vault := &SecretStore{}
-	decodeInto(t, `{"kind":"SecretStore","spec":{"provider":{"vault":{"server":"https://bao:8200"}}}}`, vault)
-	aws := &SecretStore{}
-	decodeInto(t, `{"kind":"SecretStore","spec":{"provider":{"aws":{}}}}`, aws)
-	checkErrs(t, Default().ValidateSecretStore(vault, teamADev), []wantErr{{"spec.provider.vault", "would bypass the platform's store"}})
-	checkErrs(t, Default().ValidateSecretStore(vault, Namespace{Name: "tools"}), nil)
-	checkErrs(t, Default().ValidateSecretStore(aws, teamADev), nil)
+	store := func(providers string) *SecretStore {
+		s := &SecretStore{}
+		decodeInto(t, `{"kind":"SecretStore","spec":{"provider":{`+providers+`}}}`, s)
+		return s
+	}
+	allowAWS := Default()
+	allowAWS.Secrets.AllowedStoreProviders = []string{"aws"}
+	for _, tc := range []struct {
+		name  string
+		pol   *Policy
+		store *SecretStore
+		ns    Namespace
+		want  []wantErr
+	}{
+		{"the vault provider", Default(), store(`"vault":{"server":"https://bao:8200"}`), teamADev, []wantErr{{"spec.provider.vault", `the policy allows no "vault" stores`}}},
+		{"the webhook provider pointed at OpenBao's API", Default(), store(`"webhook":{"url":"https://openbao:8200/v1/kv-prod/data/artifacts/team-b/public/secrets/x"}`), teamADev,
+			[]wantErr{{"spec.provider.webhook", `no "webhook" stores`}}},
+		{"the kubernetes provider", Default(), store(`"kubernetes":{}`), teamADev, []wantErr{{"spec.provider.kubernetes", "reads with credentials of its own"}}},
+		{"aws, allowed by none", Default(), store(`"aws":{}`), teamADev, []wantErr{{"spec.provider.aws", "use the ClusterSecretStore of your environment in your ExternalSecrets"}}},
+		{"aws, allowed", allowAWS, store(`"aws":{}`), teamADev, nil},
+		{"an allowed provider beside another", allowAWS, store(`"aws":{},"vault":{}`), teamADev, []wantErr{
+			{"spec.provider", "exactly one provider"}, {"spec.provider.vault", `or a provider the policy allows ("aws")`},
+		}},
+		{"no provider", allowAWS, store(``), teamADev, []wantErr{{"spec.provider", "exactly one provider"}}},
+		{"a provider of a newer release", allowAWS, store(`"quantumvault":{}`), teamADev, []wantErr{{"spec.provider.quantumvault", `does not know the provider "quantumvault"`}}},
+		{"a namespace of no app", Default(), store(`"vault":{}`), Namespace{Name: "tools"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkErrs(t, tc.pol.ValidateSecretStore(tc.store, tc.ns), tc.want)
+		})
+	}
+	cluster := store(`"vault":{}`)
+	cluster.Kind = "ClusterSecretStore"
+	checkErrs(t, Default().ValidateSecretStore(cluster, teamADev), nil)
 }
 
 func TestValidateInitiator(t *testing.T) {
@@ -132,17 +159,25 @@ func TestValidateNamespaceLabels(t *testing.T) {
 	checkErrs(t, ValidateNamespaceLabels(nil, &metav1.ObjectMeta{Labels: map[string]string{"team": "a"}}), nil)
 }
 
-func TestValidateSpecChangeAndKnownFields(t *testing.T) {
+func TestValidateSpecChange(t *testing.T) {
 	alices := &metav1.ObjectMeta{Annotations: map[string]string{AnnotationInitiatorID: "alice"}}
 	checkErrs(t, ValidateSpecChange(alices, "bob", false), []wantErr{{"spec", `only its initiator "alice"`}})
 	checkErrs(t, ValidateSpecChange(alices, "alice", false), nil)
 	checkErrs(t, ValidateSpecChange(alices, "admin", true), nil)
-	checkErrs(t, ValidateKnownSpecFields("PushSecret", map[string]any{"secretStoreRefs": nil, "dataTo": nil, "data": nil}),
-		[]wantErr{{"spec.dataTo", "does not know what PushSecret.spec.dataTo reads or writes"}})
-	checkErrs(t, ValidateKnownSpecFields("ExternalSecret", map[string]any{"target": nil, "data": nil, "refreshInterval": "1h"}), nil)
+}
 
-	es := &ExternalSecret{}
-	decodeInto(t, `{"metadata":{"annotations":{"iss.platform/initiator-id":"alice"}},"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},
-		"dataFrom":[{"sourceRef":{"generatorRef":{"kind":"Password","name":"p"}}},{"sourceRef":{"generatorRef":{"kind":"ClusterGenerator","name":"g"}}}]}}`, es)
-	checkErrs(t, Default().ValidateExternalSecret(es, teamADev), []wantErr{{"spec.dataFrom[1].sourceRef.generatorRef", `generator kind "ClusterGenerator"`}})
+// TestValidatePushSecretStatus: the paths a PushSecret's status records as pushed, which External
+// Secrets deletes from OpenBao, follow the rules of its spec's paths.
+func TestValidatePushSecretStatus(t *testing.T) {
+	ps := &PushSecret{}
+	decodeInto(t, `{"metadata":{"annotations":{"iss.platform/initiator-id":"alice"}},"status":{"syncedPushSecrets":{
+		"ClusterSecretStore/openbao-dev":{"artifacts/team-a/public/secrets/out":{"match":{"remoteRef":{"remoteKey":"artifacts/team-a/public/secrets/out"}}},
+			"artifacts/team-b/public/secrets/db":{"match":{"remoteRef":{"remoteKey":"artifacts/team-b/public/secrets/db"}}}},
+		"ClusterSecretStore/openbao-prod":{},
+		"nonsense":{}}}}`, ps)
+	checkErrs(t, Default().ValidatePushSecretStatus(ps, teamADev), []wantErr{
+		{"status.syncedPushSecrets[ClusterSecretStore/openbao-dev][artifacts/team-b/public/secrets/db].match.remoteRef.remoteKey", `belongs to the app "team-b"`},
+		{"status.syncedPushSecrets[ClusterSecretStore/openbao-prod]", "is not the store of environment"},
+		{"status.syncedPushSecrets[nonsense]", "Kind/Name"},
+	})
 }

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 )
 
@@ -190,6 +191,10 @@ func (appNamespaces) Namespace(_ context.Context, name string) (Namespace, error
 		return Namespace{Name: name, AppID: "team-a", Environment: "dev"}, nil
 	}
 	return Namespace{Name: name}, nil
+}
+
+func (appNamespaces) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]Namespace, error) {
+	return NamespaceLabels{"team-a-dev": {LabelAppID: "team-a", LabelEnvironment: "dev"}}.SelectNamespaces(ctx, selector)
 }
 
 // TestPrivilegedNonEngineOnlyInAppNamespaces denies privileged pods that are not engines in the

@@ -384,6 +384,21 @@ func mergeSecrets(sp *SecretsPolicy, s *v1alpha1.Secrets, path *field.Path) fiel
 			sp.Environments[env.Name] = SecretEnvironment{Store: StoreRef{Kind: kind, Name: env.Store.Name}, Mount: env.Mount}
 		}
 	}
+	setList(&sp.AllowedGeneratorKinds, s.AllowedGeneratorKinds)
+	for i, kind := range sp.AllowedGeneratorKinds {
+		switch {
+		case kind == ClusterGeneratorKind:
+			errs = append(errs, field.Forbidden(path.Child("allowedGeneratorKinds").Index(i), "a ClusterGenerator wraps a generator of any kind, which the rules cannot see: allow the namespaced kind it would wrap instead"))
+		case !slices.Contains(GeneratorKindNames(), kind):
+			errs = append(errs, field.NotSupported(path.Child("allowedGeneratorKinds").Index(i), kind, GeneratorKindNames()))
+		}
+	}
+	setList(&sp.AllowedStoreProviders, s.AllowedStoreProviders)
+	for i, provider := range sp.AllowedStoreProviders {
+		if !slices.Contains(StoreProviders(), provider) {
+			errs = append(errs, field.NotSupported(path.Child("allowedStoreProviders").Index(i), provider, StoreProviders()))
+		}
+	}
 	return errs
 }
 
@@ -747,7 +762,10 @@ func ToISSPolicy(p *Policy) *v1alpha1.ISSPolicy {
 					AllowedTypes: slices.Clone(p.Engines.Volumes.AllowedTypes), HostPathPrefixes: slices.Clone(p.Engines.Volumes.HostPathPrefixes),
 				},
 			},
-			Secrets: &v1alpha1.Secrets{PathRoot: p.Secrets.PathRoot, Environments: envs},
+			Secrets: &v1alpha1.Secrets{
+				PathRoot: p.Secrets.PathRoot, Environments: envs,
+				AllowedGeneratorKinds: slices.Clone(p.Secrets.AllowedGeneratorKinds), AllowedStoreProviders: slices.Clone(p.Secrets.AllowedStoreProviders),
+			},
 			OpenBao: &v1alpha1.OpenBao{
 				Verify: p.OpenBao.Verify, Address: p.OpenBao.Address,
 				Auth: &v1alpha1.OpenBaoAuth{

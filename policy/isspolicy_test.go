@@ -145,6 +145,13 @@ func TestInvalidISSPolicy(t *testing.T) {
 			{"spec.secrets.environments[1].name", "Duplicate"},
 			{"spec.secrets.environments[1].store.kind", "supported values"},
 		}},
+		{"generators and store providers", v1alpha1.ISSPolicySpec{Secrets: &v1alpha1.Secrets{
+			AllowedGeneratorKinds: []string{"Password", "ClusterGenerator", "Vault"}, AllowedStoreProviders: []string{"aws", "hashicorp"},
+		}}, []wantErr{
+			{"spec.secrets.allowedGeneratorKinds[1]", "wraps a generator of any kind"},
+			{"spec.secrets.allowedGeneratorKinds[2]", `"VaultDynamicSecret"`},
+			{"spec.secrets.allowedStoreProviders[1]", `"webhook"`},
+		}},
 		{"openbao", v1alpha1.ISSPolicySpec{OpenBao: &v1alpha1.OpenBao{Verify: true, Auth: &v1alpha1.OpenBaoAuth{Method: "ldap"}, Timeout: &metav1.Duration{Duration: 5 * time.Second}, OnUnavailable: "Allow"}}, []wantErr{
 			{"spec.openbao.address", "needs the address"},
 			{"spec.openbao.auth.method", "supported values"},

@@ -128,6 +128,10 @@ func (corpusNamespaceLookup) Namespace(_ context.Context, name string) (policy.N
 	return policy.NamespaceFromLabels(name, corpusNamespaces[name]), nil
 }
 
+func (corpusNamespaceLookup) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	return policy.NamespaceLabels(corpusNamespaces).SelectNamespaces(ctx, selector)
+}
+
 // corpusEgress writes nothing; it warns with what it was asked, and fails in egress-down.
 type corpusEgress struct{}
 
@@ -409,6 +413,53 @@ var intendedDifferences = []intendedDifference{
 					strings.Contains(text, "beside the saturation metric") || strings.Contains(text, "the saturation metric selects") ||
 					strings.Contains(text, "the saturation metric's target") || strings.Contains(text, "HPAs in app namespaces scale")
 			})
+		},
+	},
+	{
+		name: "ExternalSecrets and PushSecrets are judged against every field of their schema (unknown fields at every level, after the path rules; find denied whatever the namespace) and generator references at their kind, against the policy's allowedGeneratorKinds (only the spec's top-level fields were known, and the generator was named at the reference)",
+		test: "policy.TestValidateSpecFields, policy.TestGeneratorReferences, TestExternalSecretsSchemaIsClassified",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			kind := c.Request.Kind.Kind
+			if c.Path != ValidateSecretsPath || (kind != "ExternalSecret" && kind != "PushSecret") || c.Response.Allowed || got.Allowed || got.Code != 422 {
+				return false
+			}
+			reworded := func(m string) bool {
+				return strings.Contains(m, "does not know what") || strings.Contains(m, "generator kind") || strings.Contains(m, "find searches across")
+			}
+			for _, g := range got.Causes {
+				if !slices.Contains(c.Response.Causes, g) && !reworded(g.Message) {
+					return false
+				}
+			}
+			for _, w := range c.Response.Causes {
+				if !slices.Contains(got.Causes, w) && !reworded(w.Message) && !strings.Contains(w.Message, "may read secrets outside") {
+					return false
+				}
+			}
+			return true
+		},
+	},
+	{
+		name: "namespaced SecretStores in the apps' namespaces are admitted only with exactly one provider that spec.secrets.allowedStoreProviders allows, none by default (only the vault provider was denied); updates that leave a store's spec as it is pass, as for ExternalSecrets",
+		test: "policy.TestValidateSecretStore, e2e \"denies every namespaced SecretStore in an app's namespace\"",
+		matches: func(c corpusCase, got corpusResponse) bool {
+			if c.Path != ValidateSecretsPath || c.Request.Kind.Kind != "SecretStore" {
+				return false
+			}
+			if got.Allowed {
+				// Was denied for its unchanged vault provider.
+				return c.Request.Operation == admissionv1.Update && bytes.Equal(c.Request.Object.Raw, c.Request.OldObject.Raw) ||
+					strings.Contains(c.Name, "/update-labels-") || strings.Contains(c.Name, "/update-unchanged-")
+			}
+			if got.Code != 422 || len(got.Causes) == 0 {
+				return false
+			}
+			for _, g := range got.Causes {
+				if !strings.HasPrefix(g.Field, "spec.provider") || !strings.Contains(g.Message, "allowedStoreProviders") {
+					return false
+				}
+			}
+			return c.Response.Allowed || (len(c.Response.Causes) > 0 && c.Response.Causes[0].Field == "spec.provider.vault")
 		},
 	},
 }

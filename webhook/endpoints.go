@@ -21,7 +21,8 @@ const (
 	ValidateNetworkPoliciesPath = "/validate-network-policies"
 	// MutateExternalSecretsPath serves the mutating webhook for ExternalSecrets and PushSecrets.
 	MutateExternalSecretsPath = "/mutate-external-secrets"
-	// ValidateSecretsPath serves the validating webhook for ExternalSecrets, PushSecrets and SecretStores.
+	// ValidateSecretsPath serves the validating webhook for the External Secrets kinds:
+	// ExternalSecrets, PushSecrets, their cluster-scoped kinds, stores and generators.
 	ValidateSecretsPath = "/validate-secrets"
 	// ValidateNamespacesPath serves the validating webhook for Namespaces.
 	ValidateNamespacesPath = "/validate-namespaces"
@@ -144,8 +145,16 @@ label of generated objects, and changes to generated objects.`,
 (oldObject != null && has(oldObject.metadata.labels) && 'app.kubernetes.io/managed-by' in oldObject.metadata.labels)`
 		},
 	}}}
-	validateExternalSecrets = Endpoint{Name: "external-secrets.validate.iss.platform", Path: ValidateSecretsPath}
-	validateNamespaces      = Endpoint{Name: "namespaces.validate.iss.platform", Path: ValidateNamespacesPath, MatchConditions: []MatchCondition{
+	validateExternalSecrets  = Endpoint{Name: "external-secrets.validate.iss.platform", Path: ValidateSecretsPath}
+	validatePushSecretStatus = Endpoint{Name: "pushsecret-status.validate.iss.platform", Path: ValidateSecretsPath, MatchConditions: []MatchCondition{{
+		Name: "synced-paths-changed",
+		Comment: `Status updates (External Secrets' own, at every refresh) reach the webhook only when they
+change the paths recorded as pushed, which External Secrets deletes from OpenBao.`,
+		Expression: func(string) string {
+			return `object.?status.?syncedPushSecrets.orValue({}) != oldObject.?status.?syncedPushSecrets.orValue({})`
+		},
+	}}}
+	validateNamespaces = Endpoint{Name: "namespaces.validate.iss.platform", Path: ValidateNamespacesPath, MatchConditions: []MatchCondition{
 		{
 			Name:    "iss-labels",
 			Comment: "Only namespaces that have, or had, ISS labels reach the webhook.",
@@ -223,7 +232,7 @@ runs on carries the label, so it cannot lock out its own recovery.`,
 func Endpoints() []*Endpoint {
 	return []*Endpoint{
 		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs,
-		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets,
+		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets, &validatePushSecretStatus,
 		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
 		&validateBuildRecords,
 	}

@@ -13,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -30,6 +31,14 @@ func (t namespaceTable) Namespace(_ context.Context, name string) (policy.Namesp
 		return ns, nil
 	}
 	return policy.Namespace{Name: name}, nil
+}
+
+func (t namespaceTable) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	all := policy.NamespaceLabels{}
+	for name, ns := range t {
+		all[name] = map[string]string{policy.LabelAppID: ns.AppID, policy.LabelEnvironment: ns.Environment}
+	}
+	return all.SelectNamespaces(ctx, selector)
 }
 
 func esRequest(doc string) admission.Request {
@@ -122,6 +131,22 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 	beingDeleted := func(doc string) string {
 		return strings.Replace(doc, `"name":"tokens",`, `"name":"tokens","deletionTimestamp":"2026-11-28T00:00:00Z",`, 1)
 	}
+	otherApp := strings.Replace(tokensES, "artifacts/team-a/public/secrets/api-token", "artifacts/team-b/public/secrets/api-token", 1)
+	trusted := func(req admission.Request) admission.Request {
+		req.UserInfo.Groups = []string{"system:masters"}
+		return req
+	}
+	synced := func(key string) string {
+		return `{"syncedPushSecrets":{"ClusterSecretStore/openbao-dev":{"` + key + `":{"match":{"secretKey":"k","remoteRef":{"remoteKey":"` + key + `"}}}}}}`
+	}
+	otherAppSynced, ownSynced := synced("artifacts/team-b/public/secrets/db"), synced("artifacts/team-a/public/secrets/x")
+	pushStatus := func(old, cur string) admission.Request {
+		req := update(old, cur, "system:serviceaccount:external-secrets:external-secrets")
+		req.SubResource = "status"
+		req.Kind = metav1.GroupVersionKind{Group: "external-secrets.io", Version: "v1alpha1", Kind: "PushSecret"}
+		req.Resource = metav1.GroupVersionResource{Group: "external-secrets.io", Version: "v1alpha1", Resource: "pushsecrets"}
+		return req
+	}
 	for _, tc := range []struct {
 		name    string
 		req     admission.Request
@@ -133,6 +158,11 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 		{"the controller adds a finalizer", update(tokensES, finalized, "system:serviceaccount:external-secrets:external-secrets"), true, ""},
 		{"an object being deleted may not be retargeted", update(beingDeleted(tokensES), beingDeleted(pointed), "alice"), false, "is being deleted"},
 		{"an object being deleted loses a finalizer", update(beingDeleted(finalized), beingDeleted(tokensES), "system:serviceaccount:external-secrets:external-secrets"), true, ""},
+		{"a trusted identity retargets an object being deleted at another app's path", trusted(update(beingDeleted(tokensES), beingDeleted(otherApp), "admin")), false, `belongs to the app "team-b"`},
+		{"a trusted identity fixes an object being deleted within the rules", trusted(update(beingDeleted(tokensES), beingDeleted(pointed), "admin")), true, ""},
+		{"a PushSecret's status records another app's path, which External Secrets would delete", pushStatus(pushSecretDoc("artifacts/team-a/public/secrets/x", ""), pushSecretDoc("artifacts/team-a/public/secrets/x", otherAppSynced)), false,
+			`status.syncedPushSecrets[ClusterSecretStore/openbao-dev][artifacts/team-b/public/secrets/db].match.remoteRef.remoteKey: Forbidden: path "artifacts/team-b/public/secrets/db" belongs to the app "team-b"`},
+		{"a PushSecret's status records its own paths", pushStatus(pushSecretDoc("artifacts/team-a/public/secrets/x", ""), pushSecretDoc("artifacts/team-a/public/secrets/x", ownSynced)), true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := validator.Handle(ctx, tc.req)
@@ -141,6 +171,16 @@ func TestSecretsValidatorUpdates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pushSecretDoc is a PushSecret of alice's in team-a-dev writing remoteKey, with a status.
+func pushSecretDoc(remoteKey, status string) string {
+	if status == "" {
+		status = "{}"
+	}
+	return `{"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"tokens","annotations":{"iss.platform/initiator-id":"alice"}},
+		"spec":{"secretStoreRefs":[{"kind":"ClusterSecretStore","name":"openbao-dev"}],"selector":{"secret":{"name":"local"}},
+		"data":[{"match":{"secretKey":"k","remoteRef":{"remoteKey":"` + remoteKey + `"}}}]},"status":` + status + `}`
 }
 
 // TestSecretBindingsHoldInEveryMode: the path, app, initiator and store rules isolate the apps'
@@ -232,5 +272,34 @@ func TestSecretsValidatorOpenBaoVersionsAndMounts(t *testing.T) {
 	if resp.Allowed || !strings.Contains(resp.Result.Message, "OpenBao mount kv-prod is a KV version 1 mount") || !strings.Contains(resp.Result.Message, "mount KV v2 there") ||
 		strings.Contains(resp.Result.Message, "no secret at this path") {
 		t.Fatalf("KV v1 mount: %+v", resp.Result)
+	}
+}
+
+// TestExternalSecretsSideDoorsThroughTheHandler: the cluster-scoped kinds, stores and generators
+// reach their rules through the secrets webhook, with the namespace cache behind them.
+func TestExternalSecretsSideDoorsThroughTheHandler(t *testing.T) {
+	samples := sampleObjects(t)
+	namespaces := namespaceTable{"team-a-dev": {Name: "team-a-dev", AppID: "team-a", Environment: "dev"}, "team-b-staging": {Name: "team-b-staging", AppID: "team-b", Environment: "staging"}}
+	validator := secretsHandler(policy.NewHolder(policy.Default()), namespaces, testMetrics(t), nil)
+	for _, tc := range []struct {
+		kind    string
+		user    authenticationv1.UserInfo
+		allowed bool
+		message string
+	}{
+		{"external-secrets.io/ClusterExternalSecret", userAlice, false, "only trusted identities"},
+		{"external-secrets.io/ClusterExternalSecret", userAdmin, true, ""},
+		{"external-secrets.io/ClusterPushSecret", userAdmin, false, `in namespace team-a-dev, which spec.namespaceSelectors[0] selects: path "artifacts/team-b/public/secrets/pushed" belongs to the app "team-b"`},
+		{"external-secrets.io/ClusterSecretStore", userAlice, false, "only trusted identities"},
+		{"external-secrets.io/ClusterSecretStore", userAdmin, true, ""},
+		{"generators.external-secrets.io/VaultDynamicSecret", userAdmin, false, `kind: Forbidden: generator kind "VaultDynamicSecret"`},
+		{"generators.external-secrets.io/Webhook", userAlice, false, `generator kind "Webhook"`},
+		{"generators.external-secrets.io/Password", userAlice, true, ""},
+		{"generators.external-secrets.io/GeneratorState", userAlice, false, `spec.resource.kind: Forbidden: generator kind "VaultDynamicSecret"`},
+	} {
+		resp := validator.Handle(context.Background(), admission.Request{AdmissionRequest: request(admissionv1.Create, "", tc.user, samples[tc.kind], nil)})
+		if resp.Allowed != tc.allowed || (!resp.Allowed && !strings.Contains(resp.Result.Message, tc.message)) {
+			t.Errorf("%s by %s: want allowed %v (%q), got %v %+v", tc.kind, tc.user.Username, tc.allowed, tc.message, resp.Allowed, resp.Result)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -39,6 +40,10 @@ type fuzzNamespaces struct{}
 
 func (fuzzNamespaces) Namespace(_ context.Context, name string) (policy.Namespace, error) {
 	return policy.NamespaceFromLabels(name, corpusNamespaces[name]), nil
+}
+
+func (fuzzNamespaces) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	return policy.NamespaceLabels(corpusNamespaces).SelectNamespaces(ctx, selector)
 }
 
 // fuzzPolicies are the policies the objects are reviewed under: the default, every group in

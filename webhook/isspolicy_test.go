@@ -53,7 +53,8 @@ func TestISSPolicyValidator(t *testing.T) {
 		req  admission.Request
 		// causes are the field paths of a 422 denial, in order; nil for an admitted policy.
 		causes []string
-		// warnings are substrings the admission warnings must contain, each in one warning.
+		// warnings are substrings the admission warnings must contain, each in one warning
+		// that also says what else it takes (matchConditions) or what the setting gives up (the path rules).
 		warnings []string
 		// noWarnings: an admitted policy that must come without warnings.
 		noWarnings bool
@@ -97,6 +98,18 @@ func TestISSPolicyValidator(t *testing.T) {
 			warnings: []string{"spec.engines.labels: pods labelled app", "spec.temporalWorkers.selector: Deployments selected by tier"},
 		},
 		{
+			name: "store providers that reach OpenBao or other namespaces' Secrets past the path rules",
+			req: issPolicyRequest(admissionv1.Create, "", issPolicyJSON("default",
+				`{"secrets":{"allowedStoreProviders":["aws","webhook","vault"]}}`)),
+			warnings: []string{"the vault provider reads any OpenBao or Vault path", "the webhook provider calls any HTTP API, OpenBao's among them"},
+		},
+		{
+			name: "a ClusterGenerator and an unknown store provider",
+			req: issPolicyRequest(admissionv1.Create, "", issPolicyJSON("default",
+				`{"secrets":{"allowedGeneratorKinds":["ClusterGenerator"],"allowedStoreProviders":["hashicorp"]}}`)),
+			causes: []string{"spec.secrets.allowedGeneratorKinds[0]", "spec.secrets.allowedStoreProviders[0]"},
+		},
+		{
 			name:       "status updates are not judged",
 			req:        issPolicyRequest(admissionv1.Update, "status", issPolicyJSON("strict", `{"temporalWorkers":{"selector":{}}}`)),
 			noWarnings: true,
@@ -138,12 +151,12 @@ func TestISSPolicyValidator(t *testing.T) {
 			for _, want := range tc.warnings {
 				found := false
 				for _, w := range resp.Warnings {
-					if strings.Contains(w, want) && strings.Contains(w, "matchConditions") {
+					if strings.Contains(w, want) && (strings.Contains(w, "matchConditions") || strings.Contains(w, "the ISS-001 path rules do not hold")) {
 						found = true
 					}
 				}
 				if !found {
-					t.Errorf("no warning mentions both %q and matchConditions: %q", want, resp.Warnings)
+					t.Errorf("no warning mentions both %q and what it takes or gives up: %q", want, resp.Warnings)
 				}
 			}
 		})

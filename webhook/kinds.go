@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -143,7 +144,7 @@ func GovernedKinds() []Kind {
 		{Webhook: &mutateHPAs, Operations: createUpdate, Subresources: objectOnly},
 		{Webhook: &validateHPAs, Operations: createUpdate, Subresources: objectOnly},
 	}
-	return []Kind{
+	kinds := append([]Kind{
 		{
 			Group: "", Versions: []string{"v1"}, Kind: "Pod", Resource: "pods", Scope: namespaced,
 			Rules: []Rule{
@@ -178,7 +179,8 @@ func GovernedKinds() []Kind {
 		},
 		{
 			Group: "external-secrets.io", Versions: []string{"v1alpha1"}, Kind: "PushSecret", Resource: "pushsecrets", Scope: namespaced,
-			Rules: externalSecretRules, Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
+			Rules:  append(slices.Clone(externalSecretRules), Rule{Webhook: &validatePushSecretStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}}),
+			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
 			Mutate:   reviewOf(newSecretObject, mutators.DefaultInitiator),
 			Validate: reviewOf(newSecretObject, policy.AdmitExternalSecret),
 		},
@@ -188,6 +190,27 @@ func GovernedKinds() []Kind {
 			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
 			Validate: reviewOf(func() *policy.SecretStore { return &policy.SecretStore{} }, policy.AdmitSecretStore),
 		},
+		{
+			Group: "external-secrets.io", Versions: []string{"v1", "v1beta1"}, Kind: "ClusterExternalSecret", Resource: "clusterexternalsecrets", Scope: cluster,
+			Rules:  []Rule{{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly}},
+			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
+			Validate: reviewOf(newSecretObject, policy.AdmitClusterExternalSecret),
+		},
+		{
+			Group: "external-secrets.io", Versions: []string{"v1alpha1"}, Kind: "ClusterPushSecret", Resource: "clusterpushsecrets", Scope: cluster,
+			Rules:  []Rule{{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly}},
+			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
+			Validate: reviewOf(newSecretObject, policy.AdmitClusterExternalSecret),
+		},
+		{
+			// Judged by who writes it, which an audit cannot know.
+			Group: "external-secrets.io", Versions: []string{"v1", "v1beta1"}, Kind: "ClusterSecretStore", Resource: "clustersecretstores", Scope: cluster,
+			Rules:    []Rule{{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly}},
+			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
+			Validate: reviewOf(newUnstructured, policy.AdmitClusterSecretStore),
+		},
+	}, generators()...)
+	kinds = append(kinds, []Kind{
 		networkPolicy("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", namespaced),
 		networkPolicy("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies", namespaced),
 		networkPolicy("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy", "clusternetworkpolicies", cluster),
@@ -221,7 +244,27 @@ func GovernedKinds() []Kind {
 			Groups:   []policy.RuleGroup{policy.RuleIntegrity},
 			Validate: reviewOf(func() *v1alpha1.ISSPolicy { return &v1alpha1.ISSPolicy{} }, policy.AdmitISSPolicy),
 		},
+	}...)
+	return kinds
+}
+
+// generators returns the rows of External Secrets' namespaced generator kinds, which the policy
+// lists (policy.GeneratorKinds), and of GeneratorState, which holds a generator of its own. A
+// kind a newer External Secrets adds is not sent to the webhook until it is listed there.
+func generators() []Kind {
+	row := func(kind, resource string, versions []string) Kind {
+		return Kind{
+			Group: policy.GeneratorGroup, Versions: versions, Kind: kind, Resource: resource, Scope: admissionregistrationv1.NamespacedScope,
+			Rules:  []Rule{{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly}},
+			Groups: []policy.RuleGroup{policy.RuleIntegrity}, Audited: true,
+			Validate: reviewOf(newUnstructured, policy.AdmitGenerator),
+		}
 	}
+	var kinds []Kind
+	for _, g := range policy.GeneratorKinds() {
+		kinds = append(kinds, row(g.Kind, g.Resource, g.Versions))
+	}
+	return append(kinds, row("GeneratorState", "generatorstates", []string{"v1alpha1"}))
 }
 
 // FindKind returns the governed kind of a group and kind, or nil when iss-webhook does not

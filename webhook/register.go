@@ -105,6 +105,24 @@ func (c *CachedNamespaces) Namespace(ctx context.Context, name string) (policy.N
 	return policy.NamespaceFromLabels(name, ns.Labels), nil
 }
 
+// SelectNamespaces implements policy.NamespaceLookup.
+func (c *CachedNamespaces) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := c.cache.List(ctx, list); err != nil {
+		return nil, err
+	}
+	var out []policy.Namespace
+	for _, ns := range list.Items {
+		// Matched here rather than by the cache, so that the label the API server sets on every
+		// namespace matches as External Secrets matches it, even where the cache lacks it.
+		if selector.Matches(policy.NamespaceSelectorLabels(ns.Name, ns.Labels)) {
+			out = append(out, policy.NamespaceFromLabels(ns.Name, ns.Labels))
+		}
+	}
+	return out, nil
+}
+
 // CachedEngines counts running engine pods in an informer cache of pods. The cache must hold
 // every pod with the egress label, which every engine carries: EngineCacheSelector selects them.
 type CachedEngines struct {

@@ -13,6 +13,7 @@ import (
 
 	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -103,11 +104,15 @@ func policyInForce(ctx context.Context, c client.Client) (*policy.Policy, string
 	return &strict, source, nil
 }
 
-// clusterNamespaces answers namespace lookups from the namespaces listed at the start of the audit.
-type clusterNamespaces map[string]map[string]string
-
-func (c clusterNamespaces) Namespace(_ context.Context, name string) (policy.Namespace, error) {
-	return policy.NamespaceFromLabels(name, c[name]), nil
+// platformUser is the requester that cluster-scoped objects are audited as: cluster admins write
+// them, so the audit judges what they do as if a trusted identity of the policy had written them,
+// not who did.
+func platformUser(pol *policy.Policy) authenticationv1.UserInfo {
+	user := authenticationv1.UserInfo{Username: "issctl-audit", Groups: append([]string{"system:authenticated"}, pol.TrustedIdentities.Groups...)}
+	if len(pol.TrustedIdentities.Groups) == 0 && len(pol.TrustedIdentities.Users) > 0 {
+		user.Username = pol.TrustedIdentities.Users[0]
+	}
+	return user
 }
 
 // auditedObject is one object and its outcome.
@@ -129,7 +134,8 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 	if err := c.List(ctx, nsList); err != nil {
 		return 0, fmt.Errorf("listing namespaces: %w", err)
 	}
-	namespaces := clusterNamespaces{}
+	// Namespace lookups are answered from the namespaces listed at the start of the audit.
+	namespaces := policy.NamespaceLabels{}
 	for _, ns := range nsList.Items {
 		namespaces[ns.Name] = ns.Labels
 	}
@@ -171,6 +177,9 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 				// The initiator created it; the audit judges what it reads, not who asks now.
 				user.Username = initiator
 			}
+			if kind.Scope == admissionregistrationv1.ClusterScope {
+				user = platformUser(pol)
+			}
 			if owner := metav1.GetControllerOfNoCopy(obj); gvk.Kind == "Pod" && owner != nil && owner.Kind == "StatefulSet" {
 				// The StatefulSet controller creates the pods of a StatefulSet, with its claims.
 				user.Username = policy.StatefulSetControllers[0]
@@ -199,16 +208,21 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 	}
 	if o.writeReports {
 		now := time.Now()
+		written := 0
 		for _, ns := range slices.Sorted(maps.Keys(byNamespace)) {
+			if ns == "" {
+				continue // cluster-scoped objects have no namespace to hold a Report; the output lists them
+			}
 			if err := writeReport(ctx, c, ns, byNamespace[ns], now); err != nil {
 				return 0, err
 			}
+			written++
 		}
 		stale, err := deleteStaleReports(ctx, c, byNamespace)
 		if err != nil {
 			return 0, err
 		}
-		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces, deleted %d of namespaces with nothing audited any more\n", ReportName, len(byNamespace), stale)
+		fmt.Fprintf(stderr, "wrote Report %s in %d namespaces, deleted %d of namespaces with nothing audited any more\n", ReportName, written, stale)
 	}
 	if len(results) > 0 {
 		return exitViolation, nil

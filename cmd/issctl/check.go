@@ -13,8 +13,10 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/iss-platform/iss-webhook/policy"
@@ -102,7 +104,7 @@ Flags:
 		return exitUsage
 	}
 	handlers := webhook.Handlers(webhook.NewScheme(), webhook.Options{AllCauses: true,
-		Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: fixedNamespace{labels: o.namespaceLabels},
+		Policies: policy.NewHolder(pol), Metrics: metrics, Namespaces: fixedNamespace{name: o.namespace, labels: o.namespaceLabels},
 	})
 	r, err := newReviewer(handlers)
 	user := authenticationv1.UserInfo{Username: o.user, Groups: []string{"system:authenticated"}}
@@ -115,7 +117,7 @@ Flags:
 	code := exitConform
 	for _, obj := range objects {
 		namespace := obj.GetNamespace()
-		if namespace == "" {
+		if k := webhook.FindKind(obj.GroupVersionKind().Group, obj.GetKind()); namespace == "" && (k == nil || k.Scope != admissionregistrationv1.ClusterScope) {
 			namespace = o.namespace
 		}
 		out, err := r.review(ctx, obj.Unstructured, namespace, o.namespaceLabels, user)
@@ -162,6 +164,9 @@ func printResults(w io.Writer, format string, results []result) {
 			status = "admitted with warnings"
 		}
 		where := "namespace " + res.Namespace
+		if res.Namespace == "" {
+			where = "cluster-scoped"
+		}
 		if res.File != "" {
 			where += ", " + res.File
 		}
@@ -184,13 +189,19 @@ func printResults(w io.Writer, format string, results []result) {
 	}
 }
 
-// fixedNamespace answers every namespace lookup with the labels given on the command line.
+// fixedNamespace answers every namespace lookup with the labels given on the command line, and
+// knows one namespace to select: the one of --namespace.
 type fixedNamespace struct {
+	name   string
 	labels map[string]string
 }
 
 func (f fixedNamespace) Namespace(_ context.Context, name string) (policy.Namespace, error) {
 	return policy.NamespaceFromLabels(name, f.labels), nil
+}
+
+func (f fixedNamespace) SelectNamespaces(ctx context.Context, selector labels.Selector) ([]policy.Namespace, error) {
+	return policy.NamespaceLabels{f.name: f.labels}.SelectNamespaces(ctx, selector)
 }
 
 func parseLabels(s string) (map[string]string, error) {

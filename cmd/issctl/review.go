@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/iss-platform/iss-webhook/manifests"
+	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/webhook"
 )
 
@@ -172,10 +173,7 @@ func (rt *route) matches(group, version, resource string, nsLabels map[string]st
 	if !ruleMatch {
 		return false
 	}
-	withName := labels.Set{"kubernetes.io/metadata.name": namespace}
-	for k, v := range nsLabels {
-		withName[k] = v
-	}
+	withName := policy.NamespaceSelectorLabels(namespace, nsLabels)
 	for sel, set := range map[*metav1.LabelSelector]labels.Set{rt.namespaceSelector: withName, rt.objectSelector: objLabels} {
 		if sel == nil {
 			continue

@@ -84,12 +84,29 @@ func PrepareClusterWith(ctx context.Context, cs kubernetes.Interface, o Options)
 func externalSecretsEditRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "external-secrets-edit", Labels: map[string]string{"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"external-secrets.io"},
-			Resources: []string{"externalsecrets", "pushsecrets", "secretstores"},
-			Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
-		}},
+		Rules: []rbacv1.PolicyRule{
+			{
+				APIGroups: []string{"external-secrets.io"},
+				Resources: []string{"externalsecrets", "pushsecrets", "secretstores"},
+				Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+			},
+			{
+				// The generators, as the chart's edit role grants them.
+				APIGroups: []string{"generators.external-secrets.io"},
+				Resources: generatorResources(),
+				Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+			},
+		},
 	}
+}
+
+// generatorResources are the resources of External Secrets' generators and their states.
+func generatorResources() []string {
+	var out []string
+	for _, g := range policy.GeneratorKinds() {
+		out = append(out, g.Resource)
+	}
+	return append(out, "generatorstates")
 }
 
 // ensureNamespace creates the namespace with its ISS labels, or sets them on the namespace that

@@ -25,7 +25,7 @@ func DefaultCRDSources() []CRDSource {
 	return []CRDSource{
 		{
 			Module: "github.com/external-secrets/external-secrets", Version: "v0.16.2",
-			Files: []string{"config/crds/bases/external-secrets.io_*.yaml"},
+			Files: []string{"config/crds/bases/external-secrets.io_*.yaml", "config/crds/bases/generators.external-secrets.io_*.yaml"},
 		},
 		{
 			// The experimental channel: it serves policy.networking.k8s.io/v1beta1 with domainNames.

@@ -279,6 +279,25 @@ type Secrets struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +default=[{"name":"dev","store":{"kind":"ClusterSecretStore","name":"openbao-dev"},"mount":"kv-dev"},{"name":"staging","store":{"kind":"ClusterSecretStore","name":"openbao-staging"},"mount":"kv-staging"},{"name":"prod","store":{"kind":"ClusterSecretStore","name":"openbao-prod"},"mount":"kv-prod"}]
 	Environments []SecretEnvironment `json:"environments,omitempty"`
+	// AllowedGeneratorKinds are the External Secrets generator kinds (generators.external-secrets.io)
+	// that ExternalSecrets and PushSecrets may name and that may be created in the apps'
+	// namespaces. The defaults make values without reading any secret; the others read
+	// secrets or credentials from places the path rules do not check (VaultDynamicSecret reads
+	// OpenBao itself). ClusterGenerator is never allowed: it wraps any generator.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +default=["Password","UUID"]
+	AllowedGeneratorKinds []string `json:"allowedGeneratorKinds,omitempty"`
+	// AllowedStoreProviders are the provider keys of spec.provider (aws, gcpsm, ...) that a
+	// namespaced SecretStore in the apps' namespaces may use. None by default: a store of the
+	// app's own reads with credentials of its own, so that no provider (the vault provider, the
+	// webhook provider pointed at OpenBao's HTTP API) becomes a way around the platform's
+	// stores and the path rules.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	AllowedStoreProviders []string `json:"allowedStoreProviders,omitempty"`
 }
 
 // SecretEnvironment is where one runtime environment's secrets live.
@@ -299,8 +318,8 @@ type SecretEnvironment struct {
 
 // StoreRef names an External Secrets store.
 type StoreRef struct {
-	// Kind is ClusterSecretStore (namespaced stores of OpenBao are denied in governed
-	// namespaces) or SecretStore.
+	// Kind is ClusterSecretStore (namespaced stores in governed namespaces are denied unless
+	// allowedStoreProviders lists their provider) or SecretStore.
 	// +kubebuilder:validation:Enum=ClusterSecretStore;SecretStore
 	// +default="ClusterSecretStore"
 	Kind string `json:"kind,omitempty"`

@@ -56,6 +56,13 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 				return Outcome{Refusal: refusal}
 			}
 		}
+		if req.SubResource == "" {
+			private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, nil)
+			if refusal != nil {
+				return Outcome{Refusal: refusal}
+			}
+			out.Add(RuleIntegrity, private)
+		}
 		out.Add(RuleEnginePods, errs)
 		out.Add(RuleTemporalWorkers, build)
 		if !isEngine && len(out.Findings) == 0 && !out.Denies(p) {
@@ -73,7 +80,11 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 			}
 			engine = append(engine, privileged...)
 		}
-		out.Add(RuleIntegrity, integrity)
+		private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
+		if refusal != nil {
+			return Outcome{Refusal: refusal}
+		}
+		out.Add(RuleIntegrity, append(integrity, private...))
 		out.Add(RuleEnginePods, engine)
 		if !req.Trusted {
 			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerEphemeralContainers(old, pod))
@@ -87,14 +98,23 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 		// pod of a Temporal build keeps its code.
 		if req.SubResource == "" {
 			integrity, engine := p.ReviewPodUpdate(old, pod)
-			out.Add(RuleIntegrity, integrity)
+			private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
+			if refusal != nil {
+				return Outcome{Refusal: refusal}
+			}
+			out.Add(RuleIntegrity, append(integrity, private...))
 			out.Add(RuleEnginePods, engine)
 			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerPod(old, pod))
 		} else {
 			out.Add(RuleIntegrity, ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil))
 		}
+	case req.Operation == Connect:
+		if refusal := ValidatePodConnect(ctx, req.Facts.PrivateSecrets, req.Facts.Pods, req); refusal != nil {
+			return Outcome{Refusal: refusal}
+		}
+		return Outcome{Skip: "the pod uses no Secret private to another user"}
 	default:
-		return Outcome{Skip: "iss-webhook validates pods on create, update, resize and ephemeral containers only"}
+		return Outcome{Skip: "iss-webhook validates pods on create, update, resize, ephemeral containers and connect only"}
 	}
 	return out
 }
@@ -207,6 +227,12 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 		errs = append(errs, p.ValidatePushSecret(obj.PushSecret, ns)...)
 	}
 	out.Add(RuleIntegrity, errs)
+	private, warnings, refusal := p.admitSecretObjectPrivacy(ctx, req, obj)
+	if refusal != nil && !out.Denies(p) {
+		return Outcome{Refusal: refusal}
+	}
+	out.Add(RuleIntegrity, private)
+	out.Warnings = append(out.Warnings, warnings...)
 	if out.Denies(p) || es == nil || !p.OpenBao.Verify || req.Facts.Paths == nil {
 		// What integrity denies is not worth a question to OpenBao.
 		return out
@@ -348,6 +374,11 @@ func AdmitWorkload(ctx context.Context, p *Policy, req *Request, obj, old metav1
 				}
 				out.Add(RuleEnginePods, privileged)
 			}
+			private, refusal := p.admitTemplatePrivateSecrets(ctx, req, obj, old)
+			if refusal != nil {
+				return Outcome{Refusal: refusal}
+			}
+			out.Add(RuleIntegrity, private)
 		}
 	}
 	admitBuild(ctx, p, req, obj, old, &out)

@@ -27,6 +27,8 @@ const (
 	ValidateNamespacesPath = "/validate-namespaces"
 	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
 	ValidateWorkloadsPath = "/validate-workloads"
+	// MutateWorkloadsPath serves the mutating webhook for the workloads that create pods.
+	MutateWorkloadsPath = "/mutate-workloads"
 	// MutateHPAsPath serves the mutating webhook for HorizontalPodAutoscalers.
 	MutateHPAsPath = "/mutate-hpas"
 	// ValidateHPAsPath serves the validating webhook for HorizontalPodAutoscalers.
@@ -78,14 +80,14 @@ type MatchCondition struct {
 }
 
 // engineOrISSMetadata is the condition of the pod webhooks: pods that are (or were, on update)
-// engines or carry ISS labels or annotations.
+// engines, carry ISS labels or annotations, run privileged, or reference a Secret.
 var engineOrISSMetadata = MatchCondition{
-	Name: "engine-or-iss-metadata",
+	Name: "engine-iss-metadata-or-secrets",
 	Comment: `Only pods that are (or were, on update) Dagger engines, carry iss.platform/ labels or
-annotations, or have a container that runs privileged or adds capabilities (outside engines they
-are denied) reach the webhook; a plain pod costs no call. The image test is that of
-the policy's engine images, in any spelling of their registry host: iss-webhook
-rewrites it in every webhook when the policy's images change.`,
+annotations, have a container that runs privileged or adds capabilities (outside engines they
+are denied), or reference a Secret (which may be private to a user) reach the webhook; a plain
+pod costs no call. The image test is that of the policy's engine images, in any spelling of
+their registry host: iss-webhook rewrites it in every webhook when the policy's images change.`,
 	Expression: func(image string) string {
 		return `[object, oldObject].exists(o, o != null && (
   (has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
@@ -93,9 +95,28 @@ rewrites it in every webhook when the policy's images change.`,
   (has(o.spec.containers) && o.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(o.spec.initContainers) && o.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
   (has(o.spec.ephemeralContainers) && o.spec.ephemeralContainers.exists(c, has(c.image) && ` + image + `)) ||
-  ` + privilegedContainers("o.spec") + `
+  ` + privilegedContainers("o.spec") + ` ||
+  ` + secretReferences("o.spec") + `
 ))`
 	},
+}
+
+// secretReferences is the CEL test of a pod spec that references a Secret: image pull secrets,
+// env and envFrom of any container, and every volume but those of the types known to name none
+// (so that a volume type newer than the webhook reaches it too). It is a superset of
+// policy.PodSpecSecretReferences, which decides.
+func secretReferences(spec string) string {
+	tests := []string{
+		`size(` + spec + `.?imagePullSecrets.orValue([])) > 0`,
+		spec + `.?volumes.orValue([]).exists(v, !(has(v.emptyDir) || has(v.configMap) || has(v.downwardAPI) || has(v.hostPath) ||
+    has(v.persistentVolumeClaim) || has(v.ephemeral) || has(v.image) || has(v.nfs) ||
+    (has(v.projected) && !v.projected.?sources.orValue([]).exists(s, has(s.secret)))))`,
+	}
+	for _, list := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		tests = append(tests, spec+`.?`+list+`.orValue([]).exists(c, c.?envFrom.orValue([]).exists(e, has(e.secretRef)) ||
+    c.?env.orValue([]).exists(e, has(e.valueFrom) && has(e.valueFrom.secretKeyRef)))`)
+	}
+	return "(" + strings.Join(tests, " ||\n  ") + ")"
 }
 
 // privilegedContainers is the CEL test of a pod spec with a container (init and ephemeral ones
@@ -111,6 +132,9 @@ func privilegedContainers(spec string) string {
 	return strings.Join(tests, " ||\n  ")
 }
 
+// hpasInAppNamespaces explains the namespace selector of the HPA webhooks.
+const hpasInAppNamespaces = "The apps' namespaces only: HPAs of the platform's own components scale as they like."
+
 // writesBuildRecords is the side effect of the workloads webhook.
 const writesBuildRecords = "It writes the records of Temporal builds' code, except on dry run."
 
@@ -122,9 +146,25 @@ var (
 		MatchConditions: []MatchCondition{engineOrISSMetadata},
 	}
 	mutateExternalSecrets = Endpoint{Name: "external-secrets.mutate.iss.platform", Path: MutateExternalSecretsPath, Mutating: true}
-	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true}
-	validateEnginePods    = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
-	validatePodStatus     = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
+	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
+	mutateWorkloads       = Endpoint{Name: "workloads.mutate.iss.platform", Path: MutateWorkloadsPath, Mutating: true, MatchConditions: []MatchCondition{{
+		Name: "template-needs-owner",
+		Comment: `Only workloads whose pod template references a Secret and has no owner
+(iss.platform/initiator-id), which the webhook then records: the requester, or on update
+the owner it had. A PodTemplate has no spec: every test of a field is guarded.`,
+		Expression: func(string) string {
+			template := func(t string) string {
+				return `(!(has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && 'iss.platform/initiator-id' in ` + t + `.metadata.annotations) &&
+  has(` + t + `.spec) && ` + secretReferences(t+".spec") + `)`
+			}
+			return `(has(object.spec) && has(object.spec.template) && ` + template("object.spec.template") + `) ||
+(has(object.spec) && has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) &&
+  ` + template("object.spec.jobTemplate.spec.template") + `) ||
+(has(object.template) && ` + template("object.template") + `)`
+		},
+	}}}
+	validateEnginePods = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
+	validatePodStatus  = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
 		Name: "metadata-changed",
 		Comment: `Status updates (the kubelet's, many a minute) reach the webhook only when they also
 change labels or annotations, which the status subresource keeps.`,
@@ -133,6 +173,18 @@ change labels or annotations, which the status subresource keeps.`,
 object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})`
 		},
 	}}}
+	validatePodConnect = Endpoint{
+		Name: "pod-connect.validate.iss.platform", Path: ValidateEnginePodsPath, AppNamespacesOnly: true,
+		NamespaceComment: `Exec, attach and port-forward into pods of the apps' namespaces, where Secrets synced from
+users' private paths are: only their user may connect to a pod that uses one. The review
+carries no pod: the webhook reads it from its cache.`,
+		MatchConditions: []MatchCondition{{
+			Name: "not-cluster-admin",
+			Comment: `Members of system:masters pass RBAC and may read every Secret themselves: their
+connections cost no call.`,
+			Expression: func(string) string { return `!(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups)` },
+		}},
+	}
 	validateNetworkPolicies = Endpoint{Name: "network-policies.validate.iss.platform", Path: ValidateNetworkPoliciesPath, MatchConditions: []MatchCondition{{
 		Name: "generated-or-egress",
 		Comment: `Policies that allow egress (which could widen an engine's), that use the names or the
@@ -167,10 +219,11 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 	}}
 	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: writesBuildRecords, MatchConditions: []MatchCondition{
 		{
-			Name: "engine-template-or-iss-labels",
+			Name: "engine-template-iss-labels-or-secrets",
 			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
-and those (Temporal workers) that have or had ISS labels themselves, and templates with a container that
-runs privileged or adds capabilities (outside engines they are denied). A PodTemplate has no spec:
+and those (Temporal workers) that have or had ISS labels themselves, templates with a container that
+runs privileged or adds capabilities (outside engines they are denied), and templates that
+reference a Secret (which may be private to a user). A PodTemplate has no spec:
 every test of a field is guarded, since an error would refuse the object (failurePolicy Fail).`,
 			Expression: func(image string) string {
 				template := func(t string) string {
@@ -178,7 +231,8 @@ every test of a field is guarded, since an error would refuse the object (failur
   (has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && ` + t + `.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.spec.containers) && ` + t + `.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
-  (has(` + t + `.spec) && (` + privilegedContainers(t+".spec") + `))`
+  (has(` + t + `.spec) && (` + privilegedContainers(t+".spec") + `)) ||
+  (has(` + t + `.spec) && ` + secretReferences(t+".spec") + `)`
 				}
 				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
 (has(object.spec) && has(object.spec.template) && (
@@ -203,7 +257,7 @@ object.?template.orValue({}) != oldObject.?template.orValue({})`
 			},
 		},
 	}}
-	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true}
+	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
 	validateProvisioning = Endpoint{Name: "provisioning.validate.iss.platform", Path: ValidateProvisioningPath}
 	validateISSPolicies  = Endpoint{
 		Name: "isspolicies.validate.iss.platform", Path: ValidateISSPoliciesPath,
@@ -222,8 +276,8 @@ runs on carries the label, so it cannot lock out its own recovery.`,
 // Endpoints returns every webhook of the configurations, mutating ones first.
 func Endpoints() []*Endpoint {
 	return []*Endpoint{
-		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs,
-		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets,
+		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs, &mutateWorkloads,
+		&validateEnginePods, &validatePodStatus, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets,
 		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
 		&validateBuildRecords,
 	}
@@ -286,9 +340,6 @@ func (e *Endpoint) render(b *strings.Builder, imageTest string) {
 	fmt.Fprintf(b, "    sideEffects: %s\n    timeoutSeconds: 5\n    matchPolicy: Equivalent\n", sideEffects)
 	if e.Mutating {
 		b.WriteString("    reinvocationPolicy: IfNeeded\n")
-	}
-	if e.AppNamespacesOnly {
-		b.WriteString("    # The apps' namespaces only: HPAs of the platform's own components scale as they like.\n")
 	}
 	comment(b, "    ", e.NamespaceComment)
 	if e.OwnNamespaceOnly {

@@ -100,6 +100,7 @@ var (
 	opCreate     = admissionregistrationv1.Create
 	opUpdate     = admissionregistrationv1.Update
 	opDelete     = admissionregistrationv1.Delete
+	opConnect    = admissionregistrationv1.Connect
 	createUpdate = []admissionregistrationv1.OperationType{opCreate, opUpdate}
 	objectOnly   = []string{""}
 )
@@ -115,8 +116,12 @@ func newHPA() *autoscalingv2.HorizontalPodAutoscaler {
 func workload(group, kind, resource string, newObject func() metav1.Object) Kind {
 	return Kind{
 		Group: group, Versions: []string{"v1"}, Kind: kind, Resource: resource, Scope: admissionregistrationv1.NamespacedScope,
-		Rules:  []Rule{{Webhook: &validateWorkloads, Operations: createUpdate, Subresources: objectOnly}},
+		Rules: []Rule{
+			{Webhook: &mutateWorkloads, Operations: createUpdate, Subresources: objectOnly},
+			{Webhook: &validateWorkloads, Operations: createUpdate, Subresources: objectOnly},
+		},
 		Groups: []policy.RuleGroup{policy.RuleEnginePods}, PodTemplate: true, Exemptable: true, Audited: true,
+		Mutate:   reviewOf(newObject, mutators.DefaultWorkloadOwner),
 		Validate: reviewOf(newObject, policy.AdmitWorkload),
 	}
 }
@@ -151,9 +156,10 @@ func GovernedKinds() []Kind {
 				{Webhook: &validateEnginePods, Operations: createUpdate, Subresources: objectOnly},
 				{Webhook: &validateEnginePods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"resize", "ephemeralcontainers"}},
 				{Webhook: &validatePodStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}},
+				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward"}},
 			},
 			Groups: []policy.RuleGroup{policy.RuleEnginePods, policy.RuleIntegrity}, Exemptable: true, Audited: true,
-			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),
+			Mutate:   reviewOf(newPod, mutators.DefaultPod),
 			Validate: reviewOf(newPod, policy.AdmitPod),
 		},
 		workload("apps", "Deployment", "deployments", func() metav1.Object { return &appsv1.Deployment{} }),

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -182,7 +183,9 @@ carries no pod: the webhook reads it from its cache.`,
 			Name: "not-cluster-admin",
 			Comment: `Members of system:masters pass RBAC and may read every Secret themselves: their
 connections cost no call.`,
-			Expression: func(string) string { return `!(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups)` },
+			Expression: func(string) string {
+				return `!(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups)`
+			},
 		}},
 	}
 	validateNetworkPolicies = Endpoint{Name: "network-policies.validate.iss.platform", Path: ValidateNetworkPoliciesPath, MatchConditions: []MatchCondition{{
@@ -286,6 +289,10 @@ func Endpoints() []*Endpoint {
 // excludedNamespaces are never sent to any webhook: the control plane's and iss-webhook's own,
 // so that the webhook cannot lock out its own recovery.
 var excludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", ownNamespace}
+
+// ExcludedNamespaces returns the namespaces that no webhook is sent: their objects are never
+// reviewed, so the webhook's caches need not hold them.
+func ExcludedNamespaces() []string { return slices.Clone(excludedNamespaces) }
 
 // ownNamespace is iss-webhook's own namespace, where the install runs it and keeps the build
 // records.

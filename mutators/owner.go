@@ -9,31 +9,20 @@ import (
 	"github.com/iss-platform/iss-webhook/policy"
 )
 
-// DefaultPod is the mutating rule of pods being created: DefaultEnginePod for engines, and for
-// every pod that references a Secret, the owner (iss.platform/initiator-id) set to the
-// requesting user when it has none and the requester is neither trusted nor a controller that
-// copies a template (whose pods carry the template's owner). The owner decides which private
-// Secrets the pod may use (policy.ValidatePrivateSecrets).
-func DefaultPod(ctx context.Context, p *policy.Policy, req *policy.Request, pod, old *corev1.Pod) policy.Outcome {
-	out := DefaultEnginePod(ctx, p, req, pod, old)
+// DefaultPodOwner gives a pod being created that references a Secret an owner
+// (iss.platform/initiator-id) when it has none: the requesting user, unless the requester is
+// trusted or a controller copying a template (whose pods carry the template's owner). The owner
+// decides which private Secrets the pod may use (policy.ValidatePrivateSecrets).
+func DefaultPodOwner(_ context.Context, p *policy.Policy, req *policy.Request, pod, _ *corev1.Pod) policy.Outcome {
 	if req.Operation != policy.Create || req.SubResource != "" || !needsOwner(p, req, &pod.ObjectMeta, &pod.Spec) {
-		return out
+		return policy.Outcome{Skip: "the pod needs no owner"}
 	}
-	if out.Skip != "" {
-		out = policy.Outcome{Group: policy.RuleIntegrity}
-	}
-	engine := out.Mutate
-	out.Mutate = func() []string {
-		var changed []string
-		if engine != nil {
-			changed = engine()
-		}
+	return policy.Outcome{Group: policy.RuleIntegrity, Mutate: func() []string {
 		if InitiatorID(&pod.ObjectMeta, req.User) {
-			changed = append(changed, "initiator-id")
+			return []string{"initiator-id"}
 		}
-		return changed
-	}
-	return out
+		return nil
+	}}
 }
 
 // DefaultWorkloadOwner gives the pod template of a workload being created or changed an owner

@@ -41,7 +41,7 @@ func TestDefaultPodOwner(t *testing.T) {
 		}(), "alice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := DefaultPod(context.Background(), policy.Default(), tc.req, tc.pod, nil)
+			out := DefaultPodOwner(context.Background(), policy.Default(), tc.req, tc.pod, nil)
 			if out.Mutate != nil {
 				out.Mutate()
 			}

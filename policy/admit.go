@@ -56,13 +56,6 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 				return Outcome{Refusal: refusal}
 			}
 		}
-		if req.SubResource == "" {
-			private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, nil)
-			if refusal != nil {
-				return Outcome{Refusal: refusal}
-			}
-			out.Add(RuleIntegrity, private)
-		}
 		out.Add(RuleEnginePods, errs)
 		out.Add(RuleTemporalWorkers, build)
 		if !isEngine && len(out.Findings) == 0 && !out.Denies(p) {
@@ -80,11 +73,7 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 			}
 			engine = append(engine, privileged...)
 		}
-		private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
-		if refusal != nil {
-			return Outcome{Refusal: refusal}
-		}
-		out.Add(RuleIntegrity, append(integrity, private...))
+		out.Add(RuleIntegrity, integrity)
 		out.Add(RuleEnginePods, engine)
 		if !req.Trusted {
 			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerEphemeralContainers(old, pod))
@@ -98,23 +87,14 @@ func AdmitPod(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod
 		// pod of a Temporal build keeps its code.
 		if req.SubResource == "" {
 			integrity, engine := p.ReviewPodUpdate(old, pod)
-			private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
-			if refusal != nil {
-				return Outcome{Refusal: refusal}
-			}
-			out.Add(RuleIntegrity, append(integrity, private...))
+			out.Add(RuleIntegrity, integrity)
 			out.Add(RuleEnginePods, engine)
 			out.Add(RuleTemporalWorkers, p.TemporalWorkers.ValidateWorkerPod(old, pod))
 		} else {
 			out.Add(RuleIntegrity, ValidateISSMetadataUnchanged(&old.ObjectMeta, &pod.ObjectMeta, nil))
 		}
-	case req.Operation == Connect:
-		if refusal := ValidatePodConnect(ctx, req.Facts.PrivateSecrets, req.Facts.Pods, req); refusal != nil {
-			return Outcome{Refusal: refusal}
-		}
-		return Outcome{Skip: "the pod uses no Secret private to another user"}
 	default:
-		return Outcome{Skip: "iss-webhook validates pods on create, update, resize, ephemeral containers and connect only"}
+		return Outcome{Skip: "iss-webhook validates pods on create, update, resize and ephemeral containers only"}
 	}
 	return out
 }
@@ -374,11 +354,6 @@ func AdmitWorkload(ctx context.Context, p *Policy, req *Request, obj, old metav1
 				}
 				out.Add(RuleEnginePods, privileged)
 			}
-			private, refusal := p.admitTemplatePrivateSecrets(ctx, req, obj, old)
-			if refusal != nil {
-				return Outcome{Refusal: refusal}
-			}
-			out.Add(RuleIntegrity, private)
 		}
 	}
 	admitBuild(ctx, p, req, obj, old, &out)

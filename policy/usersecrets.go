@@ -547,6 +547,50 @@ func privateIndexUnavailable(err error) *Refusal {
 		"iss-webhook cannot tell which Secrets are private to users (synced from users/{userId} paths): %v; it denies what it cannot check: retry", err)}
 }
 
+// AdmitPodSecrets applies the user-private Secret rules to the pods of the apps' namespaces
+// (where ExternalSecrets may sync private paths): on create the binding of a pod's owner and the
+// Secrets it may use, on an update of its spec (a new image) and on new ephemeral containers also
+// that an untrusted requester is the user of every private Secret it uses, and on exec, attach
+// and port-forward the same of the pod in the webhook's cache.
+func AdmitPodSecrets(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod) Outcome {
+	switch {
+	case req.Operation == Connect:
+		if refusal := ValidatePodConnect(ctx, req.Facts.PrivateSecrets, req.Facts.Pods, req); refusal != nil {
+			return Outcome{Refusal: refusal}
+		}
+		return Outcome{Skip: "the pod uses no Secret private to another user"}
+	case req.Operation == Create && req.SubResource == "":
+		old = nil
+	case req.Operation == Update && (req.SubResource == "" || req.SubResource == "ephemeralcontainers"):
+	default:
+		return Outcome{Skip: "the user-private Secret rules judge pods on create, update, ephemeral containers and connect only"}
+	}
+	private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
+	if refusal != nil {
+		return Outcome{Refusal: refusal}
+	}
+	out := Outcome{Group: RuleIntegrity}
+	out.Add(RuleIntegrity, private)
+	return out
+}
+
+// AdmitWorkloadSecrets applies the user-private Secret rules to the pod templates of the
+// workloads of the apps' namespaces, when they are created or their template changes
+// (admitTemplatePrivateSecrets).
+func AdmitWorkloadSecrets(ctx context.Context, p *Policy, req *Request, obj, old metav1.Object) Outcome {
+	tmpl, _, _ := PodTemplate(obj)
+	if tmpl == nil || old != nil && equality.Semantic.DeepEqual(WorkloadTemplate(old), WorkloadTemplate(obj)) {
+		return Outcome{Skip: "the pod template is as it was"}
+	}
+	private, refusal := p.admitTemplatePrivateSecrets(ctx, req, obj, old)
+	if refusal != nil {
+		return Outcome{Refusal: refusal}
+	}
+	out := Outcome{Group: RuleIntegrity}
+	out.Add(RuleIntegrity, private)
+	return out
+}
+
 // admitPodPrivateSecrets applies the user-private Secret rules to a pod: on create the binding
 // of its owner and the Secrets it may use; on an update of its spec (a new image) and on new
 // ephemeral containers also that an untrusted requester is the user of every private Secret it
@@ -581,7 +625,7 @@ func (p *Policy) admitPodPrivateSecrets(ctx context.Context, req *Request, pod, 
 // private Secret in a shared engine (an engine DaemonSet's), and on update that an untrusted
 // requester is the user of every private Secret it uses (they could change the command to print
 // it).
-func (p *Policy) admitTemplatePrivateSecrets(ctx context.Context, req *Request, obj, old any) (field.ErrorList, *Refusal) {
+func (p *Policy) admitTemplatePrivateSecrets(ctx context.Context, req *Request, obj, old metav1.Object) (field.ErrorList, *Refusal) {
 	tmpl, root, _ := PodTemplate(obj)
 	var oldMeta *metav1.ObjectMeta
 	if old != nil {

@@ -243,7 +243,7 @@ func TestPrivateSecretsOfPods(t *testing.T) {
 		}(), nil, nil, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := AdmitPod(context.Background(), p, tc.req, tc.pod, tc.old)
+			out := AdmitPodSecrets(context.Background(), p, tc.req, tc.pod, tc.old)
 			fields, refusal := integrityFields(out)
 			slices.Sort(fields)
 			want := slices.Sorted(slices.Values(tc.fields))
@@ -337,7 +337,7 @@ func TestPrivateSecretsOfTemplates(t *testing.T) {
 			if tc.old != nil {
 				old = tc.old.(metav1.Object)
 			}
-			fields, refusal := integrityFields(AdmitWorkload(context.Background(), p, tc.req, obj, old))
+			fields, refusal := integrityFields(AdmitWorkloadSecrets(context.Background(), p, tc.req, obj, old))
 			slices.Sort(fields)
 			want := slices.Sorted(slices.Values(tc.fields))
 			if !slices.Equal(fields, want) || refusal != "" {

@@ -316,6 +316,9 @@ func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
 				if r.Webhook.Mutating {
 					rv = k.Mutate
 				}
+				if r.Review != nil {
+					rv = *r.Review
+				}
 				a = &kindAdapter{kind: k, review: rv, sent: map[operationOn]bool{}, decoder: decoder, typed: decodedWithScheme(scheme, rv.new()), o: o}
 				h[key] = a
 			}

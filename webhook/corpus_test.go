@@ -247,7 +247,7 @@ func TestAdmissionCorpus(t *testing.T) {
 		}
 	}
 	t.Logf("replayed %d reviews", total)
-	for _, d := range append(intendedDifferences, ownerDifference) {
+	for _, d := range intendedDifferences {
 		t.Logf("%d reviews answered otherwise than when recorded, as intended: %s (%s)", changed[d.name], d.name, d.test)
 	}
 }
@@ -420,63 +420,7 @@ func explainDifference(c corpusCase, got corpusResponse) *intendedDifference {
 			return &intendedDifferences[i]
 		}
 	}
-	// A pod or template that now gets an owner may differ in another intended way besides.
-	if stripped, ok := withoutNewOwner(c, got); ok {
-		if diffResponses(c.Response, stripped) == "" {
-			return &ownerDifference
-		}
-		return explainDifference(c, stripped)
-	}
 	return nil
-}
-
-// ownerDifference is the intended difference of mutating pods and workloads: they reference a
-// Secret and had no owner.
-var ownerDifference = intendedDifference{
-	name: "pods and pod templates that reference a Secret and have no owner get one (iss.platform/initiator-id), the requesting user, from the mutating webhooks, so that the user-private Secret rules can judge them (rule added after the recording)",
-	test: "mutators.TestDefaultPodOwner, mutators.TestDefaultWorkloadOwner",
-}
-
-// withoutNewOwner returns got without the owner annotation that its patch adds to a pod or a
-// pod template that had none, and whether there was one.
-func withoutNewOwner(c corpusCase, got corpusResponse) (corpusResponse, bool) {
-	if got.Patched == nil || !strings.HasPrefix(c.Path, "/mutate-") {
-		return got, false
-	}
-	var obj, sent map[string]any
-	if json.Unmarshal(got.Patched, &obj) != nil || json.Unmarshal(c.Request.Object.Raw, &sent) != nil {
-		return got, false
-	}
-	removed := false
-	for _, path := range [][]string{{"metadata"}, {"spec", "template", "metadata"}, {"spec", "jobTemplate", "spec", "template", "metadata"}, {"template", "metadata"}} {
-		annotations, ok, _ := unstructured.NestedStringMap(obj, append(path, "annotations")...)
-		_, had, _ := unstructured.NestedString(sent, append(path, "annotations", policy.AnnotationInitiatorID)...)
-		if !ok || had {
-			continue
-		}
-		if _, has := annotations[policy.AnnotationInitiatorID]; !has {
-			continue
-		}
-		removed = true
-		delete(annotations, policy.AnnotationInitiatorID)
-		if _, sentAny, _ := unstructured.NestedMap(sent, append(path, "annotations")...); len(annotations) == 0 && !sentAny {
-			unstructured.RemoveNestedField(obj, append(path, "annotations")...)
-			continue
-		}
-		_ = unstructured.SetNestedStringMap(obj, annotations, append(path, "annotations")...)
-	}
-	if !removed {
-		return got, false
-	}
-	patched, err := json.Marshal(obj)
-	if err != nil {
-		return got, false
-	}
-	if canonical, err := canonicalJSON(c.Request.Object.Raw); err == nil && bytes.Equal(canonical, patched) {
-		patched = nil
-	}
-	got.Patched = patched
-	return got, true
 }
 
 // diffResponses says how got differs from want, or nothing.

@@ -28,8 +28,17 @@ const (
 	ValidateNamespacesPath = "/validate-namespaces"
 	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
 	ValidateWorkloadsPath = "/validate-workloads"
-	// MutateWorkloadsPath serves the mutating webhook for the workloads that create pods.
+	// MutateWorkloadsPath serves the mutating webhook that records the owner of workloads' pod
+	// templates.
 	MutateWorkloadsPath = "/mutate-workloads"
+	// ValidateUserSecretWorkloadsPath serves the validating webhook of the user-private Secret
+	// rules for the workloads that create pods.
+	ValidateUserSecretWorkloadsPath = "/validate-user-secret-workloads"
+	// MutatePodOwnersPath serves the mutating webhook that records the owner of pods.
+	MutatePodOwnersPath = "/mutate-pod-owners"
+	// ValidateUserSecretPodsPath serves the validating webhooks of the user-private Secret rules
+	// for pods, their debug containers and exec, attach and port-forward.
+	ValidateUserSecretPodsPath = "/validate-user-secret-pods"
 	// MutateHPAsPath serves the mutating webhook for HorizontalPodAutoscalers.
 	MutateHPAsPath = "/mutate-hpas"
 	// ValidateHPAsPath serves the validating webhook for HorizontalPodAutoscalers.
@@ -81,14 +90,14 @@ type MatchCondition struct {
 }
 
 // engineOrISSMetadata is the condition of the pod webhooks: pods that are (or were, on update)
-// engines, carry ISS labels or annotations, run privileged, or reference a Secret.
+// engines or carry ISS labels or annotations.
 var engineOrISSMetadata = MatchCondition{
-	Name: "engine-iss-metadata-or-secrets",
+	Name: "engine-or-iss-metadata",
 	Comment: `Only pods that are (or were, on update) Dagger engines, carry iss.platform/ labels or
-annotations, have a container that runs privileged or adds capabilities (outside engines they
-are denied), or reference a Secret (which may be private to a user) reach the webhook; a plain
-pod costs no call. The image test is that of the policy's engine images, in any spelling of
-their registry host: iss-webhook rewrites it in every webhook when the policy's images change.`,
+annotations, or have a container that runs privileged or adds capabilities (outside engines they
+are denied) reach the webhook; a plain pod costs no call. The image test is that of
+the policy's engine images, in any spelling of their registry host: iss-webhook
+rewrites it in every webhook when the policy's images change.`,
 	Expression: func(image string) string {
 		return `[object, oldObject].exists(o, o != null && (
   (has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
@@ -96,8 +105,7 @@ their registry host: iss-webhook rewrites it in every webhook when the policy's 
   (has(o.spec.containers) && o.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(o.spec.initContainers) && o.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
   (has(o.spec.ephemeralContainers) && o.spec.ephemeralContainers.exists(c, has(c.image) && ` + image + `)) ||
-  ` + privilegedContainers("o.spec") + ` ||
-  ` + secretReferences("o.spec") + `
+  ` + privilegedContainers("o.spec") + `
 ))`
 	},
 }
@@ -133,6 +141,35 @@ func privilegedContainers(spec string) string {
 	return strings.Join(tests, " ||\n  ")
 }
 
+// templateOrLabelsChanged is the condition of the validating workloads webhooks on update.
+var templateOrLabelsChanged = MatchCondition{
+	Name: "template-or-labels-changed",
+	Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
+the controllers' bookkeeping) create no pod the rules have not seen: they never wait
+on the webhook.`,
+	Expression: func(string) string {
+		return `request.operation != 'UPDATE' ||
+object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
+object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
+object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
+object.?template.orValue({}) != oldObject.?template.orValue({})`
+	},
+}
+
+// workloadTemplates is the CEL test of a workload whose pod template passes test, which
+// renders the test of a template at a CEL path: spec.template, a CronJob's
+// spec.jobTemplate.spec.template, or a PodTemplate's template.
+func workloadTemplates(test func(template string) string) string {
+	return `(has(object.spec) && has(object.spec.template) && (` + test("object.spec.template") + `)) ||
+(has(object.spec) && has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) &&
+  (` + test("object.spec.jobTemplate.spec.template") + `)) ||
+(has(object.template) && (` + test("object.template") + `))`
+}
+
+// inAppNamespaces explains the namespace selector of the user-private Secret webhooks.
+const inAppNamespaces = `The apps' namespaces only: ExternalSecrets elsewhere may read no OpenBao path, so no Secret
+is private to a user outside them, and the platform's own pods never wait on these webhooks.`
+
 // hpasInAppNamespaces explains the namespace selector of the HPA webhooks.
 const hpasInAppNamespaces = "The apps' namespaces only: HPAs of the platform's own components scale as they like."
 
@@ -148,22 +185,32 @@ var (
 	}
 	mutateExternalSecrets = Endpoint{Name: "external-secrets.mutate.iss.platform", Path: MutateExternalSecretsPath, Mutating: true}
 	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
-	mutateWorkloads       = Endpoint{Name: "workloads.mutate.iss.platform", Path: MutateWorkloadsPath, Mutating: true, MatchConditions: []MatchCondition{{
-		Name: "template-needs-owner",
-		Comment: `Only workloads whose pod template references a Secret and has no owner
+	mutateWorkloads       = Endpoint{
+		Name: "workloads.mutate.iss.platform", Path: MutateWorkloadsPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name: "template-needs-owner",
+			Comment: `Only workloads whose pod template references a Secret and has no owner
 (iss.platform/initiator-id), which the webhook then records: the requester, or on update
 the owner it had. A PodTemplate has no spec: every test of a field is guarded.`,
-		Expression: func(string) string {
-			template := func(t string) string {
-				return `(!(has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && 'iss.platform/initiator-id' in ` + t + `.metadata.annotations) &&
-  has(` + t + `.spec) && ` + secretReferences(t+".spec") + `)`
-			}
-			return `(has(object.spec) && has(object.spec.template) && ` + template("object.spec.template") + `) ||
-(has(object.spec) && has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) &&
-  ` + template("object.spec.jobTemplate.spec.template") + `) ||
-(has(object.template) && ` + template("object.template") + `)`
-		},
-	}}}
+			Expression: func(string) string {
+				return workloadTemplates(func(t string) string {
+					return `!(has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && 'iss.platform/initiator-id' in ` + t + `.metadata.annotations) &&
+  has(` + t + `.spec) && ` + secretReferences(t+".spec")
+				})
+			},
+		}},
+	}
+	mutatePodOwners = Endpoint{
+		Name: "pod-owners.mutate.iss.platform", Path: MutatePodOwnersPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name:    "pod-needs-owner",
+			Comment: "Only pods that reference a Secret and have no owner (iss.platform/initiator-id), which the webhook then records.",
+			Expression: func(string) string {
+				return `!(has(object.metadata.annotations) && 'iss.platform/initiator-id' in object.metadata.annotations) &&
+` + secretReferences("object.spec")
+			},
+		}},
+	}
 	validateEnginePods = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
 	validatePodStatus  = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
 		Name: "metadata-changed",
@@ -174,8 +221,19 @@ change labels or annotations, which the status subresource keeps.`,
 object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})`
 		},
 	}}}
+	validateUserSecretPods = Endpoint{
+		Name: "user-secret-pods.validate.iss.platform", Path: ValidateUserSecretPodsPath, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name:    "uses-secrets",
+			Comment: "Only pods that reference a Secret (which may be private to a user); a plain pod costs no call.",
+			Expression: func(string) string {
+				return `[object, oldObject].exists(o, o != null &&
+` + secretReferences("o.spec") + `)`
+			},
+		}},
+	}
 	validatePodConnect = Endpoint{
-		Name: "pod-connect.validate.iss.platform", Path: ValidateEnginePodsPath, AppNamespacesOnly: true,
+		Name: "pod-connect.validate.iss.platform", Path: ValidateUserSecretPodsPath, AppNamespacesOnly: true,
 		NamespaceComment: `Exec, attach and port-forward into pods of the apps' namespaces, where Secrets synced from
 users' private paths are: only their user may connect to a pod that uses one. The review
 carries no pod: the webhook reads it from its cache.`,
@@ -222,11 +280,10 @@ object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({})`
 	}}
 	validateWorkloads = Endpoint{Name: "workloads.validate.iss.platform", Path: ValidateWorkloadsPath, SideEffects: admissionregistrationv1.SideEffectClassNoneOnDryRun, SideEffectsComment: writesBuildRecords, MatchConditions: []MatchCondition{
 		{
-			Name: "engine-template-iss-labels-or-secrets",
+			Name: "engine-template-or-iss-labels",
 			Comment: `Only workloads whose pod template is an engine or carries ISS labels or annotations,
-and those (Temporal workers) that have or had ISS labels themselves, templates with a container that
-runs privileged or adds capabilities (outside engines they are denied), and templates that
-reference a Secret (which may be private to a user). A PodTemplate has no spec:
+and those (Temporal workers) that have or had ISS labels themselves, and templates with a container that
+runs privileged or adds capabilities (outside engines they are denied). A PodTemplate has no spec:
 every test of a field is guarded, since an error would refuse the object (failurePolicy Fail).`,
 			Expression: func(image string) string {
 				template := func(t string) string {
@@ -234,8 +291,7 @@ every test of a field is guarded, since an error would refuse the object (failur
   (has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && ` + t + `.metadata.annotations.exists(k, k.startsWith('iss.platform/'))) ||
   (has(` + t + `.spec.containers) && ` + t + `.spec.containers.exists(c, has(c.image) && ` + image + `)) ||
   (has(` + t + `.spec.initContainers) && ` + t + `.spec.initContainers.exists(c, has(c.image) && ` + image + `)) ||
-  (has(` + t + `.spec) && (` + privilegedContainers(t+".spec") + `)) ||
-  (has(` + t + `.spec) && ` + secretReferences(t+".spec") + `)`
+  (has(` + t + `.spec) && (` + privilegedContainers(t+".spec") + `))`
 				}
 				return `[object, oldObject].exists(o, o != null && has(o.metadata.labels) && o.metadata.labels.exists(k, k.startsWith('iss.platform/'))) ||
 (has(object.spec) && has(object.spec.template) && (
@@ -246,20 +302,21 @@ every test of a field is guarded, since an error would refuse the object (failur
   ` + template("object.template") + `))`
 			},
 		},
-		{
-			Name: "template-or-labels-changed",
-			Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
-the controllers' bookkeeping) create no pod the rules have not seen: they never wait
-on the webhook.`,
-			Expression: func(string) string {
-				return `request.operation != 'UPDATE' ||
-object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
-object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
-object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
-object.?template.orValue({}) != oldObject.?template.orValue({})`
-			},
-		},
+		templateOrLabelsChanged,
 	}}
+	validateUserSecretWorkloads = Endpoint{
+		Name: "user-secret-workloads.validate.iss.platform", Path: ValidateUserSecretWorkloadsPath, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{
+			{
+				Name:    "template-uses-secrets",
+				Comment: "Only workloads whose pod template references a Secret (which may be private to a user).",
+				Expression: func(string) string {
+					return workloadTemplates(func(t string) string { return `has(` + t + `.spec) && ` + secretReferences(t+".spec") })
+				},
+			},
+			templateOrLabelsChanged,
+		},
+	}
 	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
 	validateProvisioning = Endpoint{Name: "provisioning.validate.iss.platform", Path: ValidateProvisioningPath}
 	validateISSPolicies  = Endpoint{
@@ -279,9 +336,9 @@ runs on carries the label, so it cannot lock out its own recovery.`,
 // Endpoints returns every webhook of the configurations, mutating ones first.
 func Endpoints() []*Endpoint {
 	return []*Endpoint{
-		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs, &mutateWorkloads,
-		&validateEnginePods, &validatePodStatus, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets,
-		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
+		&mutateEnginePods, &mutatePodOwners, &mutateExternalSecrets, &mutateHPAs, &mutateWorkloads,
+		&validateEnginePods, &validatePodStatus, &validateUserSecretPods, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets,
+		&validateNamespaces, &validateWorkloads, &validateUserSecretWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
 		&validateBuildRecords,
 	}
 }

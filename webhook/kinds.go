@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 
 	"github.com/iss-platform/iss-webhook/mutators"
 	"github.com/iss-platform/iss-webhook/policy"
@@ -53,6 +54,9 @@ type Rule struct {
 	Operations []admissionregistrationv1.OperationType
 	// Subresources are "" for the object itself, else a subresource's name.
 	Subresources []string
+	// Review, when set, is the rule that judges what this webhook is sent instead of the kind's
+	// Mutate or Validate: a webhook of its own path for one set of rules.
+	Review *review
 }
 
 // Resources returns the resources a rule of the kind names: the kind's own for the object, and
@@ -119,6 +123,7 @@ func workload(group, kind, resource string, newObject func() metav1.Object) Kind
 		Rules: []Rule{
 			{Webhook: &mutateWorkloads, Operations: createUpdate, Subresources: objectOnly},
 			{Webhook: &validateWorkloads, Operations: createUpdate, Subresources: objectOnly},
+			{Webhook: &validateUserSecretWorkloads, Operations: createUpdate, Subresources: objectOnly, Review: ptr.To(reviewOf(newObject, policy.AdmitWorkloadSecrets))},
 		},
 		Groups: []policy.RuleGroup{policy.RuleEnginePods}, PodTemplate: true, Exemptable: true, Audited: true,
 		Mutate:   reviewOf(newObject, mutators.DefaultWorkloadOwner),
@@ -144,6 +149,7 @@ func GovernedKinds() []Kind {
 		{Webhook: &mutateExternalSecrets, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly},
 		{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly},
 	}
+	podOwners, podSecrets := reviewOf(newPod, mutators.DefaultPodOwner), reviewOf(newPod, policy.AdmitPodSecrets)
 	hpaRules := []Rule{
 		{Webhook: &mutateHPAs, Operations: createUpdate, Subresources: objectOnly},
 		{Webhook: &validateHPAs, Operations: createUpdate, Subresources: objectOnly},
@@ -156,10 +162,13 @@ func GovernedKinds() []Kind {
 				{Webhook: &validateEnginePods, Operations: createUpdate, Subresources: objectOnly},
 				{Webhook: &validateEnginePods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"resize", "ephemeralcontainers"}},
 				{Webhook: &validatePodStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}},
-				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward"}},
+				{Webhook: &mutatePodOwners, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly, Review: &podOwners},
+				{Webhook: &validateUserSecretPods, Operations: createUpdate, Subresources: objectOnly, Review: &podSecrets},
+				{Webhook: &validateUserSecretPods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"ephemeralcontainers"}, Review: &podSecrets},
+				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward"}, Review: &podSecrets},
 			},
 			Groups: []policy.RuleGroup{policy.RuleEnginePods, policy.RuleIntegrity}, Exemptable: true, Audited: true,
-			Mutate:   reviewOf(newPod, mutators.DefaultPod),
+			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),
 			Validate: reviewOf(newPod, policy.AdmitPod),
 		},
 		workload("apps", "Deployment", "deployments", func() metav1.Object { return &appsv1.Deployment{} }),

@@ -50,7 +50,7 @@ func (alicesSecrets) PodsReferencing(context.Context, string, string) ([]policy.
 func TestConnectReviews(t *testing.T) {
 	exempt := policy.Default()
 	exempt.ExemptNamespaces = []string{"legacy"}
-	h := Handlers(NewScheme(), Options{Policies: policy.NewHolder(exempt), Metrics: testMetrics(t), PrivateSecrets: alicesSecrets{}, Pods: alicesSecrets{}})[ValidateEnginePodsPath]
+	h := Handlers(NewScheme(), Options{Policies: policy.NewHolder(exempt), Metrics: testMetrics(t), PrivateSecrets: alicesSecrets{}, Pods: alicesSecrets{}})[ValidateUserSecretPodsPath]
 	connect := func(kind, sub, namespace, user string) admission.Response {
 		raw, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": kind, "command": []string{"cat", "/s/k"}})
 		return h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{

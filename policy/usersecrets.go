@@ -553,6 +553,7 @@ func privateIndexUnavailable(err error) *Refusal {
 // that an untrusted requester is the user of every private Secret it uses, and on exec, attach
 // and port-forward the same of the pod in the webhook's cache.
 func AdmitPodSecrets(ctx context.Context, p *Policy, req *Request, pod, old *corev1.Pod) Outcome {
+	action := ""
 	switch {
 	case req.Operation == Connect:
 		if refusal := ValidatePodConnect(ctx, req.Facts.PrivateSecrets, req.Facts.Pods, req); refusal != nil {
@@ -561,92 +562,68 @@ func AdmitPodSecrets(ctx context.Context, p *Policy, req *Request, pod, old *cor
 		return Outcome{Skip: "the pod uses no Secret private to another user"}
 	case req.Operation == Create && req.SubResource == "":
 		old = nil
-	case req.Operation == Update && (req.SubResource == "" || req.SubResource == "ephemeralcontainers"):
+	case req.Operation == Update && req.SubResource == "ephemeralcontainers":
+		action = "add debug containers to this pod"
+	case req.Operation == Update && req.SubResource == "":
+		if equality.Semantic.DeepEqual(old.Spec, pod.Spec) {
+			return Outcome{Skip: "labels and annotations change nothing a container runs"}
+		}
+		action = "change this pod"
 	default:
 		return Outcome{Skip: "the user-private Secret rules judge pods on create, update, ephemeral containers and connect only"}
 	}
-	private, refusal := p.admitPodPrivateSecrets(ctx, req, pod, old)
-	if refusal != nil {
-		return Outcome{Refusal: refusal}
+	var oldMeta *metav1.ObjectMeta
+	if old != nil {
+		oldMeta = &old.ObjectMeta
 	}
-	out := Outcome{Group: RuleIntegrity}
-	out.Add(RuleIntegrity, private)
-	return out
+	_, isEngine := p.Engines.Match(&pod.ObjectMeta, &pod.Spec)
+	return p.admitPrivateSecrets(ctx, req, "pod", &pod.ObjectMeta, oldMeta, &pod.Spec, nil, isEngine && daemonSetPod(&pod.ObjectMeta), action)
 }
 
 // AdmitWorkloadSecrets applies the user-private Secret rules to the pod templates of the
-// workloads of the apps' namespaces, when they are created or their template changes
-// (admitTemplatePrivateSecrets).
+// workloads of the apps' namespaces, when they are created or their template changes: the
+// binding of the template's owner, the Secrets its pods may use, no private Secret in a shared
+// engine (an engine DaemonSet's), and on update that an untrusted requester is the user of every
+// private Secret it uses (they could change the command to print it).
 func AdmitWorkloadSecrets(ctx context.Context, p *Policy, req *Request, obj, old metav1.Object) Outcome {
-	tmpl, _, _ := PodTemplate(obj)
+	tmpl, root, _ := PodTemplate(obj)
 	if tmpl == nil || old != nil && equality.Semantic.DeepEqual(WorkloadTemplate(old), WorkloadTemplate(obj)) {
 		return Outcome{Skip: "the pod template is as it was"}
 	}
-	private, refusal := p.admitTemplatePrivateSecrets(ctx, req, obj, old)
-	if refusal != nil {
-		return Outcome{Refusal: refusal}
-	}
-	out := Outcome{Group: RuleIntegrity}
-	out.Add(RuleIntegrity, private)
-	return out
-}
-
-// admitPodPrivateSecrets applies the user-private Secret rules to a pod: on create the binding
-// of its owner and the Secrets it may use; on an update of its spec (a new image) and on new
-// ephemeral containers also that an untrusted requester is the user of every private Secret it
-// uses. old is nil on create.
-func (p *Policy) admitPodPrivateSecrets(ctx context.Context, req *Request, pod, old *corev1.Pod) (field.ErrorList, *Refusal) {
-	var errs field.ErrorList
-	if old == nil {
-		errs = ValidateOwner(nil, &pod.ObjectMeta, nil, req.User, MayRecordOthers(req))
-	} else if req.SubResource == "" && equality.Semantic.DeepEqual(old.Spec, pod.Spec) {
-		// Labels and annotations change nothing a container runs.
-		return nil, nil
-	}
-	refs, unknown := p.SecretReferences(&pod.ObjectMeta, &pod.Spec, nil)
-	_, isEngine := p.Engines.Match(&pod.ObjectMeta, &pod.Spec)
-	c := PrivateSecretCheck{
-		Namespace: req.Namespace, What: "pod", Owner: Owner(&pod.ObjectMeta),
-		OwnerPath: field.NewPath("metadata", "annotations").Key(AnnotationInitiatorID),
-		Shared:    isEngine && daemonSetPod(&pod.ObjectMeta), Refs: refs, Unknown: unknown,
-	}
-	if old != nil && !req.Trusted {
-		c.Requester, c.Action = req.User, "change this pod"
-		if req.SubResource == "ephemeralcontainers" {
-			c.Action = "add debug containers to this pod"
-		}
-	}
-	private, refusal := ValidatePrivateSecrets(ctx, req.Facts.PrivateSecrets, c)
-	return append(errs, private...), refusal
-}
-
-// admitTemplatePrivateSecrets applies the user-private Secret rules to the pod template of a
-// workload being created or changed: the binding of its owner, the Secrets its pods may use, no
-// private Secret in a shared engine (an engine DaemonSet's), and on update that an untrusted
-// requester is the user of every private Secret it uses (they could change the command to print
-// it).
-func (p *Policy) admitTemplatePrivateSecrets(ctx context.Context, req *Request, obj, old metav1.Object) (field.ErrorList, *Refusal) {
-	tmpl, root, _ := PodTemplate(obj)
 	var oldMeta *metav1.ObjectMeta
+	action := ""
 	if old != nil {
 		if prev, _, _ := PodTemplate(old); prev != nil {
 			oldMeta = &prev.ObjectMeta
 		}
+		action = "change this pod template"
 	}
-	errs := ValidateOwner(oldMeta, &tmpl.ObjectMeta, root, req.User, MayRecordOthers(req))
-	refs, unknown := p.SecretReferences(&tmpl.ObjectMeta, &tmpl.Spec, root)
 	_, isEngine := p.Engines.Match(&tmpl.ObjectMeta, &tmpl.Spec)
 	_, daemonSet := obj.(*appsv1.DaemonSet)
+	return p.admitPrivateSecrets(ctx, req, "pod template", &tmpl.ObjectMeta, oldMeta, &tmpl.Spec, root, isEngine && daemonSet, action)
+}
+
+// admitPrivateSecrets judges one pod or pod template (root nil for a pod): the binding of its
+// owner (oldMeta nil on create) and ValidatePrivateSecrets, with the requester's action when a
+// requester who may not record others changes it.
+func (p *Policy) admitPrivateSecrets(ctx context.Context, req *Request, what string, meta, oldMeta *metav1.ObjectMeta, spec *corev1.PodSpec, root *field.Path, shared bool, action string) Outcome {
+	errs := ValidateOwner(oldMeta, meta, root, req.User, MayRecordOthers(req))
+	refs, unknown := p.SecretReferences(meta, spec, root)
 	c := PrivateSecretCheck{
-		Namespace: req.Namespace, What: "pod template", Owner: Owner(&tmpl.ObjectMeta),
+		Namespace: req.Namespace, What: what, Owner: Owner(meta),
 		OwnerPath: root.Child("metadata", "annotations").Key(AnnotationInitiatorID),
-		Shared:    isEngine && daemonSet, Refs: refs, Unknown: unknown,
+		Shared:    shared, Refs: refs, Unknown: unknown,
 	}
-	if old != nil && !MayRecordOthers(req) {
-		c.Requester, c.Action = req.User, "change this pod template"
+	if action != "" && !MayRecordOthers(req) {
+		c.Requester, c.Action = req.User, action
 	}
 	private, refusal := ValidatePrivateSecrets(ctx, req.Facts.PrivateSecrets, c)
-	return append(errs, private...), refusal
+	if refusal != nil {
+		return Outcome{Refusal: refusal}
+	}
+	out := Outcome{Group: RuleIntegrity}
+	out.Add(RuleIntegrity, append(errs, private...))
+	return out
 }
 
 // daemonSetPod tells whether a pod is a DaemonSet's, by its controller reference: such an engine
@@ -658,8 +635,9 @@ func daemonSetPod(meta *metav1.ObjectMeta) bool {
 
 // admitSecretObjectPrivacy applies the user-private Secret rules to an ExternalSecret or
 // PushSecret whose spec is created or changed: it reads no Secret private to another user than
-// its initiator, and an ExternalSecret writes into none and makes none private that pods of
-// other owners use. An ExternalSecret that reads private paths needs an index that holds every
+// its initiator, and an ExternalSecret writes into none, makes none private that pods of other
+// owners use, and owns the Secret it makes private (creationPolicy Owner), so that the Secret
+// goes when it goes. An ExternalSecret that reads private paths needs an index that holds every
 // ExternalSecret, so that the Secret it writes is known private before any pod can use it. The
 // warnings say where the rules of pods do not hold.
 func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj *SecretObject) (field.ErrorList, []string, *Refusal) {
@@ -698,6 +676,13 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 		}
 	}
 	slices.Sort(users)
+	if creation, _, _ := unstructured.NestedString(obj.Object, "spec", "target", "creationPolicy"); len(users) > 0 && creation != "" && creation != "Owner" {
+		// Only a Secret the ExternalSecret owns goes with it (the garbage collector deletes it):
+		// one that outlives it would be private to nobody the index knows.
+		errs = append(errs, field.NotSupported(field.NewPath("spec", "target", "creationPolicy"), creation, []string{"Owner"}))
+		errs[len(errs)-1].Detail = fmt.Sprintf("this ExternalSecret syncs private paths of %s, and with creationPolicy %s the Secret it writes would outlive it (Orphan), or not be its own (Merge, None): once the ExternalSecret is gone nothing would mark the Secret private, and any pod could use it; keep the default, Owner",
+			userList(users), creation)
+	}
 	target, path := ExternalSecretTarget(obj)
 	targetErrs, refusal := ValidateSecretTarget(ctx, lookup, req.Facts.Pods, req.Namespace, initiator, path, target, users)
 	if refusal != nil {

@@ -377,23 +377,25 @@ func TestPrivateSecretsOfExternalSecrets(t *testing.T) {
 		lookup  PrivateSecretLookup
 		fields  []string
 		refusal string
-		warning string
 	}{
-		{"bob pushes alice's Secret", "bob", push("bob", `{"secret":{"name":"s"}}`), teamA, []string{"spec.selector.secret.name"}, "", ""},
-		{"alice pushes hers", "alice", push("alice", `{"secret":{"name":"s"}}`), teamA, nil, "", ""},
-		{"bob pushes Secrets selected by labels", "bob", push("bob", `{"secret":{"selector":{"matchLabels":{"a":"b"}}}}`), teamA, []string{"spec.selector.secret.selector"}, "", ""},
+		{"bob pushes alice's Secret", "bob", push("bob", `{"secret":{"name":"s"}}`), teamA, []string{"spec.selector.secret.name"}, ""},
+		{"alice pushes hers", "alice", push("alice", `{"secret":{"name":"s"}}`), teamA, nil, ""},
+		{"bob pushes Secrets selected by labels", "bob", push("bob", `{"secret":{"selector":{"matchLabels":{"a":"b"}}}}`), teamA, []string{"spec.selector.secret.selector"}, ""},
 		{"bob templates alice's Secret into his", "bob", es("bob", `"target":{"name":"mine","template":{"templateFrom":[{"configMap":{"name":"c"}},{"secret":{"name":"s"}}]}},`+public), teamA,
-			[]string{"spec.target.template.templateFrom[1].secret.name"}, "", ""},
-		{"bob writes into alice's Secret", "bob", es("bob", `"target":{"name":"s","creationPolicy":"Merge"},`+public), teamA, []string{"spec.target.name"}, "", ""},
+			[]string{"spec.target.template.templateFrom[1].secret.name"}, ""},
+		{"bob writes into alice's Secret", "bob", es("bob", `"target":{"name":"s","creationPolicy":"Merge"},`+public), teamA, []string{"spec.target.name"}, ""},
 		{"bob's ExternalSecret named like alice's Secret", "bob", object(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"s","namespace":"team-a-dev","annotations":{"iss.platform/initiator-id":"bob"}},
-			"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},` + public + `}}`), teamA, []string{"spec.target.name"}, "", ""},
-		{"alice syncs her path into a Secret a pod of bob's waits for", "alice", es("alice", `"target":{"name":"future"},`+alices), teamA, []string{"spec.target.name"}, "", ""},
-		{"alice syncs her path into her own Secret", "alice", es("alice", `"target":{"name":"s"},`+alices), teamA, nil, "", ""},
-		{"alice templates hers into a Secret bob's pod waits for", "alice", es("alice", `"target":{"name":"future","template":{"templateFrom":[{"secret":{"name":"s"}}]}},`+public), teamA, []string{"spec.target.name"}, "", ""},
+			"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},` + public + `}}`), teamA, []string{"spec.target.name"}, ""},
+		{"alice syncs her path into a Secret a pod of bob's waits for", "alice", es("alice", `"target":{"name":"future"},`+alices), teamA, []string{"spec.target.name"}, ""},
+		{"alice syncs her path into her own Secret", "alice", es("alice", `"target":{"name":"s"},`+alices), teamA, nil, ""},
+		{"alice templates hers into a Secret bob's pod waits for", "alice", es("alice", `"target":{"name":"future","template":{"templateFrom":[{"secret":{"name":"s"}}]}},`+public), teamA, []string{"spec.target.name"}, ""},
+		{"alice's private path into a Secret that would outlive her ExternalSecret", "alice", es("alice", `"target":{"name":"s","creationPolicy":"Orphan"},`+alices), teamA,
+			[]string{"spec.target.creationPolicy"}, ""},
+		{"alice's public path merged into a Secret", "alice", es("alice", `"target":{"name":"public","creationPolicy":"Merge"},`+public), teamA, nil, ""},
 		{"a private path while the index does not watch ExternalSecrets", "alice", es("alice", `"target":{"name":"new"},`+alices),
-			privates{users: teamA.users, watching: errors.New("not yet")}, nil, "not yet", ""},
+			privates{users: teamA.users, watching: errors.New("not yet")}, nil, "not yet"},
 		{"a public path while the index does not watch ExternalSecrets", "alice", es("alice", `"target":{"name":"new"},`+public),
-			privates{users: teamA.users, watching: errors.New("not yet")}, nil, "", ""},
+			privates{users: teamA.users, watching: errors.New("not yet")}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := userRequest(Create, "", tc.user)

@@ -100,7 +100,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), c.served)
 	records := newBuildRecords(mgr, opts)
-	privates, err := usersecrets.New(c.restConfig, webhook.ExcludedNamespaces(), time.Minute)
+	// A deleted ExternalSecret's Secret stays private for as long as the garbage collector
+	// could take to delete it after its owner.
+	privates, err := usersecrets.New(c.restConfig, webhook.ExcludedNamespaces(), time.Minute, 2*time.Minute)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,8 @@ type Index struct {
 	dynamic dynamic.Interface
 	disc    discovery.DiscoveryInterface
 	recheck time.Duration
+	grace   time.Duration
+	now     func() time.Time
 
 	pods toolscache.SharedIndexInformer
 	poke chan struct{}
@@ -58,11 +60,22 @@ type Index struct {
 	mu sync.Mutex
 	// secrets is the informer of ExternalSecrets, nil until the API server serves them.
 	secrets toolscache.SharedIndexInformer
+	// gone are the ExternalSecrets deleted within the grace period, by the Secret they wrote:
+	// the garbage collector deletes that Secret a little later, and until then it stays private.
+	gone map[string][]goneEntry
+}
+
+// goneEntry is an ExternalSecret that was deleted, until when its Secret stays private.
+type goneEntry struct {
+	entry *ExternalSecretEntry
+	until time.Time
 }
 
 // New returns the index for the cluster of cfg. Pods of the excluded namespaces (which no
-// webhook is sent) are not kept.
-func New(cfg *rest.Config, excluded []string, recheck time.Duration) (*Index, error) {
+// webhook is sent) are not kept. recheck is how often it asks whether ExternalSecrets are
+// served while they are not; grace is how long the Secret of a deleted ExternalSecret stays
+// private, while the garbage collector deletes it.
+func New(cfg *rest.Config, excluded []string, recheck, grace time.Duration) (*Index, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -71,11 +84,11 @@ func New(cfg *rest.Config, excluded []string, recheck time.Duration) (*Index, er
 	if err != nil {
 		return nil, err
 	}
-	return NewForClients(cs, dyn, cs.Discovery(), excluded, recheck), nil
+	return NewForClients(cs, dyn, cs.Discovery(), excluded, recheck, grace), nil
 }
 
 // NewForClients returns the index that reads through the given clients.
-func NewForClients(cs kubernetes.Interface, dyn dynamic.Interface, disc discovery.DiscoveryInterface, excluded []string, recheck time.Duration) *Index {
+func NewForClients(cs kubernetes.Interface, dyn dynamic.Interface, disc discovery.DiscoveryInterface, excluded []string, recheck, grace time.Duration) *Index {
 	var selectors []fields.Selector
 	for _, ns := range excluded {
 		selectors = append(selectors, fields.OneTermNotEqualSelector("metadata.namespace", ns))
@@ -87,7 +100,7 @@ func NewForClients(cs kubernetes.Interface, dyn dynamic.Interface, disc discover
 	if err := pods.SetTransform(podTransform); err != nil {
 		panic(err) // only fails once the informer runs
 	}
-	return &Index{dynamic: dyn, disc: disc, recheck: recheck, pods: pods, poke: make(chan struct{}, 1)}
+	return &Index{dynamic: dyn, disc: disc, recheck: recheck, grace: grace, now: time.Now, pods: pods, poke: make(chan struct{}, 1), gone: map[string][]goneEntry{}}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every replica reviews.
@@ -140,10 +153,53 @@ func (ix *Index) watch(ctx context.Context, gvr schema.GroupVersionResource) {
 	if err := inf.SetTransform(externalSecretTransform); err != nil {
 		panic(err) // only fails once the informer runs
 	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: ix.deleted}); err != nil {
+		panic(err) // only fails once the informer runs
+	}
 	ix.mu.Lock()
 	ix.secrets = inf
 	ix.mu.Unlock()
 	go inf.Run(ctx.Done())
+}
+
+// deleted keeps a deleted ExternalSecret for the grace period.
+func (ix *Index) deleted(obj any) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	e, ok := obj.(*ExternalSecretEntry)
+	if !ok {
+		return
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	key := e.Namespace + "/" + e.Target
+	now := ix.now()
+	kept := []goneEntry{{entry: e, until: now.Add(ix.grace)}}
+	for _, g := range ix.gone[key] {
+		if now.Before(g.until) {
+			kept = append(kept, g)
+		}
+	}
+	ix.gone[key] = kept
+}
+
+// goneWriters returns the ExternalSecrets that wrote a Secret and were deleted within the grace
+// period.
+func (ix *Index) goneWriters(key string) []*ExternalSecretEntry {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []*ExternalSecretEntry
+	now := ix.now()
+	for _, g := range ix.gone[key] {
+		if now.Before(g.until) {
+			out = append(out, g.entry)
+		}
+	}
+	if len(out) == 0 {
+		delete(ix.gone, key)
+	}
+	return out
 }
 
 // Synced returns an error until both informers are synced, for the readiness probe.
@@ -196,8 +252,11 @@ func (ix *Index) SecretUsers(_ context.Context, namespace, name string) ([]strin
 		return nil, err
 	}
 	users := map[string]bool{}
-	if err := collectUsers(inf.GetIndexer(), namespace, name, map[string]bool{}, users); err != nil {
+	if err := ix.collectUsers(inf.GetIndexer(), namespace, name, map[string]bool{}, users); err != nil {
 		return nil, err
+	}
+	if len(users) == 0 {
+		return nil, nil
 	}
 	out := make([]string, 0, len(users))
 	for u := range users {
@@ -208,7 +267,8 @@ func (ix *Index) SecretUsers(_ context.Context, namespace, name string) ([]strin
 }
 
 // collectUsers adds the users a Secret is private to, following templateFrom reads once each.
-func collectUsers(idx toolscache.Indexer, namespace, name string, seen, users map[string]bool) error {
+// The ExternalSecrets deleted within the grace period count.
+func (ix *Index) collectUsers(idx toolscache.Indexer, namespace, name string, seen, users map[string]bool) error {
 	if seen[name] {
 		return nil
 	}
@@ -216,6 +276,9 @@ func collectUsers(idx toolscache.Indexer, namespace, name string, seen, users ma
 	writers, err := idx.ByIndex(byTarget, namespace+"/"+name)
 	if err != nil {
 		return err
+	}
+	for _, e := range ix.goneWriters(namespace + "/" + name) {
+		writers = append(writers, e)
 	}
 	for _, obj := range writers {
 		e, ok := obj.(*ExternalSecretEntry)
@@ -226,7 +289,7 @@ func collectUsers(idx toolscache.Indexer, namespace, name string, seen, users ma
 			users[u] = true
 		}
 		for _, r := range e.Reads {
-			if err := collectUsers(idx, namespace, r, seen, users); err != nil {
+			if err := ix.collectUsers(idx, namespace, r, seen, users); err != nil {
 				return err
 			}
 		}

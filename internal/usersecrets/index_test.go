@@ -54,16 +54,16 @@ func externalSecret(t *testing.T, doc string) *unstructured.Unstructured {
 
 var gvr = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"}
 
-func newIndex(t *testing.T, served bool, objects []runtime.Object, pods ...runtime.Object) (*Index, *servedDiscovery) {
+func newIndex(t *testing.T, served bool, objects []runtime.Object, pods ...runtime.Object) (*Index, *servedDiscovery, *dynamicfake.FakeDynamicClient) {
 	t.Helper()
 	cs := fake.NewClientset(pods...)
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "ExternalSecretList"}, objects...)
 	disc := &servedDiscovery{FakeDiscovery: cs.Discovery().(*fakediscovery.FakeDiscovery), served: served}
-	ix := NewForClients(cs, dyn, disc, []string{"kube-system"}, time.Hour)
+	ix := NewForClients(cs, dyn, disc, []string{"kube-system"}, time.Hour, time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = ix.Start(ctx) }()
-	return ix, disc
+	return ix, disc, dyn
 }
 
 // eventually polls cond until it holds; a test that never gets there times out.
@@ -105,7 +105,7 @@ func TestIndexOfPrivateSecrets(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team-a-dev", Annotations: map[string]string{policy.AnnotationInitiatorID: "alice", "other": "dropped"}},
 		Spec: corev1.PodSpec{Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}}},
 			Containers: []corev1.Container{{Name: "c", Image: "busybox", Env: []corev1.EnvVar{{Name: "E", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}}}}}}}
-	ix, _ := newIndex(t, true, objects, pod)
+	ix, _, _ := newIndex(t, true, objects, pod)
 	eventually(t, "synced", func() bool { return ix.Synced() == nil && ix.Watching(ctx) == nil })
 
 	for _, tc := range []struct {
@@ -151,7 +151,7 @@ func TestIndexBeforeExternalSecretsAreServed(t *testing.T) {
 	ctx := context.Background()
 	objects := []runtime.Object{externalSecret(t, `{apiVersion: external-secrets.io/v1, kind: ExternalSecret, metadata: {name: s, namespace: team-a-dev},
   spec: {data: [{secretKey: k, remoteRef: {key: artifacts/team-a/users/alice/secrets/db}}]}}`)}
-	ix, disc := newIndex(t, false, objects)
+	ix, disc, _ := newIndex(t, false, objects)
 	eventually(t, "synced", func() bool { return ix.Synced() == nil })
 	// No ExternalSecret can exist that the API server does not serve: nothing is private.
 	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || users != nil {
@@ -165,5 +165,31 @@ func TestIndexBeforeExternalSecretsAreServed(t *testing.T) {
 	eventually(t, "watching once served", func() bool { return ix.Watching(ctx) == nil })
 	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || !slices.Equal(users, []string{"alice"}) {
 		t.Errorf("SecretUsers = %v, %v once served; want alice", users, err)
+	}
+}
+
+// TestDeletedExternalSecretsKeepTheirSecretPrivate: the garbage collector deletes the Secret of a
+// deleted ExternalSecret a little later; until the grace period is over it stays private.
+func TestDeletedExternalSecretsKeepTheirSecretPrivate(t *testing.T) {
+	ctx := context.Background()
+	objects := []runtime.Object{externalSecret(t, `{apiVersion: external-secrets.io/v1, kind: ExternalSecret, metadata: {name: s, namespace: team-a-dev},
+  spec: {data: [{secretKey: k, remoteRef: {key: artifacts/team-a/users/alice/secrets/db}}]}}`)}
+	ix, _, dyn := newIndex(t, true, objects)
+	eventually(t, "synced", func() bool { return ix.Synced() == nil && ix.Watching(ctx) == nil })
+	if err := dyn.Resource(gvr).Namespace("team-a-dev").Delete(ctx, "s", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deletion seen", func() bool {
+		_, found, _ := ix.secrets.GetIndexer().GetByKey("team-a-dev/s")
+		return !found
+	})
+	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || !slices.Equal(users, []string{"alice"}) {
+		t.Errorf("SecretUsers = %v, %v within the grace period; want alice", users, err)
+	}
+	ix.mu.Lock()
+	ix.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	ix.mu.Unlock()
+	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || users != nil {
+		t.Errorf("SecretUsers = %v, %v after the grace period; want none", users, err)
 	}
 }

@@ -55,7 +55,8 @@ type Rule struct {
 	// Subresources are "" for the object itself, else a subresource's name.
 	Subresources []string
 	// Review, when set, is the rule that judges what this webhook is sent instead of the kind's
-	// Mutate or Validate: a webhook of its own path for one set of rules.
+	// Mutate or Validate: a webhook of its own path for one set of rules. The rules of a kind at
+	// one path name the same review (one adapter serves them).
 	Review *review
 }
 

@@ -67,6 +67,10 @@ type Facts struct {
 	Paths PathVerifier
 	// BuildRecords reads the records of the code each Temporal build id stands for.
 	BuildRecords BuildRecordLookup
+	// PrivateSecrets tells which Secrets are private to users (synced from users/ paths).
+	PrivateSecrets PrivateSecretLookup
+	// Pods tells what the webhook caches of pods: their owners and the Secrets they use.
+	Pods PodLookup
 }
 
 // NamespaceLookup tells what the rules need of namespaces: their ISS labels. A namespace that

@@ -215,6 +215,12 @@ func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old 
 	spec, _ := obj.Object["spec"].(map[string]any)
 	errs = append(errs, ValidateSpecFields(obj.GetKind(), spec)...)
 	out.Add(RuleIntegrity, errs)
+	private, warnings, refusal := p.admitSecretObjectPrivacy(ctx, req, obj)
+	if refusal != nil && !out.Denies(p) {
+		return Outcome{Refusal: refusal}
+	}
+	out.Add(RuleIntegrity, private)
+	out.Warnings = append(out.Warnings, warnings...)
 	if out.Denies(p) || es == nil || !p.OpenBao.Verify || req.Facts.Paths == nil {
 		// What integrity denies is not worth a question to OpenBao.
 		return out

@@ -219,8 +219,10 @@ func AdmitGenerator(ctx context.Context, p *Policy, req *Request, obj, old *unst
 // SecretRead is a Secret of an object's own namespace that an External Secrets object reads (or
 // writes), and the field that names it.
 type SecretRead struct {
+	// Field is where the object names it.
 	Field *field.Path
-	Name  string
+	// Name is the Secret's name.
+	Name string
 }
 
 // SecretReads returns the Secrets of its namespace that obj reads: a PushSecret's

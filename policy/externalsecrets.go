@@ -455,28 +455,8 @@ func (p *Policy) ValidateSecretStore(store *SecretStore, ns Namespace) field.Err
 // PushSecret: a requester that is not trusted may only name itself, and nobody untrusted may
 // change it once set. old is nil on create.
 func (p *Policy) ValidateInitiator(old, cur *metav1.ObjectMeta, username string, trusted bool) field.ErrorList {
-	path := field.NewPath("metadata", "annotations").Key(AnnotationInitiatorID)
-	value, ok := cur.Annotations[AnnotationInitiatorID]
-	if trusted {
-		return nil
-	}
-	if old != nil {
-		before, had := old.Annotations[AnnotationInitiatorID]
-		switch {
-		case had && (!ok || value != before):
-			return field.ErrorList{field.Forbidden(path, fmt.Sprintf("the initiator %q may not be changed or removed: the paths of this object were checked for it; create a new object instead", before))}
-		case had || !ok:
-			// Kept as it was, or still absent on an object created before the webhook.
-			return nil
-		}
-	}
-	if !ok {
-		return field.ErrorList{field.Required(path, fmt.Sprintf("iss-webhook sets it to the requesting user; set it to %q", username))}
-	}
-	if value != username {
-		return field.ErrorList{field.Forbidden(path, fmt.Sprintf("is %q, but you are %q: only trusted identities may act for another user; remove the annotation to have it set to you", value, username))}
-	}
-	return nil
+	return validateInitiatorAnnotation(field.NewPath("metadata", "annotations").Key(AnnotationInitiatorID), old, cur, username, trusted,
+		"the paths of this object were checked for it", true)
 }
 
 // ValidateSpecChange denies a change of what an ExternalSecret or PushSecret reads or writes

@@ -53,7 +53,7 @@ var ruleGroups = []RuleGroupSpec{
 	{Group: RuleProvisioning, Mode: func(e *v1alpha1.Enforcement) *v1alpha1.EnforcementMode { return &e.Provisioning },
 		Covers: "the state backends and deprovisioning of Pulumi Stacks and Terraforms"},
 	{Group: RuleIntegrity,
-		Covers: "what the other rules rest on: ISS labels and annotations, generated egress policies, namespace labels, user NetworkPolicies that would open engine egress, engine images in debug containers, the secrets' path, app, initiator and store rules, objects being deleted, the ISSPolicy itself; always denies, since in Warn or Audit anyone could switch the rest off"},
+		Covers: "what the other rules rest on: ISS labels and annotations, generated egress policies, namespace labels, user NetworkPolicies that would open engine egress, engine images in debug containers, the secrets' path, app, initiator and store rules, user-private Secrets (the owners of pods and templates, who may use, change or connect to what uses a user's Secret), objects being deleted, the ISSPolicy itself; always denies, since in Warn or Audit anyone could switch the rest off"},
 	{Group: RuleEgressWrite,
 		Covers: "the writing of generated egress policies during admission; a failure always denies the engine, which must never run with open egress"},
 	{Group: RuleBuildRecords,

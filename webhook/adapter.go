@@ -55,6 +55,12 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 	// What each operation carries: the object on create and update, the stored one on update
 	// and delete. The rules rely on it.
 	needObject, needOld := req.Operation != admissionv1.Delete, req.Operation != admissionv1.Create
+	if req.Operation == admissionv1.Connect {
+		// A connect carries the options of the connection (PodExecOptions, ...), not the
+		// object: the rule reads the object from the webhook's cache.
+		req.Object, req.OldObject = runtime.RawExtension{}, runtime.RawExtension{}
+		needObject, needOld = false, false
+	}
 	obj, err := a.decode(req.Object, needObject)
 	if err != nil {
 		return badRequest(a.kind.Kind, err)
@@ -75,7 +81,8 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 		Trusted: pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups),
 		Self:    a.o.Self != "" && req.UserInfo.Username == a.o.Self,
 		DryRun:  req.DryRun != nil && *req.DryRun,
-		Facts:   policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao, BuildRecords: a.o.Builds},
+		Facts: policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao, BuildRecords: a.o.Builds,
+			PrivateSecrets: a.o.PrivateSecrets, Pods: a.o.Pods},
 	}
 	if resp, done := a.whileDeleting(ctx, pol, req, r, obj, old); done {
 		return resp
@@ -267,12 +274,26 @@ type pathHandler map[schema.GroupKind]*kindAdapter
 // Handle implements admission.Handler.
 func (h pathHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	a, ok := h[schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}]
+	if !ok && req.Operation == admissionv1.Connect {
+		// A connect names the kind of its options (PodExecOptions): the resource says whose.
+		a, ok = h.byResource(req.Resource.Group, req.Resource.Resource)
+	}
 	if !ok {
 		// Only a configuration edited by hand sends a kind the table does not name here: fail
 		// closed, and say so.
 		return admission.Denied(fmt.Sprintf("iss-webhook does not govern %s %s at this path, which its webhook configurations do not send it: remove the kind from the configuration, or install the configurations of this build", req.Kind.Group, req.Kind.Kind))
 	}
 	return a.Handle(ctx, req)
+}
+
+// byResource returns the adapter of the kind with the given group and resource.
+func (h pathHandler) byResource(group, resource string) (*kindAdapter, bool) {
+	for gk, a := range h {
+		if gk.Group == group && a.kind.Resource == resource {
+			return a, true
+		}
+	}
+	return nil, false
 }
 
 // newPathHandlers returns the handler of every path, with the adapter of every kind whose rules
@@ -294,6 +315,9 @@ func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
 				rv := k.Validate
 				if r.Webhook.Mutating {
 					rv = k.Mutate
+				}
+				if r.Review != nil {
+					rv = *r.Review
 				}
 				a = &kindAdapter{kind: k, review: rv, sent: map[operationOn]bool{}, decoder: decoder, typed: decodedWithScheme(scheme, rv.new()), o: o}
 				h[key] = a

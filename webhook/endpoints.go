@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -28,6 +29,17 @@ const (
 	ValidateNamespacesPath = "/validate-namespaces"
 	// ValidateWorkloadsPath serves the validating webhook for the workloads that create pods.
 	ValidateWorkloadsPath = "/validate-workloads"
+	// MutateWorkloadsPath serves the mutating webhook that records the owner of workloads' pod
+	// templates.
+	MutateWorkloadsPath = "/mutate-workloads"
+	// ValidateUserSecretWorkloadsPath serves the validating webhook of the user-private Secret
+	// rules for the workloads that create pods.
+	ValidateUserSecretWorkloadsPath = "/validate-user-secret-workloads"
+	// MutatePodOwnersPath serves the mutating webhook that records the owner of pods.
+	MutatePodOwnersPath = "/mutate-pod-owners"
+	// ValidateUserSecretPodsPath serves the validating webhooks of the user-private Secret rules
+	// for pods, their debug containers and exec, attach and port-forward.
+	ValidateUserSecretPodsPath = "/validate-user-secret-pods"
 	// MutateHPAsPath serves the mutating webhook for HorizontalPodAutoscalers.
 	MutateHPAsPath = "/mutate-hpas"
 	// ValidateHPAsPath serves the validating webhook for HorizontalPodAutoscalers.
@@ -99,6 +111,24 @@ rewrites it in every webhook when the policy's images change.`,
 	},
 }
 
+// secretReferences is the CEL test of a pod spec that references a Secret: image pull secrets,
+// env and envFrom of any container, and every volume but those of the types known to name none
+// (so that a volume type newer than the webhook reaches it too). It is a superset of
+// policy.PodSpecSecretReferences, which decides.
+func secretReferences(spec string) string {
+	tests := []string{
+		`size(` + spec + `.?imagePullSecrets.orValue([])) > 0`,
+		spec + `.?volumes.orValue([]).exists(v, !(has(v.emptyDir) || has(v.configMap) || has(v.downwardAPI) || has(v.hostPath) ||
+    has(v.persistentVolumeClaim) || has(v.ephemeral) || has(v.image) || has(v.nfs) ||
+    (has(v.projected) && !v.projected.?sources.orValue([]).exists(s, has(s.secret)))))`,
+	}
+	for _, list := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		tests = append(tests, spec+`.?`+list+`.orValue([]).exists(c, c.?envFrom.orValue([]).exists(e, has(e.secretRef)) ||
+    c.?env.orValue([]).exists(e, has(e.valueFrom) && has(e.valueFrom.secretKeyRef)))`)
+	}
+	return "(" + strings.Join(tests, " ||\n  ") + ")"
+}
+
 // privilegedContainers is the CEL test of a pod spec with a container (init and ephemeral ones
 // too) that runs privileged or adds capabilities: outside engines they are denied, so that a
 // renamed engine image reaches the webhook without a label. It is a superset of what
@@ -112,6 +142,38 @@ func privilegedContainers(spec string) string {
 	return strings.Join(tests, " ||\n  ")
 }
 
+// templateOrLabelsChanged is the condition of the validating workloads webhooks on update.
+var templateOrLabelsChanged = MatchCondition{
+	Name: "template-or-labels-changed",
+	Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
+the controllers' bookkeeping) create no pod the rules have not seen: they never wait
+on the webhook.`,
+	Expression: func(string) string {
+		return `request.operation != 'UPDATE' ||
+object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
+object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
+object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
+object.?template.orValue({}) != oldObject.?template.orValue({})`
+	},
+}
+
+// workloadTemplates is the CEL test of a workload whose pod template passes test, which
+// renders the test of a template at a CEL path: spec.template, a CronJob's
+// spec.jobTemplate.spec.template, or a PodTemplate's template.
+func workloadTemplates(test func(template string) string) string {
+	return `(has(object.spec) && has(object.spec.template) && (` + test("object.spec.template") + `)) ||
+(has(object.spec) && has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) &&
+  (` + test("object.spec.jobTemplate.spec.template") + `)) ||
+(has(object.template) && (` + test("object.template") + `))`
+}
+
+// inAppNamespaces explains the namespace selector of the user-private Secret webhooks.
+const inAppNamespaces = `The apps' namespaces only: ExternalSecrets elsewhere may read no OpenBao path, so no Secret
+is private to a user outside them, and the platform's own pods never wait on these webhooks.`
+
+// hpasInAppNamespaces explains the namespace selector of the HPA webhooks.
+const hpasInAppNamespaces = "The apps' namespaces only: HPAs of the platform's own components scale as they like."
+
 // writesBuildRecords is the side effect of the workloads webhook.
 const writesBuildRecords = "It writes the records of Temporal builds' code, except on dry run."
 
@@ -123,9 +185,35 @@ var (
 		MatchConditions: []MatchCondition{engineOrISSMetadata},
 	}
 	mutateExternalSecrets = Endpoint{Name: "external-secrets.mutate.iss.platform", Path: MutateExternalSecretsPath, Mutating: true}
-	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true}
-	validateEnginePods    = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
-	validatePodStatus     = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
+	mutateHPAs            = Endpoint{Name: "hpas.mutate.iss.platform", Path: MutateHPAsPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
+	mutateWorkloads       = Endpoint{
+		Name: "workloads.mutate.iss.platform", Path: MutateWorkloadsPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name: "template-needs-owner",
+			Comment: `Only workloads whose pod template references a Secret and has no owner
+(iss.platform/initiator-id), which the webhook then records: the requester, or on update
+the owner it had. A PodTemplate has no spec: every test of a field is guarded.`,
+			Expression: func(string) string {
+				return workloadTemplates(func(t string) string {
+					return `!(has(` + t + `.metadata) && has(` + t + `.metadata.annotations) && 'iss.platform/initiator-id' in ` + t + `.metadata.annotations) &&
+  has(` + t + `.spec) && ` + secretReferences(t+".spec")
+				})
+			},
+		}},
+	}
+	mutatePodOwners = Endpoint{
+		Name: "pod-owners.mutate.iss.platform", Path: MutatePodOwnersPath, Mutating: true, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name:    "pod-needs-owner",
+			Comment: "Only pods that reference a Secret and have no owner (iss.platform/initiator-id), which the webhook then records.",
+			Expression: func(string) string {
+				return `!(has(object.metadata.annotations) && 'iss.platform/initiator-id' in object.metadata.annotations) &&
+` + secretReferences("object.spec")
+			},
+		}},
+	}
+	validateEnginePods = Endpoint{Name: "engine-pods.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{engineOrISSMetadata}}
+	validatePodStatus  = Endpoint{Name: "pod-status.validate.iss.platform", Path: ValidateEnginePodsPath, MatchConditions: []MatchCondition{{
 		Name: "metadata-changed",
 		Comment: `Status updates (the kubelet's, many a minute) reach the webhook only when they also
 change labels or annotations, which the status subresource keeps.`,
@@ -134,6 +222,31 @@ change labels or annotations, which the status subresource keeps.`,
 object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})`
 		},
 	}}}
+	validateUserSecretPods = Endpoint{
+		Name: "user-secret-pods.validate.iss.platform", Path: ValidateUserSecretPodsPath, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{{
+			Name:    "uses-secrets",
+			Comment: "Only pods that reference a Secret (which may be private to a user); a plain pod costs no call.",
+			Expression: func(string) string {
+				return `[object, oldObject].exists(o, o != null &&
+` + secretReferences("o.spec") + `)`
+			},
+		}},
+	}
+	validatePodConnect = Endpoint{
+		Name: "pod-connect.validate.iss.platform", Path: ValidateUserSecretPodsPath, AppNamespacesOnly: true,
+		NamespaceComment: `Exec, attach and port-forward into pods of the apps' namespaces, where Secrets synced from
+users' private paths are: only their user may connect to a pod that uses one. The review
+carries no pod: the webhook reads it from its cache.`,
+		MatchConditions: []MatchCondition{{
+			Name: "not-cluster-admin",
+			Comment: `Members of system:masters pass RBAC and may read every Secret themselves: their
+connections cost no call.`,
+			Expression: func(string) string {
+				return `!(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups)`
+			},
+		}},
+	}
 	validateNetworkPolicies = Endpoint{Name: "network-policies.validate.iss.platform", Path: ValidateNetworkPoliciesPath, MatchConditions: []MatchCondition{{
 		Name: "generated-or-egress",
 		Comment: `Policies that allow egress (which could widen an engine's), that use the names or the
@@ -198,21 +311,22 @@ every test of a field is guarded, since an error would refuse the object (failur
   ` + template("object.template") + `))`
 			},
 		},
-		{
-			Name: "template-or-labels-changed",
-			Comment: `Updates that leave the pod template and the labels as they were (scaling a ReplicaSet,
-the controllers' bookkeeping) create no pod the rules have not seen: they never wait
-on the webhook.`,
-			Expression: func(string) string {
-				return `request.operation != 'UPDATE' ||
-object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
-object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({}) ||
-object.?spec.?jobTemplate.orValue({}) != oldObject.?spec.?jobTemplate.orValue({}) ||
-object.?template.orValue({}) != oldObject.?template.orValue({})`
-			},
-		},
+		templateOrLabelsChanged,
 	}}
-	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true}
+	validateUserSecretWorkloads = Endpoint{
+		Name: "user-secret-workloads.validate.iss.platform", Path: ValidateUserSecretWorkloadsPath, AppNamespacesOnly: true, NamespaceComment: inAppNamespaces,
+		MatchConditions: []MatchCondition{
+			{
+				Name:    "template-uses-secrets",
+				Comment: "Only workloads whose pod template references a Secret (which may be private to a user).",
+				Expression: func(string) string {
+					return workloadTemplates(func(t string) string { return `has(` + t + `.spec) && ` + secretReferences(t+".spec") })
+				},
+			},
+			templateOrLabelsChanged,
+		},
+	}
+	validateHPAs         = Endpoint{Name: "hpas.validate.iss.platform", Path: ValidateHPAsPath, AppNamespacesOnly: true, NamespaceComment: hpasInAppNamespaces}
 	validateProvisioning = Endpoint{Name: "provisioning.validate.iss.platform", Path: ValidateProvisioningPath}
 	validateISSPolicies  = Endpoint{
 		Name: "isspolicies.validate.iss.platform", Path: ValidateISSPoliciesPath,
@@ -231,9 +345,9 @@ runs on carries the label, so it cannot lock out its own recovery.`,
 // Endpoints returns every webhook of the configurations, mutating ones first.
 func Endpoints() []*Endpoint {
 	return []*Endpoint{
-		&mutateEnginePods, &mutateExternalSecrets, &mutateHPAs,
-		&validateEnginePods, &validatePodStatus, &validateNetworkPolicies, &validateExternalSecrets, &validatePushSecretStatus,
-		&validateNamespaces, &validateWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
+		&mutateEnginePods, &mutatePodOwners, &mutateExternalSecrets, &mutateHPAs, &mutateWorkloads,
+		&validateEnginePods, &validatePodStatus, &validateUserSecretPods, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets, &validatePushSecretStatus,
+		&validateNamespaces, &validateWorkloads, &validateUserSecretWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
 		&validateBuildRecords,
 	}
 }
@@ -241,6 +355,10 @@ func Endpoints() []*Endpoint {
 // excludedNamespaces are never sent to any webhook: the control plane's and iss-webhook's own,
 // so that the webhook cannot lock out its own recovery.
 var excludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", ownNamespace}
+
+// ExcludedNamespaces returns the namespaces that no webhook is sent: their objects are never
+// reviewed, so the webhook's caches need not hold them.
+func ExcludedNamespaces() []string { return slices.Clone(excludedNamespaces) }
 
 // ownNamespace is iss-webhook's own namespace, where the install runs it and keeps the build
 // records.
@@ -295,9 +413,6 @@ func (e *Endpoint) render(b *strings.Builder, imageTest string) {
 	fmt.Fprintf(b, "    sideEffects: %s\n    timeoutSeconds: 5\n    matchPolicy: Equivalent\n", sideEffects)
 	if e.Mutating {
 		b.WriteString("    reinvocationPolicy: IfNeeded\n")
-	}
-	if e.AppNamespacesOnly {
-		b.WriteString("    # The apps' namespaces only: HPAs of the platform's own components scale as they like.\n")
 	}
 	comment(b, "    ", e.NamespaceComment)
 	if e.OwnNamespaceOnly {

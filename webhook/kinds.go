@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 
 	"github.com/iss-platform/iss-webhook/mutators"
 	"github.com/iss-platform/iss-webhook/policy"
@@ -54,6 +55,10 @@ type Rule struct {
 	Operations []admissionregistrationv1.OperationType
 	// Subresources are "" for the object itself, else a subresource's name.
 	Subresources []string
+	// Review, when set, is the rule that judges what this webhook is sent instead of the kind's
+	// Mutate or Validate: a webhook of its own path for one set of rules. The rules of a kind at
+	// one path name the same review (one adapter serves them).
+	Review *review
 }
 
 // Resources returns the resources a rule of the kind names: the kind's own for the object, and
@@ -101,6 +106,7 @@ var (
 	opCreate     = admissionregistrationv1.Create
 	opUpdate     = admissionregistrationv1.Update
 	opDelete     = admissionregistrationv1.Delete
+	opConnect    = admissionregistrationv1.Connect
 	createUpdate = []admissionregistrationv1.OperationType{opCreate, opUpdate}
 	objectOnly   = []string{""}
 )
@@ -116,8 +122,13 @@ func newHPA() *autoscalingv2.HorizontalPodAutoscaler {
 func workload(group, kind, resource string, newObject func() metav1.Object) Kind {
 	return Kind{
 		Group: group, Versions: []string{"v1"}, Kind: kind, Resource: resource, Scope: admissionregistrationv1.NamespacedScope,
-		Rules:  []Rule{{Webhook: &validateWorkloads, Operations: createUpdate, Subresources: objectOnly}},
+		Rules: []Rule{
+			{Webhook: &mutateWorkloads, Operations: createUpdate, Subresources: objectOnly},
+			{Webhook: &validateWorkloads, Operations: createUpdate, Subresources: objectOnly},
+			{Webhook: &validateUserSecretWorkloads, Operations: createUpdate, Subresources: objectOnly, Review: ptr.To(reviewOf(newObject, policy.AdmitWorkloadSecrets))},
+		},
 		Groups: []policy.RuleGroup{policy.RuleEnginePods}, PodTemplate: true, Exemptable: true, Audited: true,
+		Mutate:   reviewOf(newObject, mutators.DefaultWorkloadOwner),
 		Validate: reviewOf(newObject, policy.AdmitWorkload),
 	}
 }
@@ -140,6 +151,7 @@ func GovernedKinds() []Kind {
 		{Webhook: &mutateExternalSecrets, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly},
 		{Webhook: &validateExternalSecrets, Operations: createUpdate, Subresources: objectOnly},
 	}
+	podOwners, podSecrets := reviewOf(newPod, mutators.DefaultPodOwner), reviewOf(newPod, policy.AdmitPodSecrets)
 	hpaRules := []Rule{
 		{Webhook: &mutateHPAs, Operations: createUpdate, Subresources: objectOnly},
 		{Webhook: &validateHPAs, Operations: createUpdate, Subresources: objectOnly},
@@ -152,6 +164,10 @@ func GovernedKinds() []Kind {
 				{Webhook: &validateEnginePods, Operations: createUpdate, Subresources: objectOnly},
 				{Webhook: &validateEnginePods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"resize", "ephemeralcontainers"}},
 				{Webhook: &validatePodStatus, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"status"}},
+				{Webhook: &mutatePodOwners, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly, Review: &podOwners},
+				{Webhook: &validateUserSecretPods, Operations: createUpdate, Subresources: objectOnly, Review: &podSecrets},
+				{Webhook: &validateUserSecretPods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"ephemeralcontainers"}, Review: &podSecrets},
+				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward"}, Review: &podSecrets},
 			},
 			Groups: []policy.RuleGroup{policy.RuleEnginePods, policy.RuleIntegrity}, Exemptable: true, Audited: true,
 			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),

@@ -36,6 +36,11 @@ type Options struct {
 	BuildRecords BuildRecordWriter
 	// Builds reads the records of Temporal builds; nil knows none.
 	Builds policy.BuildRecordLookup
+	// PrivateSecrets tells which Secrets are private to users; nil never checks.
+	PrivateSecrets policy.PrivateSecretLookup
+	// Pods tells what the webhook caches of pods, for exec, attach and port-forward; nil never
+	// checks.
+	Pods policy.PodLookup
 	// AllCauses names every violation in a denial; otherwise a denial names at most MaxCauses,
 	// so that it stays readable for kubectl. issctl sets it.
 	AllCauses bool

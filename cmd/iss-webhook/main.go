@@ -44,6 +44,7 @@ import (
 	"github.com/iss-platform/iss-webhook/internal/openbao"
 	"github.com/iss-platform/iss-webhook/internal/reload"
 	"github.com/iss-platform/iss-webhook/internal/selfsigned"
+	"github.com/iss-platform/iss-webhook/internal/usersecrets"
 	"github.com/iss-platform/iss-webhook/policy"
 	"github.com/iss-platform/iss-webhook/policy/v1alpha1"
 	"github.com/iss-platform/iss-webhook/webhook"
@@ -99,7 +100,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	writer := egress.NewWriter(mgr.GetClient(), mgr.GetCache(), c.served)
 	records := newBuildRecords(mgr, opts)
-	if err := registerWebhooks(mgr, c, policies, writer, records, opts); err != nil {
+	// A deleted ExternalSecret's Secret stays private for as long as the garbage collector
+	// could take to delete it after its owner.
+	privates, err := usersecrets.New(c.restConfig, webhook.ExcludedNamespaces(), time.Minute, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(privates); err != nil {
+		return err
+	}
+	if err := registerWebhooks(mgr, c, policies, writer, records, privates, opts); err != nil {
 		return err
 	}
 	if err := addControllers(mgr, policies, writer, records, opts); err != nil {
@@ -108,7 +118,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := startInformers(ctx, mgr, c.served); err != nil {
 		return err
 	}
-	if err := addProbes(mgr, loader); err != nil {
+	if err := addProbes(mgr, loader, privates); err != nil {
 		return err
 	}
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
@@ -192,7 +202,7 @@ func newBuildRecords(mgr ctrl.Manager, opts *options) *buildrecord.Store {
 
 // registerWebhooks serves every webhook path; the reviews read only informer caches and the
 // policy, never the API server.
-func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, opts *options) error {
+func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, privates *usersecrets.Index, opts *options) error {
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
@@ -204,7 +214,7 @@ func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, wr
 	// GetWebhookServer also adds the server to the manager's runnables.
 	webhook.Register(mgr.GetWebhookServer(), mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: c.self,
 		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache()),
-		BuildRecords: records, Builds: records})
+		BuildRecords: records, Builds: records, PrivateSecrets: privates, Pods: privates})
 	return nil
 }
 
@@ -248,8 +258,8 @@ func startInformers(ctx context.Context, mgr ctrl.Manager, served egress.Served)
 }
 
 // addProbes adds /healthz and the /readyz checks: the TLS listener serves, the ISSPolicy is
-// loaded, the informers are synced.
-func addProbes(mgr ctrl.Manager, loader *reload.Reconciler) error {
+// loaded, the informers are synced, those of the index of user-private Secrets too.
+func addProbes(mgr ctrl.Manager, loader *reload.Reconciler, privates *usersecrets.Index) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -262,6 +272,9 @@ func addProbes(mgr ctrl.Manager, loader *reload.Reconciler) error {
 		}
 		return nil
 	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("user-secrets", func(*http.Request) error { return privates.Synced() }); err != nil {
 		return err
 	}
 	return mgr.AddReadyzCheck("informers", func(r *http.Request) error {

@@ -173,8 +173,9 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) (in
 			// The reviewer sends each object as the API server would: to the webhooks whose
 			// namespace selectors match its namespace's labels.
 			user := authenticationv1.UserInfo{Username: "issctl-audit", Groups: []string{"system:authenticated"}}
-			if initiator := obj.GetAnnotations()[policy.AnnotationInitiatorID]; initiator != "" {
-				// The initiator created it; the audit judges what it reads, not who asks now.
+			if initiator := recordedInitiator(obj); initiator != "" {
+				// The initiator created it (or its pod template); the audit judges what it reads,
+				// not who asks now.
 				user.Username = initiator
 			}
 			if kind.Scope == admissionregistrationv1.ClusterScope {
@@ -315,4 +316,18 @@ func deleteStaleReports(ctx context.Context, c client.Client, audited map[string
 func ruleCategory(webhookName string) string {
 	category, _, _ := strings.Cut(webhookName, ".")
 	return category
+}
+
+// recordedInitiator returns the iss.platform/initiator-id an object records: its own, or its pod
+// template's (the owner of a workload's pods).
+func recordedInitiator(obj *unstructured.Unstructured) string {
+	if initiator := obj.GetAnnotations()[policy.AnnotationInitiatorID]; initiator != "" {
+		return initiator
+	}
+	for _, path := range [][]string{{"spec", "template"}, {"spec", "jobTemplate", "spec", "template"}, {"template"}} {
+		if initiator, _, _ := unstructured.NestedString(obj.Object, append(path, "metadata", "annotations", policy.AnnotationInitiatorID)...); initiator != "" {
+			return initiator
+		}
+	}
+	return ""
 }

@@ -67,7 +67,7 @@ check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code 
 unit: controlplane ## unit, golden and handler tests (the binary's own tests start a control plane)
 	$(GO) test -count=1 $(UNIT_PKGS)
 	@if [[ -z "$${OPENBAO_ADDR:-}" || -z "$${OPENBAO_TOKEN:-}" ]]; then \
-		echo "note: TestAgainstRealOpenBao was skipped: set OPENBAO_ADDR and OPENBAO_TOKEN to run it against a real OpenBao"; fi
+		echo "note: the real-server runs of TestScenarios and TestAgainstRealOpenBao were skipped: no OpenBao or Vault server is built here; set OPENBAO_ADDR and OPENBAO_TOKEN (the root token of a dev server) to run them against yours"; fi
 
 .PHONY: e2e
 e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane

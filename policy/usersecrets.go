@@ -352,6 +352,8 @@ func connectVerb(sub string) string {
 		return "attach to"
 	case "portforward":
 		return "port-forward to"
+	case "proxy":
+		return "proxy to"
 	}
 	return "connect to (" + sub + ")"
 }

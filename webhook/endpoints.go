@@ -235,7 +235,7 @@ object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orVa
 	}
 	validatePodConnect = Endpoint{
 		Name: "pod-connect.validate.iss.platform", Path: ValidateUserSecretPodsPath, AppNamespacesOnly: true,
-		NamespaceComment: `Exec, attach and port-forward into pods of the apps' namespaces, where Secrets synced from
+		NamespaceComment: `Exec, attach, port-forward and proxy into pods of the apps' namespaces, where Secrets synced from
 users' private paths are: only their user may connect to a pod that uses one. The review
 carries no pod: the webhook reads it from its cache.`,
 		MatchConditions: []MatchCondition{{

@@ -167,7 +167,7 @@ func GovernedKinds() []Kind {
 				{Webhook: &mutatePodOwners, Operations: []admissionregistrationv1.OperationType{opCreate}, Subresources: objectOnly, Review: &podOwners},
 				{Webhook: &validateUserSecretPods, Operations: createUpdate, Subresources: objectOnly, Review: &podSecrets},
 				{Webhook: &validateUserSecretPods, Operations: []admissionregistrationv1.OperationType{opUpdate}, Subresources: []string{"ephemeralcontainers"}, Review: &podSecrets},
-				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward"}, Review: &podSecrets},
+				{Webhook: &validatePodConnect, Operations: []admissionregistrationv1.OperationType{opConnect}, Subresources: []string{"exec", "attach", "portforward", "proxy"}, Review: &podSecrets},
 			},
 			Groups: []policy.RuleGroup{policy.RuleEnginePods, policy.RuleIntegrity}, Exemptable: true, Audited: true,
 			Mutate:   reviewOf(newPod, mutators.DefaultEnginePod),

@@ -62,7 +62,7 @@ func TestConnectReviews(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		kind, sub string
-	}{{"PodExecOptions", "exec"}, {"PodAttachOptions", "attach"}, {"PodPortForwardOptions", "portforward"}} {
+	}{{"PodExecOptions", "exec"}, {"PodAttachOptions", "attach"}, {"PodPortForwardOptions", "portforward"}, {"PodProxyOptions", "proxy"}} {
 		resp := connect(tc.kind, tc.sub, "team-a-dev", "bob")
 		if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, `"s" (private to "alice")`) {
 			t.Errorf("bob's %s into alice's pod: %+v", tc.sub, resp.Result)

@@ -464,6 +464,46 @@ func ExternalSecretUsers(es *ExternalSecret) []string {
 	return users
 }
 
+// validatePrivateTemplate denies, in an ExternalSecret or PushSecret that renders a user's
+// private values (users is not empty), every template source another member of the namespace
+// could rewrite: a ConfigMap, or a Secret private to nobody (one private to others is denied as a read).
+// External Secrets reports the errors of a template in the object's status and Events, which
+// the namespace reads: a rewritten template ({{ .password | fail }}) would print the values there.
+func validatePrivateTemplate(ctx context.Context, lookup PrivateSecretLookup, namespace, initiator string, obj *SecretObject, users []string) (field.ErrorList, *Refusal) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	path := []string{"spec", "target", "template", "templateFrom"}
+	if obj.PushSecret != nil {
+		path = []string{"spec", "template", "templateFrom"}
+	}
+	list, _, _ := unstructured.NestedSlice(obj.Object, path...)
+	root := field.NewPath(path[0], path[1:]...)
+	var errs field.ErrorList
+	for i, item := range list {
+		from, _ := item.(map[string]any)
+		if _, ok := from["configMap"]; ok {
+			errs = append(errs, field.Forbidden(root.Index(i).Child("configMap"), fmt.Sprintf(
+				"this object renders values private to %s, and any member of the namespace may rewrite a ConfigMap, making the template print the values into the object's status and Events: put the template inline in template.data", userList(users))))
+		}
+		secret, _ := from["secret"].(map[string]any)
+		if secret == nil {
+			continue
+		}
+		name, _ := secret["name"].(string)
+		owners, err := lookup.SecretUsers(ctx, namespace, name)
+		if err != nil {
+			return nil, privateIndexUnavailable(err)
+		}
+		if len(owners) == 0 {
+			// A Secret private to others is denied as a read (ValidateSecretReads).
+			errs = append(errs, field.Forbidden(root.Index(i).Child("secret", "name"), fmt.Sprintf(
+				"this object renders values private to %s, and Secret %q is private to nobody, so another member of the namespace could rewrite it into a template that prints the values into the object's status and Events: put the template inline in template.data, or template from a Secret synced from your own private path", userList(users), name)))
+		}
+	}
+	return errs, nil
+}
+
 // onlyUser tells whether users holds user alone.
 func onlyUser(users []string, user string) bool {
 	return user != "" && len(users) > 0 && !slices.ContainsFunc(users, func(u string) bool { return u != user })
@@ -606,8 +646,27 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 	}
 	reads := SecretReads(obj)
 	errs, refusal := ValidateSecretReads(ctx, lookup, req.Namespace, initiator, reads)
-	if refusal != nil || obj.ExternalSecret == nil {
+	if refusal != nil {
 		return errs, nil, refusal
+	}
+	if obj.PushSecret != nil {
+		// A PushSecret of its initiator's private Secret renders it with its template.
+		var pushed []string
+		for _, r := range reads {
+			if r.Name == "" {
+				continue
+			}
+			u, err := lookup.SecretUsers(ctx, req.Namespace, r.Name)
+			if err != nil {
+				return nil, nil, privateIndexUnavailable(err)
+			}
+			pushed = append(pushed, u...)
+		}
+		template, refusal := validatePrivateTemplate(ctx, lookup, req.Namespace, initiator, obj, pushed)
+		return append(errs, template...), nil, refusal
+	}
+	if obj.ExternalSecret == nil {
+		return errs, nil, nil
 	}
 	// What it templates from private Secrets makes its target private too.
 	for _, r := range reads {
@@ -625,6 +684,11 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 		}
 	}
 	slices.Sort(users)
+	template, refusal := validatePrivateTemplate(ctx, lookup, req.Namespace, initiator, obj, users)
+	if refusal != nil {
+		return nil, nil, refusal
+	}
+	errs = append(errs, template...)
 	if creation, _, _ := unstructured.NestedString(obj.Object, "spec", "target", "creationPolicy"); len(users) > 0 && creation != "" && creation != "Owner" {
 		// Only a Secret the ExternalSecret owns goes with it (the garbage collector deletes it):
 		// one that outlives it would be private to nobody the index knows.

@@ -146,6 +146,8 @@ var _ = Describe("User-private Secrets", Ordered, func() {
 		// (this control plane has no nodes): the same connect, asked directly.
 		_, err = kubectl(ctx, "", "--as", "bob", "get", "--raw", "/api/v1/namespaces/"+namespace+"/pods/alice-app/portforward?ports=8080")
 		Expect(err).To(MatchError(And(ContainSubstring(webhookSays), ContainSubstring(`may port-forward to it`))))
+		_, err = kubectl(ctx, "", "--as", "bob", "get", "--raw", "/api/v1/namespaces/"+namespace+"/pods/alice-app:8080/proxy/")
+		Expect(err).To(MatchError(And(ContainSubstring(webhookSays), ContainSubstring(`may proxy to it`))))
 
 		// alice passes the webhook; without a node the connection fails later, otherwise.
 		_, err = kubectl(ctx, "", "--as", "alice", "exec", "alice-app", "-n", namespace, "--", "cat", "/s/k0")
@@ -214,6 +216,19 @@ spec:
 				"--as", "alice", "apply", "--dry-run=server", "-f", "-")
 			return err
 		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(ContainSubstring(`which pods of other owners already use: bob-waits (owner bob)`)))
+	})
+
+	It("denies deleting alice's private ExternalSecret so that it orphans her Secret, and admits a plain deletion", func(ctx SpecContext) {
+		_, err := kubectl(ctx, externalSecret("v1", "alice-gone", namespace, "openbao-dev", []string{"artifacts/team-a/users/alice/secrets/gone"}, ""),
+			"--as", "alice", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(deleteIn("externalsecret", namespace), "alice-gone")
+		for _, user := range []string{"bob", "alice"} {
+			_, err = kubectl(ctx, "", "--as", user, "delete", "externalsecret", "alice-gone", "-n", namespace, "--cascade=orphan")
+			Expect(err).To(MatchError(ContainSubstring(`with propagationPolicy Orphan would leave Secret "alice-gone"`)), user)
+		}
+		_, err = kubectl(ctx, "", "--as", "alice", "delete", "externalsecret", "alice-gone", "-n", namespace)
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	It("denies a shared engine DaemonSet that carries alice's Secret", func(ctx SpecContext) {

@@ -51,6 +51,9 @@ type Request struct {
 	Self bool
 	// DryRun requests have no side effects: nothing is written for them.
 	DryRun bool
+	// Orphan tells whether a deletion leaves the object's dependents behind (propagationPolicy
+	// Orphan, or orphanDependents), instead of having the garbage collector delete them.
+	Orphan bool
 	// Facts are what the webhook knows beside the request; every part may be nil offline.
 	Facts Facts
 }

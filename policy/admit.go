@@ -176,6 +176,9 @@ func generatedStillSelected(ctx context.Context, req *Request, old *unstructured
 // mode and in exempt namespaces too, where the platform's stores would otherwise read any app's
 // tree. Only the OpenBao existence check has the mode of the secrets group.
 func AdmitExternalSecret(ctx context.Context, p *Policy, req *Request, obj, old *SecretObject) Outcome {
+	if req.Operation == Delete {
+		return admitExternalSecretDeletion(ctx, req, old)
+	}
 	ns, refusal := lookUpNamespace(ctx, req)
 	if refusal != nil {
 		return Outcome{Refusal: refusal}

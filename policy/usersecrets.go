@@ -310,6 +310,22 @@ func ValidatePrivateSecrets(ctx context.Context, lookup PrivateSecretLookup, c P
 	return errs, nil
 }
 
+// connectPodName returns the pod a CONNECT names. A proxy request names it as
+// [scheme:]name[:port] (pods/https:alice-app:8443/proxy), which the API server passes on as the
+// request's name: a pod name has no ':', so the name is the part the scheme and port surround.
+func connectPodName(subResource, name string) string {
+	if subResource != "proxy" {
+		return name
+	}
+	switch parts := strings.Split(name, ":"); len(parts) {
+	case 2:
+		return parts[0]
+	case 3:
+		return parts[1]
+	}
+	return name
+}
+
 // ValidatePodConnect refuses exec, attach and port-forward (CONNECT reviews, which carry no
 // pod: the cached one is judged) into a pod that uses a Secret private to another user than the
 // requester, who could read it from inside. A pod the cache does not know is admitted: the API
@@ -319,9 +335,10 @@ func ValidatePodConnect(ctx context.Context, secrets PrivateSecretLookup, pods P
 	if secrets == nil || pods == nil || req.Trusted {
 		return nil
 	}
-	pod, found, err := pods.Pod(ctx, req.Namespace, req.Name)
+	podName := connectPodName(req.SubResource, req.Name)
+	pod, found, err := pods.Pod(ctx, req.Namespace, podName)
 	if err != nil {
-		return &Refusal{Group: RuleIntegrity, Unavailable: true, Message: fmt.Sprintf("iss-webhook cannot read pod %s/%s from its cache: %v; retry", req.Namespace, req.Name, err)}
+		return &Refusal{Group: RuleIntegrity, Unavailable: true, Message: fmt.Sprintf("iss-webhook cannot read pod %s/%s from its cache: %v; retry", req.Namespace, podName, err)}
 	}
 	if !found {
 		return nil
@@ -462,6 +479,36 @@ func ExternalSecretUsers(es *ExternalSecret) []string {
 	}
 	slices.Sort(users)
 	return users
+}
+
+// admitExternalSecretDeletion denies the deletion of an ExternalSecret whose Secret is private
+// when it would orphan that Secret (kubectl delete --cascade=orphan): the Secret would outlive
+// the ExternalSecret that marks it private, and any pod could then use it. A plain deletion
+// has the garbage collector delete the Secret with it.
+func admitExternalSecretDeletion(ctx context.Context, req *Request, old *SecretObject) Outcome {
+	if old == nil || old.ExternalSecret == nil || !req.Orphan || req.Trusted || req.Facts.PrivateSecrets == nil {
+		return Outcome{Skip: "only deletions that orphan a private ExternalSecret's Secret are judged"}
+	}
+	users := ExternalSecretUsers(old.ExternalSecret)
+	target := SecretWrites(old)[0].Name
+	indexed, err := req.Facts.PrivateSecrets.SecretUsers(ctx, req.Namespace, target)
+	if err != nil {
+		return Outcome{Refusal: privateIndexUnavailable(err)}
+	}
+	for _, u := range indexed {
+		if !slices.Contains(users, u) {
+			users = append(users, u)
+		}
+	}
+	if len(users) == 0 {
+		return Outcome{Skip: "its Secret is private to nobody"}
+	}
+	slices.Sort(users)
+	out := Outcome{Group: RuleIntegrity}
+	out.Add(RuleIntegrity, field.ErrorList{field.Forbidden(field.NewPath("metadata", "name"), fmt.Sprintf(
+		"deleting ExternalSecret %s with propagationPolicy Orphan would leave Secret %q, synced from private paths of %s, behind as private to nobody, which any pod could then use: delete it without orphaning (kubectl delete without --cascade=orphan), so that its Secret goes with it",
+		old.GetName(), target, userList(users)))})
+	return out
 }
 
 // validatePrivateTemplate denies, in an ExternalSecret or PushSecret that renders a user's

@@ -444,3 +444,43 @@ func TestPathUser(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalSecretDeletions: a deletion that would orphan a private ExternalSecret's Secret is
+// denied to everyone untrusted; a plain one, or one of a public ExternalSecret, is not judged.
+func TestExternalSecretDeletions(t *testing.T) {
+	p := Default()
+	es := func(name, key string) *SecretObject {
+		obj := &SecretObject{}
+		if err := obj.UnmarshalJSON([]byte(`{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"` + name + `","namespace":"team-a-dev","annotations":{"iss.platform/initiator-id":"alice"}},
+			"spec":{"secretStoreRef":{"kind":"ClusterSecretStore","name":"openbao-dev"},"data":[{"secretKey":"k","remoteRef":{"key":"` + key + `"}}]}}`)); err != nil {
+			t.Fatal(err)
+		}
+		return obj
+	}
+	for _, tc := range []struct {
+		name    string
+		user    string
+		orphan  bool
+		trusted bool
+		old     *SecretObject
+		denied  bool
+	}{
+		{"bob orphans alice's private Secret", "bob", true, false, es("x", "artifacts/team-a/users/alice/secrets/x"), true},
+		{"alice orphans her own", "alice", true, false, es("x", "artifacts/team-a/users/alice/secrets/x"), true},
+		{"a public ExternalSecret's target the index knows private (templated)", "bob", true, false, es("s", "artifacts/team-a/public/secrets/x"), true},
+		{"a trusted identity orphans it", "admin", true, true, es("x", "artifacts/team-a/users/alice/secrets/x"), false},
+		{"a plain deletion", "bob", false, false, es("x", "artifacts/team-a/users/alice/secrets/x"), false},
+		{"a public ExternalSecret orphaned", "bob", true, false, es("pub", "artifacts/team-a/public/secrets/x"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := userRequest(Delete, "", tc.user)
+			req.Orphan, req.Trusted = tc.orphan, tc.trusted
+			req.Facts.PrivateSecrets = teamA
+			out := AdmitExternalSecret(context.Background(), p, req, nil, tc.old)
+			fields, _ := integrityFields(out)
+			if got := len(fields) > 0; got != tc.denied {
+				t.Errorf("denied %v, want %v (%+v)", got, tc.denied, out)
+			}
+		})
+	}
+}

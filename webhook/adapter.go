@@ -81,6 +81,7 @@ func (a *kindAdapter) Handle(ctx context.Context, req admission.Request) admissi
 		Trusted: pol.TrustedIdentities.Contains(req.UserInfo.Username, req.UserInfo.Groups),
 		Self:    a.o.Self != "" && req.UserInfo.Username == a.o.Self,
 		DryRun:  req.DryRun != nil && *req.DryRun,
+		Orphan:  orphansDependents(req),
 		Facts: policy.Facts{Namespaces: a.o.Namespaces, Engines: a.o.Engines, Paths: a.o.OpenBao, BuildRecords: a.o.Builds,
 			PrivateSecrets: a.o.PrivateSecrets, Pods: a.o.Pods},
 	}
@@ -333,4 +334,18 @@ func newPathHandlers(scheme *runtime.Scheme, o Options) map[string]pathHandler {
 		}
 	}
 	return paths
+}
+
+// orphansDependents tells whether a deletion's options leave the object's dependents behind.
+// Options that cannot be read count as orphaning, which only makes the rules stricter.
+func orphansDependents(req admission.Request) bool {
+	if req.Operation != admissionv1.Delete || len(req.Options.Raw) == 0 {
+		return false
+	}
+	var opts metav1.DeleteOptions
+	if err := json.Unmarshal(req.Options.Raw, &opts); err != nil {
+		return true
+	}
+	return opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan ||
+		opts.OrphanDependents != nil && *opts.OrphanDependents
 }

@@ -258,7 +258,22 @@ label of generated objects, and changes to generated objects.`,
 (oldObject != null && has(oldObject.metadata.labels) && 'app.kubernetes.io/managed-by' in oldObject.metadata.labels)`
 		},
 	}}}
-	validateExternalSecrets  = Endpoint{Name: "external-secrets.validate.iss.platform", Path: ValidateSecretsPath}
+	validateExternalSecrets       = Endpoint{Name: "external-secrets.validate.iss.platform", Path: ValidateSecretsPath}
+	validateExternalSecretDeletes = Endpoint{
+		Name: "external-secret-deletes.validate.iss.platform", Path: ValidateSecretsPath, AppNamespacesOnly: true,
+		NamespaceComment: `Deletions of ExternalSecrets in the apps' namespaces, where Secrets synced from users'
+private paths are: one that orphans such a Secret (propagationPolicy Orphan) is denied.`,
+		MatchConditions: []MatchCondition{{
+			Name: "not-the-controllers",
+			Comment: `The namespace controller and the garbage collector delete the Secrets with their
+ExternalSecrets, and members of system:masters read every Secret anyway: deleting a
+namespace never waits on the webhook.`,
+			Expression: func(string) string {
+				return `!(request.userInfo.username in ['system:serviceaccount:kube-system:namespace-controller', 'system:serviceaccount:kube-system:generic-garbage-collector']) &&
+!(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups)`
+			},
+		}},
+	}
 	validatePushSecretStatus = Endpoint{Name: "pushsecret-status.validate.iss.platform", Path: ValidateSecretsPath, MatchConditions: []MatchCondition{{
 		Name: "synced-paths-changed",
 		Comment: `Status updates (External Secrets' own, at every refresh) reach the webhook only when they
@@ -346,7 +361,7 @@ runs on carries the label, so it cannot lock out its own recovery.`,
 func Endpoints() []*Endpoint {
 	return []*Endpoint{
 		&mutateEnginePods, &mutatePodOwners, &mutateExternalSecrets, &mutateHPAs, &mutateWorkloads,
-		&validateEnginePods, &validatePodStatus, &validateUserSecretPods, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets, &validatePushSecretStatus,
+		&validateEnginePods, &validatePodStatus, &validateUserSecretPods, &validatePodConnect, &validateNetworkPolicies, &validateExternalSecrets, &validateExternalSecretDeletes, &validatePushSecretStatus,
 		&validateNamespaces, &validateWorkloads, &validateUserSecretWorkloads, &validateHPAs, &validateProvisioning, &validateISSPolicies,
 		&validateBuildRecords,
 	}

@@ -189,7 +189,7 @@ func GovernedKinds() []Kind {
 		},
 		{
 			Group: "external-secrets.io", Versions: []string{"v1", "v1beta1"}, Kind: "ExternalSecret", Resource: "externalsecrets", Scope: namespaced,
-			Rules: externalSecretRules, Groups: []policy.RuleGroup{policy.RuleIntegrity, policy.RuleSecrets}, Audited: true,
+			Rules: append(slices.Clone(externalSecretRules), Rule{Webhook: &validateExternalSecretDeletes, Operations: []admissionregistrationv1.OperationType{opDelete}, Subresources: objectOnly}), Groups: []policy.RuleGroup{policy.RuleIntegrity, policy.RuleSecrets}, Audited: true,
 			Mutate:   reviewOf(newSecretObject, mutators.DefaultInitiator),
 			Validate: reviewOf(newSecretObject, policy.AdmitExternalSecret),
 		},

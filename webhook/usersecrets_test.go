@@ -51,12 +51,13 @@ func TestConnectReviews(t *testing.T) {
 	exempt := policy.Default()
 	exempt.ExemptNamespaces = []string{"legacy"}
 	h := Handlers(NewScheme(), Options{Policies: policy.NewHolder(exempt), Metrics: testMetrics(t), PrivateSecrets: alicesSecrets{}, Pods: alicesSecrets{}})[ValidateUserSecretPodsPath]
+	podName := "alices"
 	connect := func(kind, sub, namespace, user string) admission.Response {
 		raw, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": kind, "command": []string{"cat", "/s/k"}})
 		return h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 			Operation: admissionv1.Connect, Kind: metav1.GroupVersionKind{Version: "v1", Kind: kind},
 			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, SubResource: sub,
-			Namespace: namespace, Name: "alices", UserInfo: authenticationv1.UserInfo{Username: user},
+			Namespace: namespace, Name: podName, UserInfo: authenticationv1.UserInfo{Username: user},
 			Object: runtime.RawExtension{Raw: raw},
 		}})
 	}
@@ -71,6 +72,13 @@ func TestConnectReviews(t *testing.T) {
 			t.Errorf("alice's %s into her pod was denied: %+v", tc.sub, resp.Result)
 		}
 	}
+	// A proxy names the pod as [scheme:]name[:port].
+	for _, podName = range []string{"alices:8080", "https:alices:8443"} {
+		if resp := connect("PodProxyOptions", "proxy", "team-a-dev", "bob"); resp.Allowed {
+			t.Errorf("bob's proxy to %s was admitted", podName)
+		}
+	}
+	podName = "alices"
 	if resp := connect("PodExecOptions", "exec", "legacy", "bob"); !resp.Allowed {
 		t.Errorf("a connect in an exempt namespace was denied: %+v", resp.Result)
 	}

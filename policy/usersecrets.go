@@ -489,26 +489,46 @@ func admitExternalSecretDeletion(ctx context.Context, req *Request, old *SecretO
 	if old == nil || old.ExternalSecret == nil || !req.Orphan || req.Trusted || req.Facts.PrivateSecrets == nil {
 		return Outcome{Skip: "only deletions that orphan a private ExternalSecret's Secret are judged"}
 	}
-	users := ExternalSecretUsers(old.ExternalSecret)
 	target := SecretWrites(old)[0].Name
-	indexed, err := req.Facts.PrivateSecrets.SecretUsers(ctx, req.Namespace, target)
+	users, err := withSecretUsers(ctx, req.Facts.PrivateSecrets, req.Namespace, ExternalSecretUsers(old.ExternalSecret), target)
 	if err != nil {
 		return Outcome{Refusal: privateIndexUnavailable(err)}
-	}
-	for _, u := range indexed {
-		if !slices.Contains(users, u) {
-			users = append(users, u)
-		}
 	}
 	if len(users) == 0 {
 		return Outcome{Skip: "its Secret is private to nobody"}
 	}
-	slices.Sort(users)
 	out := Outcome{Group: RuleIntegrity}
 	out.Add(RuleIntegrity, field.ErrorList{field.Forbidden(field.NewPath("metadata", "name"), fmt.Sprintf(
 		"deleting ExternalSecret %s with propagationPolicy Orphan would leave Secret %q, synced from private paths of %s, behind as private to nobody, which any pod could then use: delete it without orphaning (kubectl delete without --cascade=orphan), so that its Secret goes with it",
 		old.GetName(), target, userList(users)))})
 	return out
+}
+
+// withSecretUsers returns users with the users each named Secret is private to added, sorted
+// and once each. Empty names (Secrets selected by labels) add none.
+func withSecretUsers(ctx context.Context, lookup PrivateSecretLookup, namespace string, users []string, secrets ...string) ([]string, error) {
+	all := slices.Clone(users)
+	for _, name := range secrets {
+		if name == "" {
+			continue
+		}
+		u, err := lookup.SecretUsers(ctx, namespace, name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, u...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
+}
+
+// readNames returns the names of the Secrets an object reads.
+func readNames(reads []SecretRead) []string {
+	names := make([]string, len(reads))
+	for i, r := range reads {
+		names[i] = r.Name
+	}
+	return names
 }
 
 // validatePrivateTemplate denies, in an ExternalSecret or PushSecret that renders a user's
@@ -698,16 +718,9 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 	}
 	if obj.PushSecret != nil {
 		// A PushSecret of its initiator's private Secret renders it with its template.
-		var pushed []string
-		for _, r := range reads {
-			if r.Name == "" {
-				continue
-			}
-			u, err := lookup.SecretUsers(ctx, req.Namespace, r.Name)
-			if err != nil {
-				return nil, nil, privateIndexUnavailable(err)
-			}
-			pushed = append(pushed, u...)
+		pushed, err := withSecretUsers(ctx, lookup, req.Namespace, nil, readNames(reads)...)
+		if err != nil {
+			return nil, nil, privateIndexUnavailable(err)
 		}
 		template, refusal := validatePrivateTemplate(ctx, lookup, req.Namespace, initiator, obj, pushed)
 		return append(errs, template...), nil, refusal
@@ -716,21 +729,10 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 		return errs, nil, nil
 	}
 	// What it templates from private Secrets makes its target private too.
-	for _, r := range reads {
-		if r.Name == "" {
-			continue
-		}
-		u, err := lookup.SecretUsers(ctx, req.Namespace, r.Name)
-		if err != nil {
-			return nil, nil, privateIndexUnavailable(err)
-		}
-		for _, user := range u {
-			if !slices.Contains(users, user) {
-				users = append(users, user)
-			}
-		}
+	users, err := withSecretUsers(ctx, lookup, req.Namespace, users, readNames(reads)...)
+	if err != nil {
+		return nil, nil, privateIndexUnavailable(err)
 	}
-	slices.Sort(users)
 	template, refusal := validatePrivateTemplate(ctx, lookup, req.Namespace, initiator, obj, users)
 	if refusal != nil {
 		return nil, nil, refusal

@@ -35,6 +35,27 @@ spec:
 %s%s`, version, name, ns, store, name, data, extra)
 }
 
+// pushSecret renders a PushSecret of namespace that pushes key k0 of a Secret to an OpenBao path
+// through the dev store.
+func pushSecret(name, secret, remoteKey string) string {
+	return fmt.Sprintf(`apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  secretStoreRefs:
+    - kind: ClusterSecretStore
+      name: openbao-dev
+  selector:
+    secret: {name: %s}
+  data:
+    - match:
+        secretKey: k0
+        remoteRef: {remoteKey: %s}
+`, name, namespace, secret, remoteKey)
+}
+
 func deleteIn(kind, ns string) func(ctx context.Context, name string) {
 	return func(ctx context.Context, name string) {
 		_, err := kubectl(ctx, "", "delete", kind, name, "-n", ns, "--ignore-not-found", "--wait=false")

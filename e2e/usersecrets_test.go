@@ -183,22 +183,7 @@ subjects:
 	})
 
 	It("denies bob's PushSecret of alice's Secret and his ExternalSecret writing into it", func(ctx SpecContext) {
-		_, err := kubectl(ctx, `apiVersion: external-secrets.io/v1alpha1
-kind: PushSecret
-metadata:
-  name: bob-push
-  namespace: team-a-dev
-spec:
-  secretStoreRefs:
-    - kind: ClusterSecretStore
-      name: openbao-dev
-  selector:
-    secret: {name: alice-db}
-  data:
-    - match:
-        secretKey: k0
-        remoteRef: {remoteKey: artifacts/team-a/public/secrets/leaked}
-`, "--as", "bob", "apply", "--dry-run=server", "-f", "-")
+		_, err := kubectl(ctx, pushSecret("bob-push", "alice-db", "artifacts/team-a/public/secrets/leaked"), "--as", "bob", "apply", "--dry-run=server", "-f", "-")
 		Expect(err).To(MatchError(And(ContainSubstring("spec.selector.secret.name: Forbidden"), ContainSubstring(`Secret "alice-db" is private to "alice"`))))
 		intoAlices := strings.Replace(externalSecret("v1", "bob-into-alice", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/x"}, ""),
 			"  target:\n    name: bob-into-alice", "  target:\n    name: alice-db\n    creationPolicy: Merge", 1)
@@ -215,7 +200,45 @@ spec:
 			_, err := kubectl(ctx, externalSecret("v1", "alice-next", namespace, "openbao-dev", []string{"artifacts/team-a/users/alice/secrets/next"}, ""),
 				"--as", "alice", "apply", "--dry-run=server", "-f", "-")
 			return err
-		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(ContainSubstring(`which pods of other owners already use: bob-waits (owner bob)`)))
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(ContainSubstring(`which others already read: pod bob-waits (owner bob)`)))
+	})
+
+	It("denies alice's private ExternalSecret into a Secret that bob's PushSecret already pushes, or his ExternalSecret templates from", func(ctx SpecContext) {
+		// Nothing is private yet: bob may push and render the Secret alice-later, which nobody writes.
+		push := pushSecret("bob-waits-to-push", "alice-later", "artifacts/team-a/public/secrets/leaked")
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, push, "--as", "bob", "apply", "-f", "-")
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200*time.Millisecond).Should(Succeed(), "nothing is private yet")
+		DeferCleanup(deleteIn("pushsecret", namespace), "bob-waits-to-push")
+		alices := externalSecret("v1", "alice-later", namespace, "openbao-dev", []string{"artifacts/team-a/users/alice/secrets/later"}, "")
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, alices, "--as", "alice", "apply", "--dry-run=server", "-f", "-")
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(And(
+			ContainSubstring("spec.target.name: Forbidden"),
+			ContainSubstring(`which others already read: PushSecret bob-waits-to-push (initiator bob), which pushes it`))))
+
+		_, err := kubectl(ctx, "", "--as", "bob", "delete", "pushsecret", "bob-waits-to-push", "-n", namespace, "--wait=true")
+		Expect(err).NotTo(HaveOccurred())
+		render := strings.Replace(externalSecret("v1", "bob-renders", namespace, "openbao-dev", []string{"artifacts/team-a/public/secrets/x"}, ""),
+			"  target:\n    name: bob-renders", "  target:\n    name: bob-renders\n    template:\n      templateFrom:\n        - secret:\n            name: alice-later\n            items: [{key: k0}]", 1)
+		Expect(render).To(ContainSubstring("templateFrom"))
+		_, err = kubectl(ctx, render, "--as", "bob", "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred(), "nothing is private yet")
+		DeferCleanup(deleteIn("externalsecret", namespace), "bob-renders")
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, alices, "--as", "alice", "apply", "--dry-run=server", "-f", "-")
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(
+			ContainSubstring(`ExternalSecret bob-renders (initiator bob), which templates it into Secret "bob-renders"`)))
+
+		_, err = kubectl(ctx, "", "--as", "bob", "delete", "externalsecret", "bob-renders", "-n", namespace, "--wait=true")
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(ctx context.Context) error {
+			_, err := kubectl(ctx, alices, "--as", "alice", "apply", "--dry-run=server", "-f", "-")
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200*time.Millisecond).Should(Succeed(), "once nobody else reads it")
 	})
 
 	It("denies deleting alice's private ExternalSecret so that it orphans her Secret, and admits a plain deletion", func(ctx SpecContext) {

@@ -860,10 +860,13 @@ var allowedPermissions = []allowedPermission{
 	// Collectors' uncached Lists before they delete a policy or a build record. Every read goes
 	// through informers (list, watch): nothing asks for a single pod, so nothing is granted get.
 	{group: "", resource: "pods", verbs: []string{"list", "watch"}},
-	// The index of user-private Secrets (internal/usersecrets): an informer of ExternalSecrets
-	// (which Secrets they sync from users/ paths) and of pods (which Secrets they use, for
-	// exec, attach and port-forward), the latter covered by the pods' grant above.
+	// The index of user-private Secrets (internal/usersecrets): informers of ExternalSecrets
+	// (which Secrets they sync from users/ paths, and which they template from), of PushSecrets
+	// (which Secrets they push, for an ExternalSecret that would make one private) and of pods
+	// (which Secrets they use, for exec, attach and port-forward), the latter covered by the
+	// pods' grant above.
 	{group: "external-secrets.io", resource: "externalsecrets", verbs: []string{"list", "watch"}},
+	{group: "external-secrets.io", resource: "pushsecrets", verbs: []string{"list", "watch"}},
 	// The metadata informer of namespaces, for their ISS labels (CachedNamespaces).
 	{group: "", resource: "namespaces", verbs: []string{"list", "watch"}},
 	// The egress Writer applies the generated NetworkPolicies server-side (patch, and create when

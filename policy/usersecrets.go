@@ -28,11 +28,34 @@ type PrivateSecretLookup interface {
 	SecretUsers(ctx context.Context, namespace, name string) ([]string, error)
 	// PrivateSecrets returns every private Secret of a namespace with its users.
 	PrivateSecrets(ctx context.Context, namespace string) (map[string][]string, error)
-	// Watching returns an error while the index does not hold every ExternalSecret the API
-	// server has: the kind was not served when the webhook started, or its informer is not
-	// synced yet.
-	Watching(ctx context.Context) error
+	// SecretReaders returns the ExternalSecrets and PushSecrets of a namespace that read a
+	// Secret (SecretReads): those that name it, and those that may read any Secret of the
+	// namespace (a PushSecret that selects by labels, or one the index cannot read).
+	SecretReaders(ctx context.Context, namespace, name string) ([]SecretReader, error)
+	// Watching returns an error while the index does not hold every object of kind
+	// (KindExternalSecret or KindPushSecret) that the API server has: the kind was not served
+	// when the webhook last asked, or its informer is not synced yet.
+	Watching(ctx context.Context, kind string) error
 }
+
+// SecretReader is an ExternalSecret or PushSecret that reads a Secret of its namespace, as the
+// index of private Secrets keeps it.
+type SecretReader struct {
+	// Kind is KindExternalSecret or KindPushSecret.
+	Kind string
+	// Name is the object's name.
+	Name string
+	// Initiator is its iss.platform/initiator-id annotation, empty when it has none.
+	Initiator string
+	// Target is the Secret an ExternalSecret writes (SecretWrites); empty for a PushSecret.
+	Target string
+}
+
+// The kinds of SecretReader and PrivateSecretLookup.Watching.
+const (
+	KindExternalSecret = "ExternalSecret"
+	KindPushSecret     = "PushSecret"
+)
 
 // PodLookup tells what the webhook caches of the pods of the namespaces it serves: their owner
 // and the Secrets they reference, for the reviews that carry no pod (exec, attach,
@@ -415,46 +438,112 @@ func ValidateSecretReads(ctx context.Context, lookup PrivateSecretLookup, namesp
 	return errs, nil
 }
 
+// SecretTargetCheck is what ValidateSecretTarget judges: the Secret an ExternalSecret writes.
+type SecretTargetCheck struct {
+	// Namespace is the ExternalSecret's namespace, Name its name.
+	Namespace, Name string
+	// Initiator is its iss.platform/initiator-id.
+	Initiator string
+	// Field is where it names the Secret it writes, Target that Secret's name.
+	Field  *field.Path
+	Target string
+	// Private are the users its target becomes private to: those of the private paths and
+	// Secrets it reads. None when it makes its target private to nobody.
+	Private []string
+}
+
 // ValidateSecretTarget denies an ExternalSecret that writes into a Secret private to another
 // user than its initiator (with creationPolicy Merge or Owner it would change or take it), and,
-// when it makes its target private (private users are those of the private paths and Secrets
-// it reads), one whose target pods of other owners already use: once synced they would read it.
-func ValidateSecretTarget(ctx context.Context, lookup PrivateSecretLookup, pods PodLookup, namespace, initiator string, path *field.Path, target string, private []string) (field.ErrorList, *Refusal) {
+// when it makes its target private, one whose target others already read: pods of other owners,
+// PushSecrets and ExternalSecrets of other initiators, which would push or render it once it is
+// synced. An ExternalSecret of the same initiator that templates from the target makes its own
+// target private too: the readers of that one count as well, as far as the chain goes.
+func ValidateSecretTarget(ctx context.Context, lookup PrivateSecretLookup, pods PodLookup, c SecretTargetCheck) (field.ErrorList, *Refusal) {
 	if lookup == nil {
 		return nil, nil
 	}
 	var errs field.ErrorList
-	u, err := lookup.SecretUsers(ctx, namespace, target)
+	u, err := lookup.SecretUsers(ctx, c.Namespace, c.Target)
 	if err != nil {
 		return nil, privateIndexUnavailable(err)
 	}
-	if len(u) > 0 && !onlyUser(u, initiator) {
-		errs = append(errs, field.Forbidden(path, fmt.Sprintf("Secret %q is private to %s (an ExternalSecret syncs it from %s), and this object's %s is %q: it may not write into it; choose another target name",
-			target, userList(u), userPaths(u), AnnotationInitiatorID, initiator)))
+	if len(u) > 0 && !onlyUser(u, c.Initiator) {
+		errs = append(errs, field.Forbidden(c.Field, fmt.Sprintf("Secret %q is private to %s (an ExternalSecret syncs it from %s), and this object's %s is %q: it may not write into it; choose another target name",
+			c.Target, userList(u), userPaths(u), AnnotationInitiatorID, c.Initiator)))
 	}
-	if len(private) == 0 || pods == nil {
+	if len(c.Private) == 0 || pods == nil {
 		return errs, nil
 	}
-	users, err := pods.PodsReferencing(ctx, namespace, target)
-	if err != nil {
-		return nil, &Refusal{Group: RuleIntegrity, Unavailable: true, Message: fmt.Sprintf("iss-webhook cannot read the pods of %s from its cache: %v; retry", namespace, err)}
-	}
-	var others []string
-	for _, pod := range users {
-		if !onlyUser(private, pod.Owner) {
-			owner := "no owner"
-			if pod.Owner != "" {
-				owner = "owner " + pod.Owner
-			}
-			others = append(others, fmt.Sprintf("%s (%s)", pod.Name, owner))
-		}
+	others, refusal := privateSecretReaders(ctx, lookup, pods, c)
+	if refusal != nil {
+		return nil, refusal
 	}
 	if len(others) > 0 {
-		slices.Sort(others)
-		errs = append(errs, field.Forbidden(path, fmt.Sprintf("this ExternalSecret syncs private paths of %s into Secret %q, which pods of other owners already use: %s; they would read it once it is synced: choose another target name, or have those pods removed first",
-			userList(private), target, strings.Join(others, ", "))))
+		errs = append(errs, field.Forbidden(c.Field, fmt.Sprintf("this ExternalSecret syncs private paths of %s into Secret %q, which others already read: %s; they would read it once it is synced: choose another target name, or have them removed first",
+			userList(c.Private), c.Target, strings.Join(others, "; "))))
 	}
 	return errs, nil
+}
+
+// privateSecretReaders names, for messages, the readers of the Secrets an ExternalSecret would
+// make private (its target, and the targets of the ExternalSecrets of its users that template
+// from one of them) that are not its users alone: pods by owner, PushSecrets and
+// ExternalSecrets by initiator. It returns one group per Secret.
+func privateSecretReaders(ctx context.Context, lookup PrivateSecretLookup, pods PodLookup, c SecretTargetCheck) ([]string, *Refusal) {
+	whose := func(what, user string) string {
+		if user == "" {
+			return "no " + what
+		}
+		return what + " " + user
+	}
+	type secret struct{ name, via string }
+	var groups []string
+	seen := map[string]bool{}
+	for queue := []secret{{name: c.Target}}; len(queue) > 0; queue = queue[1:] {
+		s := queue[0]
+		if seen[s.name] {
+			continue
+		}
+		seen[s.name] = true
+		var items []string
+		cached, err := pods.PodsReferencing(ctx, c.Namespace, s.name)
+		if err != nil {
+			return nil, &Refusal{Group: RuleIntegrity, Unavailable: true, Message: fmt.Sprintf("iss-webhook cannot read the pods of %s from its cache: %v; retry", c.Namespace, err)}
+		}
+		for _, pod := range cached {
+			if !onlyUser(c.Private, pod.Owner) {
+				items = append(items, fmt.Sprintf("pod %s (%s)", pod.Name, whose("owner", pod.Owner)))
+			}
+		}
+		readers, err := lookup.SecretReaders(ctx, c.Namespace, s.name)
+		if err != nil {
+			return nil, privateIndexUnavailable(err)
+		}
+		for _, r := range readers {
+			switch {
+			case r.Kind == KindExternalSecret && r.Name == c.Name:
+				// Itself: what it templates from its own target is its own.
+			case onlyUser(c.Private, r.Initiator):
+				if r.Kind == KindExternalSecret && r.Target != "" {
+					queue = append(queue, secret{name: r.Target, via: fmt.Sprintf("through ExternalSecret %s, which templates it into Secret %q", r.Name, r.Target)})
+				}
+			case r.Kind == KindPushSecret:
+				items = append(items, fmt.Sprintf("PushSecret %s (%s), which pushes it", r.Name, whose("initiator", r.Initiator)))
+			default:
+				items = append(items, fmt.Sprintf("ExternalSecret %s (%s), which templates it into Secret %q", r.Name, whose("initiator", r.Initiator), r.Target))
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		slices.Sort(items)
+		group := strings.Join(items, ", ")
+		if s.via != "" {
+			group = s.via + ": " + group
+		}
+		groups = append(groups, group)
+	}
+	return groups, nil
 }
 
 // PathUser returns the user of an OpenBao path of the users/{userId} shape, whatever its root
@@ -706,9 +795,16 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 	if obj.ExternalSecret != nil {
 		users = ExternalSecretUsers(obj.ExternalSecret)
 		if len(users) > 0 {
-			if err := lookup.Watching(ctx); err != nil {
+			if err := lookup.Watching(ctx, KindExternalSecret); err != nil {
 				return nil, nil, privateIndexUnavailable(err)
 			}
+		}
+	}
+	if obj.PushSecret != nil {
+		// Only a PushSecret the index holds is known to an ExternalSecret that later makes the
+		// Secret it pushes private (ValidateSecretTarget).
+		if err := lookup.Watching(ctx, KindPushSecret); err != nil {
+			return nil, nil, privateIndexUnavailable(err)
 		}
 	}
 	reads := SecretReads(obj)
@@ -747,7 +843,8 @@ func (p *Policy) admitSecretObjectPrivacy(ctx context.Context, req *Request, obj
 	}
 	write := SecretWrites(obj)[0]
 	target, path := write.Name, write.Field
-	targetErrs, refusal := ValidateSecretTarget(ctx, lookup, req.Facts.Pods, req.Namespace, initiator, path, target, users)
+	targetErrs, refusal := ValidateSecretTarget(ctx, lookup, req.Facts.Pods, SecretTargetCheck{
+		Namespace: req.Namespace, Name: obj.GetName(), Initiator: initiator, Field: path, Target: target, Private: users})
 	if refusal != nil {
 		return nil, nil, refusal
 	}

@@ -15,11 +15,18 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// privates is a PrivateSecretLookup over a fixed table of namespace/name to users.
+// privates is a PrivateSecretLookup over a fixed table of namespace/name to users, and one of
+// namespace/name to the objects that read the Secret.
 type privates struct {
-	users    map[string][]string
-	err      error
-	watching error
+	users   map[string][]string
+	readers map[string][]SecretReader
+	err     error
+	// watching and watchingPushes are what Watching returns for ExternalSecrets and PushSecrets.
+	watching, watchingPushes error
+}
+
+func (f privates) SecretReaders(_ context.Context, namespace, name string) ([]SecretReader, error) {
+	return f.readers[namespace+"/"+name], f.err
 }
 
 func (f privates) SecretUsers(_ context.Context, namespace, name string) ([]string, error) {
@@ -36,7 +43,12 @@ func (f privates) PrivateSecrets(_ context.Context, namespace string) (map[strin
 	return out, f.err
 }
 
-func (f privates) Watching(context.Context) error { return f.watching }
+func (f privates) Watching(_ context.Context, kind string) error {
+	if kind == KindPushSecret {
+		return f.watchingPushes
+	}
+	return f.watching
+}
 
 // cachedPods is a PodLookup over a fixed list of team-a-dev's pods.
 type cachedPods []CachedPod
@@ -73,6 +85,7 @@ var teamAPods = cachedPods{
 	{Name: "alices", Owner: "alice", Secrets: []string{"s"}},
 	{Name: "plain", Owner: "bob", Secrets: []string{"public"}},
 	{Name: "bobs-waiting", Owner: "bob", Secrets: []string{"future"}},
+	{Name: "bobs-derived", Owner: "bob", Secrets: []string{"alices-derived"}},
 }
 
 func userRequest(op Operation, sub, user string) *Request {
@@ -370,6 +383,17 @@ func TestPrivateSecretsOfExternalSecrets(t *testing.T) {
 	}
 	public := `"data":[{"secretKey":"k","remoteRef":{"key":"artifacts/team-a/public/secrets/x"}}]`
 	alices := `"data":[{"secretKey":"k","remoteRef":{"key":"artifacts/team-a/users/alice/secrets/x"}}]`
+	// Objects that already read Secrets nobody has made private yet.
+	read := privates{users: teamA.users, readers: map[string][]SecretReader{
+		"team-a-dev/pushed":   {{Kind: KindPushSecret, Name: "bobs-push", Initiator: "bob"}},
+		"team-a-dev/rendered": {{Kind: KindExternalSecret, Name: "bobs-render", Initiator: "bob", Target: "bobs"}},
+		"team-a-dev/old":      {{Kind: KindPushSecret, Name: "from-before", Initiator: ""}},
+		"team-a-dev/hers":     {{Kind: KindPushSecret, Name: "alices-push", Initiator: "alice"}, {Kind: KindExternalSecret, Name: "alices-render", Initiator: "alice", Target: "alices-copy"}},
+		"team-a-dev/chain":    {{Kind: KindExternalSecret, Name: "alices-chain", Initiator: "alice", Target: "alices-derived"}},
+		"team-a-dev/chain2":   {{Kind: KindExternalSecret, Name: "alices-chain2", Initiator: "alice", Target: "chain3"}},
+		"team-a-dev/chain3":   {{Kind: KindPushSecret, Name: "bobs-push3", Initiator: "bob"}},
+		"team-a-dev/own":      {{Kind: KindExternalSecret, Name: "es", Initiator: "alice", Target: "own"}},
+	}}
 	for _, tc := range []struct {
 		name    string
 		user    string
@@ -401,6 +425,15 @@ func TestPrivateSecretsOfExternalSecrets(t *testing.T) {
 		{"alice's private path into a Secret that would outlive her ExternalSecret", "alice", es("alice", `"target":{"name":"s","creationPolicy":"Orphan"},`+alices), teamA,
 			[]string{"spec.target.creationPolicy"}, ""},
 		{"alice's public path merged into a Secret", "alice", es("alice", `"target":{"name":"public","creationPolicy":"Merge"},`+public), teamA, nil, ""},
+		{"alice syncs her path into a Secret bob's PushSecret pushes", "alice", es("alice", `"target":{"name":"pushed"},`+alices), read, []string{"spec.target.name"}, ""},
+		{"alice syncs her path into a Secret bob's ExternalSecret templates from", "alice", es("alice", `"target":{"name":"rendered"},`+alices), read, []string{"spec.target.name"}, ""},
+		{"alice syncs her path into a Secret a PushSecret from before the webhook pushes", "alice", es("alice", `"target":{"name":"old"},`+alices), read, []string{"spec.target.name"}, ""},
+		{"alice syncs her path into a Secret only her own objects read", "alice", es("alice", `"target":{"name":"hers"},`+alices), read, nil, ""},
+		{"alice's Secret templated by her own ExternalSecret into one bob's pod uses", "alice", es("alice", `"target":{"name":"chain"},`+alices), read, []string{"spec.target.name"}, ""},
+		{"alice's Secret templated by her own ExternalSecret into one bob pushes", "alice", es("alice", `"target":{"name":"chain2"},`+alices), read, []string{"spec.target.name"}, ""},
+		{"alice's ExternalSecret templates from its own target", "alice", es("alice", `"target":{"name":"own"},`+alices), read, nil, ""},
+		{"bob pushes his own Secret while the index does not watch PushSecrets", "bob", push("bob", `{"secret":{"name":"public"}}`),
+			privates{users: teamA.users, watchingPushes: errors.New("not yet")}, nil, "not yet"},
 		{"a private path while the index does not watch ExternalSecrets", "alice", es("alice", `"target":{"name":"new"},`+alices),
 			privates{users: teamA.users, watching: errors.New("not yet")}, nil, "not yet"},
 		{"a public path while the index does not watch ExternalSecrets", "alice", es("alice", `"target":{"name":"new"},`+public),

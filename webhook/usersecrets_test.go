@@ -32,7 +32,11 @@ func (alicesSecrets) PrivateSecrets(context.Context, string) (map[string][]strin
 	return map[string][]string{"s": {"alice"}}, nil
 }
 
-func (alicesSecrets) Watching(context.Context) error { return nil }
+func (alicesSecrets) SecretReaders(context.Context, string, string) ([]policy.SecretReader, error) {
+	return nil, nil
+}
+
+func (alicesSecrets) Watching(context.Context, string) error { return nil }
 
 func (alicesSecrets) Pod(_ context.Context, namespace, name string) (policy.CachedPod, bool, error) {
 	if namespace == "team-a-dev" && name == "alices" {

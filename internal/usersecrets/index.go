@@ -1,8 +1,9 @@
 // Package usersecrets keeps the index of user-private Secrets (ISS-001 section 2.1): which
-// Secrets of a namespace ExternalSecrets sync from users/{userId} paths, and which Secrets each
-// pod uses. Reviews read it (policy.PrivateSecretLookup, policy.PodLookup) without asking the API
-// server: two informers keep it, whose objects are cut down as they arrive to the little the
-// rules read, so that it stays small on clusters with many pods.
+// Secrets of a namespace ExternalSecrets sync from users/{userId} paths, which Secrets each pod
+// uses, and which Secrets ExternalSecrets and PushSecrets read. Reviews read it
+// (policy.PrivateSecretLookup, policy.PodLookup) without asking the API server: informers keep
+// it, whose objects are cut down as they arrive to the little the rules read, so that it stays
+// small on clusters with many pods.
 package usersecrets
 
 import (
@@ -38,15 +39,33 @@ import (
 // watches, in order of preference: the API server serves every object in each.
 var ExternalSecretVersions = []string{"v1", "v1beta1"}
 
+// PushSecretVersions are the versions of external-secrets.io whose PushSecrets the index
+// watches, in order of preference.
+var PushSecretVersions = []string{"v1alpha1"}
+
 // The indexes of the informers.
 const (
 	byTarget = "target"
 	bySecret = "secret"
+	byRead   = "read"
 )
 
+// anySecret is the name under which byRead indexes an object that may read any Secret of its
+// namespace.
+const anySecret = "*"
+
+// watchedKind is one kind of external-secrets.io the index watches once the API server serves it.
+type watchedKind struct {
+	kind     string
+	resource string
+	versions []string
+	// informer is nil until the API server serves the kind.
+	informer toolscache.SharedIndexInformer
+}
+
 // Index is the index of user-private Secrets. Start runs it; until ExternalSecrets are served it
-// knows that no Secret is private, and it looks again every recheck, or at once when an
-// ExternalSecret is reviewed before it watches them.
+// knows that no Secret is private, and until PushSecrets are served that none is pushed. It looks
+// again every recheck, or at once when an object of a kind it does not watch yet is reviewed.
 type Index struct {
 	dynamic dynamic.Interface
 	disc    discovery.DiscoveryInterface
@@ -58,8 +77,8 @@ type Index struct {
 	poke chan struct{}
 
 	mu sync.Mutex
-	// secrets is the informer of ExternalSecrets, nil until the API server serves them.
-	secrets toolscache.SharedIndexInformer
+	// secrets and pushes are the ExternalSecrets and PushSecrets.
+	secrets, pushes *watchedKind
 	// gone are the ExternalSecrets deleted within the grace period, by the Secret they wrote:
 	// the garbage collector deletes that Secret a little later, and until then it stays private.
 	gone map[string][]goneEntry
@@ -67,7 +86,7 @@ type Index struct {
 
 // goneEntry is an ExternalSecret that was deleted, until when its Secret stays private.
 type goneEntry struct {
-	entry *ExternalSecretEntry
+	entry *SecretObjectEntry
 	until time.Time
 }
 
@@ -100,7 +119,9 @@ func NewForClients(cs kubernetes.Interface, dyn dynamic.Interface, disc discover
 	if err := pods.SetTransform(podTransform); err != nil {
 		panic(err) // only fails once the informer runs
 	}
-	return &Index{dynamic: dyn, disc: disc, recheck: recheck, grace: grace, now: time.Now, pods: pods, poke: make(chan struct{}, 1), gone: map[string][]goneEntry{}}
+	return &Index{dynamic: dyn, disc: disc, recheck: recheck, grace: grace, now: time.Now, pods: pods, poke: make(chan struct{}, 1), gone: map[string][]goneEntry{},
+		secrets: &watchedKind{kind: policy.KindExternalSecret, resource: "externalsecrets", versions: ExternalSecretVersions},
+		pushes:  &watchedKind{kind: policy.KindPushSecret, resource: "pushsecrets", versions: PushSecretVersions}}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every replica reviews.
@@ -111,13 +132,24 @@ func (ix *Index) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("usersecrets")
 	go ix.pods.Run(ctx.Done())
 	for {
-		gvr, served, err := ix.servedExternalSecrets()
-		switch {
-		case err != nil:
-			log.Error(err, "asking the API server whether it serves ExternalSecrets; asking again later")
-		case served:
-			ix.watch(ctx, gvr)
-			log.Info("watching ExternalSecrets for the Secrets private to users", "version", gvr.Version)
+		waiting := false
+		for _, k := range []*watchedKind{ix.secrets, ix.pushes} {
+			if ix.informer(k) != nil {
+				continue
+			}
+			gvr, served, err := ix.served(k)
+			switch {
+			case err != nil:
+				log.Error(err, "asking the API server whether it serves a kind; asking again later", "kind", k.kind)
+				waiting = true
+			case served:
+				ix.watch(ctx, k, gvr)
+				log.Info("watching for the Secrets private to users", "kind", k.kind, "version", gvr.Version)
+			default:
+				waiting = true
+			}
+		}
+		if !waiting {
 			<-ctx.Done()
 			return nil
 		}
@@ -130,36 +162,47 @@ func (ix *Index) Start(ctx context.Context) error {
 	}
 }
 
-// servedExternalSecrets returns the resource of the first version of ExternalSecrets the API
-// server serves.
-func (ix *Index) servedExternalSecrets() (schema.GroupVersionResource, bool, error) {
-	for _, v := range ExternalSecretVersions {
+// served returns the resource of the first version of a kind the API server serves.
+func (ix *Index) served(k *watchedKind) (schema.GroupVersionResource, bool, error) {
+	for _, v := range k.versions {
 		gv := schema.GroupVersion{Group: "external-secrets.io", Version: v}
-		served, err := egress.Serves(ix.disc, gv, "externalsecrets")
+		served, err := egress.Serves(ix.disc, gv, k.resource)
 		if err != nil {
 			return schema.GroupVersionResource{}, false, err
 		}
 		if served {
-			return gv.WithResource("externalsecrets"), true, nil
+			return gv.WithResource(k.resource), true, nil
 		}
 	}
 	return schema.GroupVersionResource{}, false, nil
 }
 
-// watch starts the informer of ExternalSecrets.
-func (ix *Index) watch(ctx context.Context, gvr schema.GroupVersionResource) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(ix.dynamic, gvr, metav1.NamespaceAll, 0,
-		toolscache.Indexers{byTarget: indexTarget, toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}, nil).Informer()
-	if err := inf.SetTransform(externalSecretTransform); err != nil {
+// watch starts the informer of a kind.
+func (ix *Index) watch(ctx context.Context, k *watchedKind, gvr schema.GroupVersionResource) {
+	indexers := toolscache.Indexers{byRead: indexReads, toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}
+	if k == ix.secrets {
+		indexers[byTarget] = indexTarget
+	}
+	inf := dynamicinformer.NewFilteredDynamicInformer(ix.dynamic, gvr, metav1.NamespaceAll, 0, indexers, nil).Informer()
+	if err := inf.SetTransform(secretObjectTransform); err != nil {
 		panic(err) // only fails once the informer runs
 	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: ix.deleted}); err != nil {
-		panic(err) // only fails once the informer runs
+	if k == ix.secrets {
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: ix.deleted}); err != nil {
+			panic(err) // only fails once the informer runs
+		}
 	}
 	ix.mu.Lock()
-	ix.secrets = inf
+	k.informer = inf
 	ix.mu.Unlock()
 	go inf.Run(ctx.Done())
+}
+
+// informer returns the informer of a kind, nil while it is not served.
+func (ix *Index) informer(k *watchedKind) toolscache.SharedIndexInformer {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return k.informer
 }
 
 // deleted keeps a deleted ExternalSecret for the grace period.
@@ -167,7 +210,7 @@ func (ix *Index) deleted(obj any) {
 	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	e, ok := obj.(*ExternalSecretEntry)
+	e, ok := obj.(*SecretObjectEntry)
 	if !ok {
 		return
 	}
@@ -186,10 +229,10 @@ func (ix *Index) deleted(obj any) {
 
 // goneWriters returns the ExternalSecrets that wrote a Secret and were deleted within the grace
 // period.
-func (ix *Index) goneWriters(key string) []*ExternalSecretEntry {
+func (ix *Index) goneWriters(key string) []*SecretObjectEntry {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	var out []*ExternalSecretEntry
+	var out []*SecretObjectEntry
 	now := ix.now()
 	for _, g := range ix.gone[key] {
 		if now.Before(g.until) {
@@ -202,34 +245,37 @@ func (ix *Index) goneWriters(key string) []*ExternalSecretEntry {
 	return out
 }
 
-// Synced returns an error until both informers are synced, for the readiness probe.
+// Synced returns an error until the informers are synced, for the readiness probe.
 func (ix *Index) Synced() error {
 	if !ix.pods.HasSynced() {
 		return errors.New("the informer of pods (their owners and Secrets) is not synced yet")
 	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.secrets != nil && !ix.secrets.HasSynced() {
-		return errors.New("the informer of ExternalSecrets (which Secrets are private to users) is not synced yet")
+	for _, k := range []*watchedKind{ix.secrets, ix.pushes} {
+		if _, err := ix.synced(k); err != nil {
+			return fmt.Errorf("the informer of %ss (which Secrets are private to users, and who reads them) is not synced yet", k.kind)
+		}
 	}
 	return nil
 }
 
-// externalSecrets returns the informer of ExternalSecrets, nil when they are not served, and an
-// error when it is not synced.
-func (ix *Index) externalSecrets() (toolscache.SharedIndexInformer, error) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.secrets != nil && !ix.secrets.HasSynced() {
-		return nil, errors.New("its informer of ExternalSecrets is not synced yet")
+// synced returns the informer of a kind, nil when it is not served, and an error when it is not
+// synced.
+func (ix *Index) synced(k *watchedKind) (toolscache.SharedIndexInformer, error) {
+	inf := ix.informer(k)
+	if inf != nil && !inf.HasSynced() {
+		return nil, fmt.Errorf("its informer of %ss is not synced yet", k.kind)
 	}
-	return ix.secrets, nil
+	return inf, nil
 }
 
-// Watching implements policy.PrivateSecretLookup. While ExternalSecrets are not watched it asks
-// the API server again, at once.
-func (ix *Index) Watching(context.Context) error {
-	inf, err := ix.externalSecrets()
+// Watching implements policy.PrivateSecretLookup. While the kind is not watched it asks the API
+// server again, at once.
+func (ix *Index) Watching(_ context.Context, kind string) error {
+	k := ix.secrets
+	if kind == policy.KindPushSecret {
+		k = ix.pushes
+	}
+	inf, err := ix.synced(k)
 	if err != nil {
 		return err
 	}
@@ -238,7 +284,7 @@ func (ix *Index) Watching(context.Context) error {
 		case ix.poke <- struct{}{}:
 		default:
 		}
-		return errors.New("the API server did not serve ExternalSecrets when iss-webhook last asked, so it does not watch them yet; it asks again now: retry in a few seconds")
+		return fmt.Errorf("the API server did not serve %ss when iss-webhook last asked, so it does not watch them yet; it asks again now: retry in a few seconds", kind)
 	}
 	return nil
 }
@@ -247,7 +293,7 @@ func (ix *Index) Watching(context.Context) error {
 // ExternalSecrets writing the Secret read, and those of the private Secrets they template from.
 // Where several ExternalSecrets write one Secret, it is private to all their users.
 func (ix *Index) SecretUsers(_ context.Context, namespace, name string) ([]string, error) {
-	inf, err := ix.externalSecrets()
+	inf, err := ix.synced(ix.secrets)
 	if err != nil || inf == nil {
 		return nil, err
 	}
@@ -281,7 +327,7 @@ func (ix *Index) collectUsers(idx toolscache.Indexer, namespace, name string, se
 		writers = append(writers, e)
 	}
 	for _, obj := range writers {
-		e, ok := obj.(*ExternalSecretEntry)
+		e, ok := obj.(*SecretObjectEntry)
 		if !ok {
 			continue
 		}
@@ -299,7 +345,7 @@ func (ix *Index) collectUsers(idx toolscache.Indexer, namespace, name string, se
 
 // PrivateSecrets implements policy.PrivateSecretLookup.
 func (ix *Index) PrivateSecrets(ctx context.Context, namespace string) (map[string][]string, error) {
-	inf, err := ix.externalSecrets()
+	inf, err := ix.synced(ix.secrets)
 	if err != nil || inf == nil {
 		return nil, err
 	}
@@ -309,7 +355,7 @@ func (ix *Index) PrivateSecrets(ctx context.Context, namespace string) (map[stri
 	}
 	out := map[string][]string{}
 	for _, obj := range objs {
-		e, ok := obj.(*ExternalSecretEntry)
+		e, ok := obj.(*SecretObjectEntry)
 		if !ok {
 			continue
 		}
@@ -324,6 +370,40 @@ func (ix *Index) PrivateSecrets(ctx context.Context, namespace string) (map[stri
 			out[e.Target] = users
 		}
 	}
+	return out, nil
+}
+
+// SecretReaders implements policy.PrivateSecretLookup. A kind the API server does not serve has
+// no readers: PushSecrets are admitted only while the index watches them.
+func (ix *Index) SecretReaders(_ context.Context, namespace, name string) ([]policy.SecretReader, error) {
+	var out []policy.SecretReader
+	for _, k := range []*watchedKind{ix.secrets, ix.pushes} {
+		inf, err := ix.synced(k)
+		if err != nil {
+			return nil, err
+		}
+		if inf == nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, key := range []string{namespace + "/" + name, namespace + "/" + anySecret} {
+			objs, err := inf.GetIndexer().ByIndex(byRead, key)
+			if err != nil {
+				return nil, err
+			}
+			for _, obj := range objs {
+				e, ok := obj.(*SecretObjectEntry)
+				if !ok || seen[e.Name] {
+					continue
+				}
+				seen[e.Name] = true
+				out = append(out, policy.SecretReader{Kind: k.kind, Name: e.Name, Initiator: policy.Owner(&e.ObjectMeta), Target: e.Target})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b policy.SecretReader) int {
+		return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name)
+	})
 	return out, nil
 }
 
@@ -362,20 +442,24 @@ func (ix *Index) PodsReferencing(_ context.Context, namespace, secret string) ([
 	return out, nil
 }
 
-// ExternalSecretEntry is what the index keeps of an ExternalSecret.
-type ExternalSecretEntry struct {
+// SecretObjectEntry is what the index keeps of an ExternalSecret or a PushSecret.
+type SecretObjectEntry struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
-	// Target is the Secret it writes (policy.ExternalSecretTarget).
+	// Target is the Secret an ExternalSecret writes (policy.SecretWrites); empty for a
+	// PushSecret.
 	Target string
-	// Users are those of the users/ paths it reads (policy.ExternalSecretUsers).
+	// Users are those of the users/ paths an ExternalSecret reads (policy.ExternalSecretUsers).
 	Users []string
-	// Reads are the Secrets it templates from (policy.SecretObjectReads).
+	// Reads are the Secrets it reads by name (policy.SecretReads).
 	Reads []string
+	// ReadsAny tells that it may read any Secret of its namespace: a PushSecret that selects by
+	// labels, or an object the index cannot read.
+	ReadsAny bool
 }
 
 // DeepCopyObject implements runtime.Object.
-func (e *ExternalSecretEntry) DeepCopyObject() runtime.Object {
+func (e *SecretObjectEntry) DeepCopyObject() runtime.Object {
 	out := *e
 	e.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	out.Users, out.Reads = slices.Clone(e.Users), slices.Clone(e.Reads)
@@ -428,35 +512,53 @@ func podTransform(obj any) (any, error) {
 	return &PodEntry{ObjectMeta: slimMeta(pod), Secrets: slices.Compact(names)}, nil
 }
 
-// externalSecretTransform cuts an ExternalSecret down to an ExternalSecretEntry as it enters
-// the informer. One it cannot read (the API server's schema makes that unlikely) is kept as
-// private to a user nobody is, so that no pod may use the Secret it writes: the index fails
-// closed.
-func externalSecretTransform(obj any) (any, error) {
+// secretObjectTransform cuts an ExternalSecret or PushSecret down to a SecretObjectEntry as it
+// enters the informer. The index fails closed on one it cannot read (the API server's schema
+// makes that unlikely): an ExternalSecret is kept as private to a user nobody is, so that no pod
+// may use the Secret it writes, and either kind as reading every Secret of its namespace.
+// Anything else (a tombstone of an entry) passes as it is.
+func secretObjectTransform(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
 	}
-	entry := &ExternalSecretEntry{ObjectMeta: slimMeta(u), Target: u.GetName()}
+	entry := &SecretObjectEntry{TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()}, ObjectMeta: slimMeta(u)}
+	if entry.Kind == policy.KindExternalSecret {
+		entry.Target = u.GetName()
+	}
 	so := &policy.SecretObject{}
 	raw, err := json.Marshal(u.Object)
 	if err == nil {
 		err = json.Unmarshal(raw, so)
 	}
-	if err != nil || so.ExternalSecret == nil {
-		entry.Users = []string{UnreadableUser}
-		if name, _, _ := unstructured.NestedString(u.Object, "spec", "target", "name"); name != "" {
-			entry.Target = name
+	if err != nil || so.ExternalSecret == nil && so.PushSecret == nil {
+		entry.ReadsAny = true
+		if entry.Kind == policy.KindExternalSecret {
+			entry.Users = []string{UnreadableUser}
+			if name, _, _ := unstructured.NestedString(u.Object, "spec", "target", "name"); name != "" {
+				entry.Target = name
+			}
 		}
 		return entry, nil
 	}
-	entry.Target = policy.SecretWrites(so)[0].Name
-	entry.Users = policy.ExternalSecretUsers(so.ExternalSecret)
+	if so.ExternalSecret != nil {
+		entry.Target = policy.SecretWrites(so)[0].Name
+		entry.Users = policy.ExternalSecretUsers(so.ExternalSecret)
+	}
+	if so.PushSecret != nil {
+		// Secrets selected by labels (admitted before the webhook, or by a trusted identity) may
+		// be any of the namespace.
+		if s := so.PushSecret.Spec.Selector.Secret; s != nil && s.Selector != nil {
+			entry.ReadsAny = true
+		}
+	}
 	for _, r := range policy.SecretReads(so) {
 		if r.Name != "" {
 			entry.Reads = append(entry.Reads, r.Name)
 		}
 	}
+	slices.Sort(entry.Reads)
+	entry.Reads = slices.Compact(entry.Reads)
 	return entry, nil
 }
 
@@ -466,11 +568,28 @@ const UnreadableUser = "(an ExternalSecret iss-webhook cannot read)"
 
 // indexTarget indexes an ExternalSecret by the Secret it writes.
 func indexTarget(obj any) ([]string, error) {
-	e, ok := obj.(*ExternalSecretEntry)
+	e, ok := obj.(*SecretObjectEntry)
 	if !ok {
 		return nil, nil
 	}
 	return []string{e.Namespace + "/" + e.Target}, nil
+}
+
+// indexReads indexes an ExternalSecret or PushSecret by the Secrets it reads, and one that may
+// read any under anySecret.
+func indexReads(obj any) ([]string, error) {
+	e, ok := obj.(*SecretObjectEntry)
+	if !ok {
+		return nil, nil
+	}
+	keys := make([]string, 0, len(e.Reads)+1)
+	for _, r := range e.Reads {
+		keys = append(keys, e.Namespace+"/"+r)
+	}
+	if e.ReadsAny {
+		keys = append(keys, e.Namespace+"/"+anySecret)
+	}
+	return keys, nil
 }
 
 // indexPodSecrets indexes a pod by the Secrets it references.

@@ -31,10 +31,11 @@ type servedDiscovery struct {
 func (d *servedDiscovery) ServerResourcesForGroupVersion(gv string) (*metav1.APIResourceList, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.served || gv != "external-secrets.io/v1" {
+	resource := map[string]string{"external-secrets.io/v1": "externalsecrets", "external-secrets.io/v1alpha1": "pushsecrets"}[gv]
+	if !d.served || resource == "" {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "external-secrets.io"}, gv)
 	}
-	return &metav1.APIResourceList{GroupVersion: gv, APIResources: []metav1.APIResource{{Name: "externalsecrets"}}}, nil
+	return &metav1.APIResourceList{GroupVersion: gv, APIResources: []metav1.APIResource{{Name: resource}}}, nil
 }
 
 func (d *servedDiscovery) serve() {
@@ -52,12 +53,15 @@ func externalSecret(t *testing.T, doc string) *unstructured.Unstructured {
 	return u
 }
 
-var gvr = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"}
+var (
+	gvr       = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"}
+	pushesGVR = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1alpha1", Resource: "pushsecrets"}
+)
 
 func newIndex(t *testing.T, served bool, objects []runtime.Object, pods ...runtime.Object) (*Index, *servedDiscovery, *dynamicfake.FakeDynamicClient) {
 	t.Helper()
 	cs := fake.NewClientset(pods...)
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "ExternalSecretList"}, objects...)
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "ExternalSecretList", pushesGVR: "PushSecretList"}, objects...)
 	disc := &servedDiscovery{FakeDiscovery: cs.Discovery().(*fakediscovery.FakeDiscovery), served: served}
 	ix := NewForClients(cs, dyn, disc, []string{"kube-system"}, time.Hour, time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,12 +105,26 @@ func TestIndexOfPrivateSecrets(t *testing.T) {
 		// One the index cannot read: the Secret it writes is private to nobody.
 		externalSecret(t, `{apiVersion: external-secrets.io/v1, kind: ExternalSecret, metadata: {name: odd, namespace: team-a-dev},
   spec: {target: {name: odd-target}, data: "not a list"}}`),
+		// PushSecrets: of a Secret by name, of its template's Secret, of Secrets selected by
+		// labels, and one the index cannot read, which may read any.
+		externalSecret(t, `{apiVersion: external-secrets.io/v1alpha1, kind: PushSecret, metadata: {name: push-s, namespace: team-a-dev, annotations: {iss.platform/initiator-id: bob}},
+  spec: {selector: {secret: {name: s}}}}`),
+		externalSecret(t, `{apiVersion: external-secrets.io/v1alpha1, kind: PushSecret, metadata: {name: push-tmpl, namespace: team-a-dev},
+  spec: {selector: {generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: p}}, template: {templateFrom: [{secret: {name: public}}]}}}`),
+		externalSecret(t, `{apiVersion: external-secrets.io/v1alpha1, kind: PushSecret, metadata: {name: by-labels, namespace: team-a-dev, annotations: {iss.platform/initiator-id: bob}},
+  spec: {selector: {secret: {selector: {matchLabels: {a: b}}}}}}`),
+		externalSecret(t, `{apiVersion: external-secrets.io/v1alpha1, kind: PushSecret, metadata: {name: odd-push, namespace: team-a-dev},
+  spec: {selector: "not an object"}}`),
+		externalSecret(t, `{apiVersion: external-secrets.io/v1alpha1, kind: PushSecret, metadata: {name: push-s, namespace: team-b-dev},
+  spec: {selector: {secret: {name: s}}}}`),
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team-a-dev", Annotations: map[string]string{policy.AnnotationInitiatorID: "alice", "other": "dropped"}},
 		Spec: corev1.PodSpec{Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}}},
 			Containers: []corev1.Container{{Name: "c", Image: "busybox", Env: []corev1.EnvVar{{Name: "E", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}}}}}}}
 	ix, _, _ := newIndex(t, true, objects, pod)
-	eventually(t, "synced", func() bool { return ix.Synced() == nil && ix.Watching(ctx) == nil })
+	eventually(t, "synced", func() bool {
+		return ix.Synced() == nil && ix.Watching(ctx, policy.KindExternalSecret) == nil && ix.Watching(ctx, policy.KindPushSecret) == nil
+	})
 
 	for _, tc := range []struct {
 		ns, name string
@@ -141,6 +159,39 @@ func TestIndexOfPrivateSecrets(t *testing.T) {
 	if err != nil || len(users) != 1 || users[0].Name != "p" {
 		t.Errorf("PodsReferencing(s) = %v, %v", users, err)
 	}
+	for _, tc := range []struct {
+		name string
+		want []policy.SecretReader
+	}{
+		{"s", []policy.SecretReader{
+			{Kind: policy.KindExternalSecret, Name: "derived", Target: "derived"},
+			{Kind: policy.KindExternalSecret, Name: "odd", Target: "odd-target"},
+			{Kind: policy.KindPushSecret, Name: "by-labels", Initiator: "bob"},
+			{Kind: policy.KindPushSecret, Name: "odd-push"},
+			{Kind: policy.KindPushSecret, Name: "push-s", Initiator: "bob"},
+		}},
+		{"public", []policy.SecretReader{
+			{Kind: policy.KindExternalSecret, Name: "odd", Target: "odd-target"},
+			{Kind: policy.KindPushSecret, Name: "by-labels", Initiator: "bob"},
+			{Kind: policy.KindPushSecret, Name: "odd-push"},
+			{Kind: policy.KindPushSecret, Name: "push-tmpl"},
+		}},
+		{"loop", []policy.SecretReader{
+			{Kind: policy.KindExternalSecret, Name: "loop", Target: "loop"},
+			{Kind: policy.KindExternalSecret, Name: "odd", Target: "odd-target"},
+			{Kind: policy.KindPushSecret, Name: "by-labels", Initiator: "bob"},
+			{Kind: policy.KindPushSecret, Name: "odd-push"},
+		}},
+	} {
+		got, err := ix.SecretReaders(ctx, "team-a-dev", tc.name)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("SecretReaders(%s) = %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+	if got, err := ix.SecretReaders(ctx, "team-b-dev", "s"); err != nil || len(got) != 1 || got[0].Name != "push-s" {
+		t.Errorf("SecretReaders(team-b-dev, s) = %+v, %v; want its own push-s alone", got, err)
+	}
+
 	obj, _, _ := ix.pods.GetIndexer().GetByKey("team-a-dev/p")
 	if e := obj.(*PodEntry); len(e.Annotations) != 1 {
 		t.Errorf("the cached pod keeps more than its owner: %+v", e)
@@ -157,12 +208,19 @@ func TestIndexBeforeExternalSecretsAreServed(t *testing.T) {
 	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || users != nil {
 		t.Errorf("SecretUsers = %v, %v before ExternalSecrets are served; want none", users, err)
 	}
-	if err := ix.Watching(ctx); err == nil {
-		t.Error("Watching is nil before ExternalSecrets are served")
+	for _, kind := range []string{policy.KindExternalSecret, policy.KindPushSecret} {
+		if err := ix.Watching(ctx, kind); err == nil {
+			t.Errorf("Watching(%s) is nil before it is served", kind)
+		}
+	}
+	if readers, err := ix.SecretReaders(ctx, "team-a-dev", "s"); err != nil || readers != nil {
+		t.Errorf("SecretReaders = %v, %v before PushSecrets are served; want none", readers, err)
 	}
 	// Served now: the next review of an ExternalSecret makes the index look again at once.
 	disc.serve()
-	eventually(t, "watching once served", func() bool { return ix.Watching(ctx) == nil })
+	eventually(t, "watching once served", func() bool {
+		return ix.Watching(ctx, policy.KindExternalSecret) == nil && ix.Watching(ctx, policy.KindPushSecret) == nil
+	})
 	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || !slices.Equal(users, []string{"alice"}) {
 		t.Errorf("SecretUsers = %v, %v once served; want alice", users, err)
 	}
@@ -175,12 +233,12 @@ func TestDeletedExternalSecretsKeepTheirSecretPrivate(t *testing.T) {
 	objects := []runtime.Object{externalSecret(t, `{apiVersion: external-secrets.io/v1, kind: ExternalSecret, metadata: {name: s, namespace: team-a-dev},
   spec: {data: [{secretKey: k, remoteRef: {key: artifacts/team-a/users/alice/secrets/db}}]}}`)}
 	ix, _, dyn := newIndex(t, true, objects)
-	eventually(t, "synced", func() bool { return ix.Synced() == nil && ix.Watching(ctx) == nil })
+	eventually(t, "synced", func() bool { return ix.Synced() == nil && ix.Watching(ctx, policy.KindExternalSecret) == nil })
 	if err := dyn.Resource(gvr).Namespace("team-a-dev").Delete(ctx, "s", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the deletion seen", func() bool {
-		_, found, _ := ix.secrets.GetIndexer().GetByKey("team-a-dev/s")
+		_, found, _ := ix.secrets.informer.GetIndexer().GetByKey("team-a-dev/s")
 		return !found
 	})
 	if users, err := ix.SecretUsers(ctx, "team-a-dev", "s"); err != nil || !slices.Equal(users, []string{"alice"}) {

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/iss-platform/iss-webhook/e2e/suiterun"
 )
 
 func TestDockerUnavailable(t *testing.T) {
@@ -35,137 +36,49 @@ func TestDockerUnavailable(t *testing.T) {
 	}
 }
 
-// TestIssctlInstall runs the issctl of the checkout with the command line of installWebhook: it
-// must accept it and install the loaded image, cert-manager's certificate, and the CRD and
-// ISSPolicy that iss-kind leaves to it; and its failures must be told apart as retryInstall
-// expects.
+// TestIssctlInstall runs the issctl of the checkout with the command line that iss-kind passes
+// to suiterun's InstallWebhook: it must accept it and install the loaded image, cert-manager's
+// certificate, and the CRD and ISSPolicy that iss-kind leaves to it.
 func TestIssctlInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds issctl")
 	}
 	dir := t.TempDir()
-	issctl := filepath.Join(dir, "issctl")
-	build := exec.Command("go", "build", "-o", issctl, "./cmd/issctl")
-	build.Dir = filepath.Join("..", "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/issctl: %v\n%s", err, out)
-	}
-	// A cluster that refuses connections.
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["down"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
-	kc.AuthInfos["down"] = &clientcmdapi.AuthInfo{Token: "t"}
-	kc.Contexts["down"] = &clientcmdapi.Context{Cluster: "down", AuthInfo: "down"}
-	kc.CurrentContext = "down"
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+	repo, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
 		t.Fatal(err)
 	}
-	runIssctl := func(t *testing.T, args ...string) (stdout, reason string, err error) {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		cmd := exec.Command(issctl, args...)
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err = cmd.Run()
-		return out.String(), lastLine(errOut.String()), err
+	issctl := filepath.Join(dir, "issctl")
+	if err := (&suiterun.Target{Repo: repo, Issctl: issctl, Out: io.Discard}).BuildIssctl(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-
-	t.Run("command line", func(t *testing.T) {
-		args := issctlInstallArgs(kubeconfig)
-		if !slices.Equal(args[:3], []string{"install", "--kubeconfig", kubeconfig}) {
-			t.Errorf("args %v", args)
-		}
-		out, reason, err := runIssctl(t, append(args, "--dry-run", "-o", "yaml")...)
-		if err != nil {
-			t.Fatalf("issctl %s --dry-run -o yaml: %v: %s", strings.Join(args, " "), err, reason)
-		}
-		for _, want := range []string{
-			"image: " + kindImage,
-			"kind: CustomResourceDefinition",
-			"name: isspolicies.iss.platform\n",
-			"kind: ISSPolicy",
-			"kind: Certificate",
-			"cert-manager.io/inject-ca-from",
-			"kind: ValidatingWebhookConfiguration",
-		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("the install has no %q", want)
-			}
-		}
-		if strings.Contains(out, "image: iss-webhook:latest") {
-			t.Error("a container still runs iss-webhook:latest")
-		}
-	})
-
-	t.Run("an apply that fails is retried", func(t *testing.T) {
-		// The self-signed mode applies without looking for cert-manager first.
-		_, reason, err := runIssctl(t, "install", "--kubeconfig", kubeconfig, "--cert-mode", "self-signed", "--timeout", "20s")
-		if err == nil || !retryableInstall(reason) {
-			t.Errorf("got %v, %q; want a failed apply", err, reason)
-		}
-	})
-
-	t.Run("a failure before any apply is not retried", func(t *testing.T) {
-		_, reason, err := runIssctl(t, issctlInstallArgs(kubeconfig)...)
-		if err == nil || reason == "" || retryableInstall(reason) {
-			t.Errorf("got %v, %q; want a failure that is not retried", err, reason)
-		}
-	})
-}
-
-func TestRetryInstall(t *testing.T) {
-	ctx := context.Background()
-	const applyFailed = `issctl install: applying Certificate iss-system/iss-webhook: Internal error occurred: failed calling webhook "webhook.cert-manager.io": connection refused`
-	const waitFailed = "issctl install: gave up waiting for deployment iss-system/iss-webhook: 0 of 2 replicas updated, 0 available"
-	exit := errors.New("exit status 2")
-	var progress []string
-	record := func(format string, args ...any) { progress = append(progress, fmt.Sprintf(format, args...)) }
-
-	// cert-manager's webhook answers at the third run.
-	calls := 0
-	err := retryInstall(ctx, time.Minute, time.Millisecond, func() (string, error) {
-		if calls++; calls < 3 {
-			return applyFailed, exit
-		}
-		return "", nil
-	}, record)
-	if err != nil || calls != 3 || len(progress) != 2 || !strings.HasPrefix(progress[0], applyFailed+";") {
-		t.Errorf("got %v after %d runs, progress %q", err, calls, progress)
+	// A dry run reads no kubeconfig.
+	kubeconfig := filepath.Join(dir, "kind.kubeconfig")
+	args := issctlInstallArgs(kubeconfig)
+	if !slices.Equal(args[:3], []string{"install", "--kubeconfig", kubeconfig}) {
+		t.Errorf("args %v", args)
 	}
-
-	// A failed wait had its whole timeout: no second run.
-	calls, progress = 0, nil
-	err = retryInstall(ctx, time.Minute, time.Millisecond, func() (string, error) { calls++; return waitFailed, exit }, record)
-	if err == nil || !errors.Is(err, exit) || !strings.Contains(err.Error(), waitFailed) || calls != 1 || len(progress) != 0 {
-		t.Errorf("got %v after %d runs, progress %q", err, calls, progress)
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(issctl, append(args, "--dry-run", "-o", "yaml")...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("issctl %s --dry-run -o yaml: %v: %s", strings.Join(args, " "), err, errOut.String())
 	}
-
-	// An apply that keeps failing: runs until the timeout, then its reason.
-	calls = 0
-	err = retryInstall(ctx, 50*time.Millisecond, 10*time.Millisecond, func() (string, error) { calls++; return applyFailed, exit }, record)
-	if err == nil || !strings.Contains(err.Error(), applyFailed) || !strings.Contains(err.Error(), "still failing after 50ms") || calls < 2 {
-		t.Errorf("got %v after %d runs", err, calls)
-	}
-
-	// Interrupted: no further run.
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-	calls = 0
-	err = retryInstall(cancelled, time.Minute, time.Millisecond, func() (string, error) { calls++; return applyFailed, exit }, record)
-	if !errors.Is(err, context.Canceled) || calls != 1 {
-		t.Errorf("got %v after %d runs", err, calls)
-	}
-}
-
-func TestLastLine(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                           "",
-		"one\n":                      "one",
-		"applied x\n  why  \n\n":     "why",
-		"waiting\nissctl install: e": "issctl install: e",
+	for _, want := range []string{
+		"image: " + kindImage,
+		"kind: CustomResourceDefinition",
+		"name: isspolicies.iss.platform\n",
+		"kind: ISSPolicy",
+		"kind: Certificate",
+		"cert-manager.io/inject-ca-from",
+		"kind: ValidatingWebhookConfiguration",
 	} {
-		if got := lastLine(in); got != want {
-			t.Errorf("lastLine(%q) = %q, want %q", in, got, want)
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the install has no %q", want)
 		}
+	}
+	if strings.Contains(out.String(), "image: iss-webhook:latest") {
+		t.Error("a container still runs iss-webhook:latest")
 	}
 }
 
@@ -222,18 +135,5 @@ func TestControlPlaneNode(t *testing.T) {
 	}
 	if _, err := controlPlaneNode("other-control-plane\n", "iss-e2e"); err == nil {
 		t.Error("no error without the cluster's control-plane node")
-	}
-}
-
-func TestPrefixWriter(t *testing.T) {
-	var b bytes.Buffer
-	w := &prefixWriter{w: &b, prefix: "p: "}
-	for _, s := range []string{"one\ntw", "o\n", "three\nfour\n"} {
-		if _, err := w.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got, want := b.String(), "p: one\np: two\np: three\np: four\n"; got != want {
-		t.Errorf("got %q, want %q", got, want)
 	}
 }

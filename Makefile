@@ -17,10 +17,11 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/iss-webhook, bin/issctl and bin/iss-dev
+build: ## build bin/iss-webhook, bin/issctl, bin/iss-dev and bin/iss-cluster
 	$(GO) build -o $(BIN)/iss-webhook ./cmd/iss-webhook
 	$(GO) build -o $(BIN)/issctl ./cmd/issctl
 	$(GO) build -o $(BIN)/iss-dev ./e2e/cmd/iss-dev
+	$(GO) build -o $(BIN)/iss-cluster ./e2e/cmd/iss-cluster
 
 .PHONY: controlplane
 controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (only when the pins change)
@@ -37,6 +38,19 @@ OPENBAO_RUN_FLAGS = $(if $(OPENBAO_ADDR),--openbao-addr '$(OPENBAO_ADDR)' --open
 	$(if $(OPENBAO_CACERT),--openbao-ca-file '$(OPENBAO_CACERT)') \
 	$(if $(OPENBAO_KV_MOUNT),--openbao-kv-mount '$(OPENBAO_KV_MOUNT)'))
 
+.PHONY: cluster-binaries
+cluster-binaries: ## build the single-node cluster's binaries (kubelet, kube-proxy, CoreDNS, kube-router, ...) from the pinned modules
+	bash e2e/tools/build.sh $(BIN) cluster
+
+# The single-node cluster needs root and changes the host's networking while it runs (see README).
+.PHONY: cluster
+cluster: build ## a real single-node cluster on this machine (root; no Docker); stays in the foreground, Ctrl-C stops it and undoes its host changes
+	$(BIN)/iss-cluster --repo $(CURDIR) up
+
+.PHONY: cluster-clean
+cluster-clean: build ## undo what a killed `make cluster` left on the host
+	$(BIN)/iss-cluster --repo $(CURDIR) clean
+
 .PHONY: run
 run: build controlplane ## local control plane with the webhook registered; stays in the foreground (OPENBAO_ADDR=... to check paths in your OpenBao)
 	$(BIN)/iss-dev --repo $(CURDIR) --state-dir $(CURDIR)/.iss-dev $(OPENBAO_RUN_FLAGS)
@@ -47,7 +61,7 @@ generate: ## regenerate the ISSPolicy code and CRD (controller-gen), the webhook
 	$(GO) test -count=1 $(GENERATED_PKGS) -run '^TestGenerated' -update
 
 .PHONY: test
-test: check unit e2e e2e-kind ## formatting, vet, tidiness, unit tests, the end-to-end suite, and on kind where Docker runs
+test: check unit e2e e2e-cluster e2e-kind ## formatting, vet, tidiness, unit tests, the end-to-end suite on the local control plane and on the single-node cluster, and on kind where Docker runs
 
 .PHONY: check
 check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code and CRD are current
@@ -62,6 +76,8 @@ check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code 
 	$(GO) mod tidy -diff
 	cd e2e/tools && $(GO) mod tidy -diff
 	cd e2e/tools/etcd && $(GO) mod tidy -diff
+	cd e2e/tools/coredns && $(GO) mod tidy -diff
+	cd e2e/tools/kube-router && $(GO) mod tidy -diff
 
 .PHONY: unit
 unit: controlplane ## unit, golden and handler tests (the binary's own tests start a control plane)
@@ -72,6 +88,10 @@ unit: controlplane ## unit, golden and handler tests (the binary's own tests sta
 .PHONY: e2e
 e2e: build controlplane ## the Ginkgo suite, with kubectl, on the local control plane
 	$(GO) test -count=1 -v -timeout 30m ./e2e/ -ginkgo.v $(if $(CI),-ginkgo.no-color)
+
+.PHONY: e2e-cluster
+e2e-cluster: build ## the Ginkgo suite on the single-node cluster, iss-webhook installed from its image; skipped (saying why) without root or writable cgroups
+	$(BIN)/iss-cluster --repo $(CURDIR) e2e $(if $(CI),-- -ginkgo.no-color)
 
 .PHONY: e2e-kind
 e2e-kind: build ## the Ginkgo suite on a kind cluster (the image, cert-manager, issctl install); skipped without Docker

@@ -59,7 +59,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = localEnv.Kubeconfig
 	applyPolicy(ctx, suitePolicy())
-}, NodeTimeout(5*60e9))
+}, NodeTimeout(10*time.Minute))
 
 // suiteFailed is set when any spec fails, so that AfterSuite can show the webhook's log.
 var suiteFailed bool

@@ -305,7 +305,7 @@ spec:
 		Eventually(func(ctx context.Context) error {
 			_, err := kubectl(ctx, "", "delete", "networkpolicy", name, "-n", namespace, "--ignore-not-found", "--wait=false")
 			return err
-		}).WithContext(ctx).WithTimeout(30*time.Second).WithPolling(time.Second).Should(Succeed(), "once the engine is gone")
+		}).WithContext(ctx).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(Succeed(), "once the engine is gone")
 	})
 
 	It("denies a malformed annotation with its name and the position of the fault", func(ctx SpecContext) {
@@ -364,7 +364,7 @@ spec:
 				deletePodIn(ns)(ctx, "engine-refused")
 			}
 			return err
-		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(MatchError(And(
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(MatchError(And(
 			ContainSubstring("could not write the egress policies"),
 			ContainSubstring("e2e: NetworkPolicies are refused here"),
 			ContainSubstring("never runs with open egress"),

@@ -69,7 +69,7 @@ func waitForPolicy(ctx context.Context, ready string) {
 			}
 		}
 		g.Expect(status).To(Equal(ready))
-	}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
 }
 
 // invalidSelector is a policy section that the CRD's schema admits and the webhook's checks do
@@ -133,7 +133,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 			return out
 		}
 		applyPolicy(ctx, suitePolicy()+"engines:\n  images: [registry.dagger.io/engine, registry.example.com/mirror/dagger-engine]\n")
-		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).Should(ContainSubstring(`registry\\.example\\.com(:0*443)?/mirror/dagger-engine`))
+		Eventually(imageTests).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(ContainSubstring(`registry\\.example\\.com(:0*443)?/mirror/dagger-engine`))
 		// A pod of the mirrored image, without any label, now reaches the webhook.
 		out, err := kubectl(ctx, `apiVersion: v1
 kind: Pod
@@ -146,7 +146,7 @@ spec:
 		Expect(out).To(ContainSubstring(policy.LabelEgressPolicy))
 
 		applyPolicy(ctx, suitePolicy())
-		Eventually(imageTests).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(time.Second).ShouldNot(ContainSubstring("example"))
+		Eventually(imageTests).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).ShouldNot(ContainSubstring("example"))
 	})
 
 	It("refuses an invalid policy on apply, naming every field", func(ctx SpecContext) {
@@ -212,7 +212,7 @@ spec:
 		Eventually(func() error {
 			_, err := kubectl(ctx, offProfileEngine("engine-default-policy", namespace), "apply", "--dry-run=server", "-f", "-")
 			return err
-		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(MatchError(ContainSubstring("spec.containers[0].resources.limits[cpu]")))
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(MatchError(ContainSubstring("spec.containers[0].resources.limits[cpu]")))
 	})
 
 	It("issctl audit finds an object admitted before the policy tightened, and writes OpenReports", func(ctx SpecContext) {

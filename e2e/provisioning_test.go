@@ -294,7 +294,7 @@ var _ = Describe("Provisioning", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(func(ctx context.Context) (string, error) {
 				return kubectl(ctx, "", "get", tc.resource, tc.name, "-n", namespace, "-o", "jsonpath={.metadata.deletionTimestamp}")
-			}).WithContext(ctx).WithTimeout(30 * time.Second).ShouldNot(BeEmpty())
+			}).WithContext(ctx).WithTimeout(2 * time.Minute).ShouldNot(BeEmpty())
 
 			_, err = asAlice(ctx, "", "patch", tc.resource, tc.name, "-n", namespace, "--type", "merge", "-p", tc.patch)
 			Expect(err).To(MatchError(ContainSubstring("spec: Forbidden: the object is being deleted")), tc.resource)
@@ -305,7 +305,7 @@ var _ = Describe("Provisioning", func() {
 			Expect(err).NotTo(HaveOccurred(), tc.resource)
 			Eventually(func(ctx context.Context) (string, error) {
 				return kubectl(ctx, "", "get", tc.resource, tc.name, "-n", namespace, "--ignore-not-found", "-o", "name")
-			}).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeEmpty())
+			}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(BeEmpty())
 		}
 	})
 })

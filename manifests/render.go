@@ -135,3 +135,41 @@ func decodeAll(data []byte) ([]*unstructured.Unstructured, error) {
 		}
 	}
 }
+
+// SetImagePullPolicy sets the pull policy of every container of the webhook's Deployment in
+// objs: Always, IfNotPresent or Never (Never for a cluster whose nodes were given the image).
+// An empty policy leaves the Kubernetes default.
+func SetImagePullPolicy(objs []*unstructured.Unstructured, policy string) error {
+	switch policy {
+	case "":
+		return nil
+	case "Always", "IfNotPresent", "Never":
+	default:
+		return fmt.Errorf("unknown image pull policy %q: use Always, IfNotPresent or Never", policy)
+	}
+	found := false
+	for _, obj := range objs {
+		if obj.GetKind() != "Deployment" || obj.GetName() != "iss-webhook" {
+			continue
+		}
+		found = true
+		containers, _, err := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
+		if err != nil {
+			return err
+		}
+		for i, c := range containers {
+			m, ok := c.(map[string]any)
+			if !ok {
+				return fmt.Errorf("container %d of deployment iss-webhook is not an object", i)
+			}
+			m["imagePullPolicy"] = policy
+		}
+		if err := unstructured.SetNestedSlice(obj.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+			return err
+		}
+	}
+	if !found {
+		return errors.New("the install has no deployment iss-webhook")
+	}
+	return nil
+}

@@ -64,3 +64,40 @@ func TestRenderSetsTheImage(t *testing.T) {
 		t.Error("an unknown mode rendered")
 	}
 }
+
+func TestSetImagePullPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy  string
+		want    any
+		wantErr bool
+	}{
+		{policy: "", want: nil},
+		{policy: "Never", want: "Never"},
+		{policy: "IfNotPresent", want: "IfNotPresent"},
+		{policy: "Always", want: "Always"},
+		{policy: "never", wantErr: true},
+	} {
+		objs, err := Render(CertModeSelfSigned, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = SetImagePullPolicy(objs, tc.policy)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("policy %q: error %v, want error %v", tc.policy, err, tc.wantErr)
+		}
+		if tc.wantErr {
+			continue
+		}
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			containers := o.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
+			for _, c := range containers {
+				if got := c.(map[string]any)["imagePullPolicy"]; got != tc.want {
+					t.Errorf("policy %q: got %v", tc.policy, got)
+				}
+			}
+		}
+	}
+}

@@ -40,6 +40,7 @@ type installOptions struct {
 	kubeconfig string
 	certMode   string
 	image      string
+	pullPolicy string
 	dryRun     bool
 	output     string
 	timeout    time.Duration
@@ -66,6 +67,7 @@ Flags:
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty means $KUBECONFIG, else ~/.kube/config")
 	fs.StringVar(&o.certMode, "cert-mode", manifests.CertModeCertManager, "cert-manager (cert-manager issues the serving certificate; it must be installed) or self-signed (the webhook keeps its own CA)")
 	fs.StringVar(&o.image, "image", manifests.DefaultImage, "the iss-webhook image to run")
+	fs.StringVar(&o.pullPolicy, "image-pull-policy", "", "the webhook containers' imagePullPolicy: Always, IfNotPresent or Never (Never where the image was loaded onto the nodes); empty leaves the Kubernetes default")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print what would be applied, in order, and change nothing (with -o yaml)")
 	fs.StringVar(&o.output, "o", "", "with --dry-run: yaml")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the webhook to answer")
@@ -80,6 +82,9 @@ Flags:
 		return exitUsage
 	}
 	objs, err := manifests.Render(o.certMode, o.image)
+	if err == nil {
+		err = manifests.SetImagePullPolicy(objs, o.pullPolicy)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "issctl install:", err)
 		return exitUsage

@@ -84,6 +84,14 @@ type Env struct {
 	recorder          *Recorder
 }
 
+// The waits of the local control plane: generous, because a loaded 2-core machine (a parallel
+// build, a CI neighbour) is many times slower than an idle one.
+const (
+	controlPlaneStartTimeout = 5 * time.Minute
+	crdInstallTimeout        = 3 * time.Minute
+	webhookReadyTimeout      = 3 * time.Minute
+)
+
 // ControlPlane is etcd and kube-apiserver, built from the pinned modules into bin/, with the
 // given CRDs and webhook configurations installed.
 type ControlPlane struct {
@@ -101,15 +109,17 @@ func StartControlPlane(repoRoot string, crds, webhookFiles []string) (*ControlPl
 		}
 	}
 	cp := &ControlPlane{env: &envtest.Environment{
-		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
+		// envtest waits 10s for the CRDs to be served by default: too short on a loaded machine.
+		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true, MaxTime: crdInstallTimeout},
 		BinaryAssetsDirectory:    bin,
-		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStartTimeout: controlPlaneStartTimeout,
 		ControlPlaneStopTimeout:  30 * time.Second,
 		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: webhookFiles, LocalServingHost: "127.0.0.1"},
 	}}
 	if _, err := cp.env.Start(); err != nil {
 		_ = cp.env.Stop()
-		return nil, fmt.Errorf("starting the control plane: %w", err)
+		return nil, fmt.Errorf("starting the control plane (etcd and kube-apiserver answering within %s, then %d CRDs served within %s): %w",
+			controlPlaneStartTimeout, len(crds), crdInstallTimeout, err)
 	}
 	return cp, nil
 }
@@ -352,7 +362,7 @@ func (e *Env) startWebhook(ctx context.Context, extraArgs ...string) error {
 	e.progress("iss-webhook serving TLS on %s:%d as %s (log: %s)", host, port, e.WebhookUser, e.WebhookLog)
 
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(webhookReadyTimeout)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-e.exited:
@@ -370,7 +380,7 @@ func (e *Env) startWebhook(ctx context.Context, extraArgs ...string) error {
 			}
 		}
 	}
-	return fmt.Errorf("iss-webhook was not ready within 60s; its log:\n%s", tail(e.WebhookLog, 20))
+	return fmt.Errorf("iss-webhook was not ready (%s answering 200) within %s; its log:\n%s", readyz, webhookReadyTimeout, tail(e.WebhookLog, 20))
 }
 
 func (e *Env) createNamespaces(ctx context.Context, cs kubernetes.Interface) error {

@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd for the local control plane from the Go modules pinned in
-# e2e/tools/go.mod (Kubernetes) and e2e/tools/etcd/go.mod (etcd), into the directory given as $1 (default bin/). The binaries are rebuilt only
-# when the pins change: a stamp file records the hash of go.mod and go.sum they were built from.
+# Builds the binaries of the local control plane and of the single-node cluster from the Go
+# modules pinned here, into the directory given as $1 (default bin/):
+#   build.sh DIR            kube-apiserver (e2e/tools/go.mod) and etcd (e2e/tools/etcd/go.mod)
+#   build.sh DIR cluster    those, and kube-controller-manager, kube-scheduler, kubelet and
+#                           kube-proxy (e2e/tools/go.mod), CoreDNS (e2e/tools/coredns) and
+#                           kube-router (e2e/tools/kube-router)
+# Each set is rebuilt only when its pins change: a stamp file records the hash of the go.mod and
+# go.sum files it was built from.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mkdir -p "${1:-bin}" && cd "${1:-bin}" && pwd)
-stamp="$out/.controlplane-stamp"
+set_name=${2:-controlplane}
+stamp="$out/.$set_name-stamp"
 
 # etcd has a module of its own: in one module with k8s.io/kubernetes v1.37.2, minimal version
 # selection would raise etcd to the v3.7 that Kubernetes' own tests require.
-want=$(cat "$here"/go.mod "$here"/go.sum "$here"/build.sh "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go | sha256sum | cut -d' ' -f1)
-if [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+case "$set_name" in
+controlplane)
+	binaries=(kube-apiserver etcd)
+	inputs=("$here"/go.mod "$here"/go.sum "$here"/build.sh "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go) ;;
+cluster)
+	binaries=(kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-router)
+	inputs=("$here"/go.mod "$here"/go.sum "$here"/build.sh "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go
+		"$here"/coredns/go.mod "$here"/coredns/go.sum "$here"/coredns/main.go "$here"/kube-router/go.mod "$here"/kube-router/go.sum) ;;
+*)
+	echo "build.sh: unknown set $set_name (controlplane or cluster)" >&2; exit 2 ;;
+esac
+want=$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)
+up_to_date=true
+for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || up_to_date=false; done
+if $up_to_date && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 	exit 0
 fi
 
@@ -44,5 +63,13 @@ build() {
 
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 (cd etcd && build etcd . "-s -w")
+if [[ "$set_name" == cluster ]]; then
+	for c in kube-controller-manager kube-scheduler kubelet kube-proxy; do
+		build "$c" "k8s.io/kubernetes/cmd/$c" "$ldflags"
+	done
+	(cd coredns && build coredns . "-s -w")
+	(cd kube-router && build kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "-s -w")
+	echo "cluster: kube-controller-manager, kube-scheduler, kubelet, kube-proxy $k8s_version, CoreDNS $(cd coredns && go list -m -f '{{.Version}}' github.com/coredns/coredns) and kube-router $(cd kube-router && go list -m -f '{{.Version}}' github.com/cloudnativelabs/kube-router/v2) are in $out"
+fi
 echo "$want" >"$stamp"
 echo "control plane: kube-apiserver $k8s_version and etcd $etcd_version are in $out"

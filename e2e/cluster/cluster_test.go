@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestConfigurationsParse(t *testing.T) {
+	var kubelet map[string]any
+	if err := yaml.Unmarshal([]byte(kubeletConfig("/ca", "/crt", "/key", "/run/c.sock", "/resolv", "/logs")), &kubelet); err != nil {
+		t.Fatalf("kubelet configuration: %v", err)
+	}
+	for key, want := range map[string]any{
+		"cgroupDriver": "cgroupfs", "failCgroupV1": false, "failSwapOn": false,
+		"containerRuntimeEndpoint": "unix:///run/c.sock", "resolvConf": "/resolv", "address": NodeIP,
+	} {
+		if kubelet[key] != want {
+			t.Errorf("kubelet %s = %v, want %v", key, kubelet[key], want)
+		}
+	}
+	var proxy map[string]any
+	if err := yaml.Unmarshal([]byte(kubeProxyConfig("/kc")), &proxy); err != nil || proxy["mode"] != "iptables" {
+		t.Errorf("kube-proxy configuration: %v %v", proxy, err)
+	}
+	var cni struct {
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(cniConfig("/ipam")), &cni); err != nil {
+		t.Fatalf("CNI configuration: %v", err)
+	}
+	if got := cni.Plugins[0]; got["bridge"] != podBridge || got["ipMasq"] != false {
+		t.Errorf("CNI bridge plugin: %v", got)
+	}
+	cfg := containerdConfig("/root", "/state", "/run/c.sock", "/net.d", "/cni")
+	for _, want := range []string{`restrict_oom_score_adj = true`, `sandbox_image = "` + PauseImage + `"`, `address = "/run/c.sock"`, `SystemdCgroup = false`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("containerd configuration lacks %s", want)
+		}
+	}
+	for _, m := range strings.Split(coreDNSManifests(map[string]string{"probe.test": "10.244.0.9"}), "\n---\n") {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(m), &obj); err != nil || obj["kind"] == nil {
+			t.Errorf("CoreDNS manifest does not parse (%v):\n%s", err, m)
+		}
+	}
+}
+
+func TestCorefileAnswersOnlyTheClusterZone(t *testing.T) {
+	got := corefile(map[string]string{"probe.test": "10.244.0.9"})
+	if strings.Contains(got, "forward") {
+		t.Errorf("the Corefile forwards queries off the machine:\n%s", got)
+	}
+	for _, want := range []string{"kubernetes cluster.local", "10.244.0.9 probe.test"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the Corefile lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{`/a/b`: "/a/b", `/with\040space`: "/with space", `/tab\011x`: "/tab\tx", `/odd\\`: `/odd\\`} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestOwnsProcess(t *testing.T) {
+	c, err := New(Options{BinDir: "/repo/bin", ImageDir: "/repo/bin/images", StateDir: "/repo/.iss-dev/cluster", RunDir: "/run/iss-cluster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"/repo/bin/kubelet", "--config", "x"}, true},
+		{[]string{"/usr/bin/kubelet", "--config", "x"}, false},
+		{[]string{"/usr/bin/containerd", "--config", filepath.Join("/repo/.iss-dev/cluster", "containerd", "config.toml")}, true},
+		{[]string{"/usr/bin/containerd"}, false},
+		{[]string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-address", "/run/iss-cluster/containerd/containerd.sock"}, true},
+		{[]string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-address", "/run/containerd/containerd.sock"}, false},
+		{nil, false},
+	} {
+		if got := c.ownsProcess(tc.args); got != tc.want {
+			t.Errorf("ownsProcess(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/iss-platform/iss-webhook/e2e/cluster"
+	"github.com/iss-platform/iss-webhook/e2e/suiterun"
+)
+
+const (
+	// webhookImage is the image that `make image` writes and the cluster imports: a tag other
+	// than latest, and a pull policy that never pulls.
+	webhookImage = "localhost/iss-webhook:dev"
+	// installTimeout is how long each run of issctl install waits for the webhook to answer.
+	installTimeout = 5 * time.Minute
+	// How long, and how often, issctl install runs again while an apply fails.
+	installRetryFor   = 2 * time.Minute
+	installRetryEvery = 10 * time.Second
+	// suiteTimeout bounds the whole suite on the cluster, whose node-only specs wait for pods.
+	suiteTimeout   = 45 * time.Minute
+	progressPrefix = "e2e-cluster: "
+)
+
+// e2eRun is one run of the suite on the cluster.
+type e2eRun struct {
+	repo        string
+	keep        bool
+	testArgs    []string
+	out, errOut io.Writer
+}
+
+// installArgs is issctl install's command line on the cluster: the self-signed certificate
+// mode (no cert-manager needed), the imported image, never pulled.
+func installArgs(kubeconfig string) []string {
+	return []string{"install", "--kubeconfig", kubeconfig, "--image", webhookImage, "--image-pull-policy", "Never",
+		"--cert-mode", "self-signed", "--timeout", installTimeout.String()}
+}
+
+// runE2E brings the cluster up, installs iss-webhook on it and runs the suite. A machine that
+// cannot run the cluster skips it, saying why.
+func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
+	t := &suiterun.Target{
+		Name: "the single-node cluster", Repo: r.repo, Kubeconfig: c.Kubeconfig,
+		Issctl: filepath.Join(r.repo, "bin", "issctl"), Out: r.out, ErrOut: r.errOut, Prefix: progressPrefix,
+	}
+	if err := c.Start(ctx); err != nil {
+		var unsupported *cluster.UnsupportedError
+		if errors.As(err, &unsupported) {
+			t.Step("skipped: %s", unsupported.Reason)
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			var se *suiterun.SuiteError
+			if !errors.As(err, &se) {
+				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				t.Diagnose(dctx)
+				cancel()
+			}
+		}
+		if r.keep && ctx.Err() == nil {
+			t.Step("keeping the cluster: export KUBECONFIG=%s; Ctrl-C stops it", c.Kubeconfig)
+			<-ctx.Done()
+		}
+		err = errors.Join(err, c.Stop())
+	}()
+	if err := t.InstallCRDs(ctx); err != nil {
+		return err
+	}
+	if err := t.InstallWebhook(ctx, installArgs(c.Kubeconfig), installRetryFor, installRetryEvery); err != nil {
+		return err
+	}
+	if _, err := t.Prepare(ctx); err != nil {
+		return err
+	}
+	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket()}
+	t.Step("running the end-to-end suite on %s (ISS_E2E_KUBECONFIG=%s, ISS_E2E_NODE=1)", t.Name, c.Kubeconfig)
+	if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=!uninstall"}, r.testArgs...)); err != nil {
+		return err
+	}
+	// issctl uninstall removes the product: its spec runs alone, after all the others.
+	t.Step("running the uninstall spec on %s", t.Name)
+	if err := t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...)); err != nil {
+		return err
+	}
+	t.Step("the end-to-end suite passed on %s", t.Name)
+	return nil
+}

@@ -119,13 +119,20 @@ func (c *Cluster) progress(format string, args ...any) {
 	}
 }
 
-// CleanUp undoes what an earlier run of this state directory left on the host, if anything.
+// CleanUp undoes what an earlier run of this state directory left on the host: all that its
+// state file records, and without one what any run leaves (processes, iptables chains, bridges,
+// mounts, cgroups).
 func (c *Cluster) CleanUp(ctx context.Context) error {
-	if _, err := os.Stat(c.hostStateFile()); os.IsNotExist(err) {
-		return nil
+	if _, err := os.Stat(c.hostStateFile()); err == nil {
+		c.progress("cleaning up what an earlier run left on the host (%s)", c.hostStateFile())
+	} else {
+		c.progress("cleaning up the host: no earlier run recorded its changes in %s; removing its processes, iptables chains, bridges, mounts and cgroups if any are left", c.hostStateFile())
 	}
-	c.progress("cleaning up what an earlier run left on the host (%s)", c.hostStateFile())
-	return c.cleanUpHost(ctx)
+	if err := c.cleanUpHost(ctx); err != nil {
+		return err
+	}
+	c.progress("the host is clean")
+	return nil
 }
 
 // Start brings the cluster up and waits until the node is Ready and DNS answers. On failure,
@@ -145,8 +152,10 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	if err := preflight(ctx, leftovers == nil); err != nil {
 		return err
 	}
-	if err := c.CleanUp(ctx); err != nil {
-		return fmt.Errorf("cleaning up after an earlier run: %w", err)
+	if leftovers == nil {
+		if err := c.CleanUp(ctx); err != nil {
+			return fmt.Errorf("cleaning up after an earlier run: %w", err)
+		}
 	}
 	if err := ensurePackages(ctx, c.progress); err != nil {
 		return err
@@ -355,7 +364,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		"--cluster-signing-key-file", filepath.Join(p, "ca.key"),
 		"--allocate-node-cidrs=true", "--cluster-cidr", clusterCIDR, "--node-cidr-mask-size", "24",
 		"--service-cluster-ip-range", ServiceCIDR,
-		"--controllers", "*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller"); err != nil {
+		"--controllers", "*"); err != nil {
 		return err
 	}
 	if err := c.start("kube-scheduler", c.bin("kube-scheduler"),
@@ -427,6 +436,9 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	p := c.pki.dir
 	cfg := kubeletConfig(c.pki.caFile(), filepath.Join(p, "kubelet-serving.crt"), filepath.Join(p, "kubelet-serving.key"), c.containerdSocket(), resolv, c.path("kubelet", "pod-logs"))
 	cfg += "cgroupRoot: /" + cgroupParent + "\n"
+	if err := createCgroups(); err != nil {
+		return err
+	}
 	if err := os.WriteFile(c.path("kubelet-config.yaml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}

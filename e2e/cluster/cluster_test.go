@@ -91,3 +91,18 @@ func TestOwnsProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitRule(t *testing.T) {
+	line := `-A INPUT -m comment --comment "kube-router netpol - 4IA2OSFRMVNDXBVV" -j KUBE-ROUTER-INPUT`
+	got := splitRule(line)
+	want := []string{"-A", "INPUT", "-m", "comment", "--comment", "kube-router netpol - 4IA2OSFRMVNDXBVV", "-j", "KUBE-ROUTER-INPUT"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("splitRule = %q, want %q", got, want)
+	}
+	if !jumpsToClusterChain(got) || jumpsToClusterChain(splitRule(`-A INPUT -j ACCEPT`)) {
+		t.Error("jumpsToClusterChain")
+	}
+	if got := splitRule(`-A X -m comment --comment "a \"q\" b" -j DROP`); got[5] != `a "q" b` {
+		t.Errorf("escaped quotes: %q", got)
+	}
+}

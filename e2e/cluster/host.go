@@ -37,6 +37,10 @@ const cniBinDir = "/usr/lib/cni"
 // kubelet the machine runs has its own, and cleaning up never touches it.
 const cgroupParent = "iss-cluster"
 
+// routerCleanedUp is what kube-router's cleanup prints once its NetworkPolicy controller's
+// iptables rules and ipsets are gone.
+const routerCleanedUp = "Successfully cleaned the NetworkPolicyController configurations"
+
 // mangleChain is the chain of the mangle table that keeps pods' traffic on the machine.
 const mangleChain = "ISS-CLUSTER"
 
@@ -120,8 +124,8 @@ func preflight(ctx context.Context, resuming bool) error {
 		}
 	}
 	if !resuming {
-		if out, err := exec.CommandContext(ctx, "iptables", "-t", "nat", "-S", "KUBE-SERVICES").CombinedOutput(); err == nil && len(out) > 0 {
-			return &UnsupportedError{Reason: "this machine already runs a kube-proxy (the nat chain KUBE-SERVICES exists): a second cluster would share and then remove its rules"}
+		if chains := existingClusterChains(ctx); len(chains) > 0 {
+			return &UnsupportedError{Reason: fmt.Sprintf("another cluster's kubelet, kube-proxy or NetworkPolicy controller has iptables chains here (%s): this one would share and then remove them; make cluster-clean removes them if they are a killed run's of this checkout", strings.Join(chains, ", "))}
 		}
 	}
 	return nil
@@ -240,14 +244,14 @@ func (c *Cluster) cleanUpHost(ctx context.Context) error {
 		}
 	}
 	if _, err := os.Stat(c.bin("kube-router")); err == nil {
-		if out, err := exec.CommandContext(ctx, c.bin("kube-router"), "--cleanup-config").CombinedOutput(); err != nil {
+		// kube-router v2.1.0 cleans its NetworkPolicy controller's rules and sets, then panics
+		// in the service proxy's cleanup, which never ran here: the first part is what counts.
+		out, err := exec.CommandContext(ctx, c.bin("kube-router"), "--cleanup-config").CombinedOutput()
+		if err != nil && !strings.Contains(string(out), routerCleanedUp) {
 			errs = append(errs, fmt.Errorf("kube-router --cleanup-config: %v: %s", err, lastLines(string(out), 5)))
 		}
 	}
-	for exec.CommandContext(ctx, "iptables", "-t", "mangle", "-D", "FORWARD", "-j", mangleChain).Run() == nil {
-	}
-	_ = exec.CommandContext(ctx, "iptables", "-t", "mangle", "-F", mangleChain).Run()
-	_ = exec.CommandContext(ctx, "iptables", "-t", "mangle", "-X", mangleChain).Run()
+	errs = append(errs, removeClusterChains(ctx))
 	errs = append(errs, c.unmountAll())
 	before := map[string]bool{}
 	for _, n := range st.NetNSBefore {
@@ -380,6 +384,32 @@ func cgroupDirs() []string {
 		}
 	}
 	return out
+}
+
+// createCgroups creates the cgroup that holds the pods in every hierarchy: the kubelet wants its
+// root to exist. A cpuset cgroup starts with no CPUs and memory nodes, so it gets its parent's.
+func createCgroups() error {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return os.MkdirAll(filepath.Join("/sys/fs/cgroup", cgroupParent), 0o755)
+	}
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range hierarchies {
+		if _, err := os.Stat(filepath.Join(h, "cgroup.procs")); err != nil {
+			continue // not a hierarchy (a symlink such as cpu,cpuacct resolves to one that is)
+		}
+		dir := filepath.Join(h, cgroupParent)
+		if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("creating cgroup %s: %w", dir, err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(h, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+					return fmt.Errorf("setting %s of %s: %w", f, dir, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // removeCgroups removes the pods' cgroups, deepest first.

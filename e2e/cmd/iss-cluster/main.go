@@ -47,6 +47,7 @@ func main() {
 	stateDir := flags.String("state-dir", "", "the cluster's files (default REPO/.iss-dev/cluster)")
 	runDir := flags.String("run-dir", "/run/iss-cluster", "the cluster's sockets and containerd's state, on a tmpfs")
 	timeout := flags.Duration("timeout", cluster.DefaultTimeout, "how long each wait lasts (a component to answer, the node to be Ready, DNS, the webhook)")
+	skipBuild := flags.Bool("skip-build", false, "use the binaries and images in bin/ as they are, without running build.sh and iss-image first")
 	keep := flags.Bool("keep", os.Getenv("ISS_CLUSTER_KEEP") == "1", "e2e: keep the cluster running after the suite, until Ctrl-C")
 	_ = flags.Parse(os.Args[1:])
 	args := flags.Args()
@@ -83,8 +84,10 @@ func main() {
 			}
 			fatal(err)
 		}
-		if err := buildParts(ctx, root, os.Stdout, os.Stderr); err != nil {
-			fatal(err)
+		if !*skipBuild {
+			if err := buildParts(ctx, root, os.Stdout, os.Stderr); err != nil {
+				fatal(err)
+			}
 		}
 	}
 	switch mode {

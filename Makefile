@@ -23,6 +23,10 @@ build: ## build bin/iss-webhook, bin/issctl, bin/iss-dev and bin/iss-cluster
 	$(GO) build -o $(BIN)/iss-dev ./e2e/cmd/iss-dev
 	$(GO) build -o $(BIN)/iss-cluster ./e2e/cmd/iss-cluster
 
+.PHONY: image
+image: ## OCI image tarballs of iss-webhook, the pause image and the probe image in bin/images, without Docker
+	$(GO) run ./e2e/cmd/iss-image --repo $(CURDIR) --out $(BIN)/images --go $(GO)
+
 .PHONY: controlplane
 controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (only when the pins change)
 	bash e2e/tools/build.sh $(BIN)

@@ -24,8 +24,8 @@ build: ## build bin/iss-webhook, bin/issctl, bin/iss-dev and bin/iss-cluster
 	$(GO) build -o $(BIN)/iss-cluster ./e2e/cmd/iss-cluster
 
 .PHONY: image
-image: ## OCI image tarballs of iss-webhook, the pause image and the probe image in bin/images, without Docker
-	$(GO) run ./e2e/cmd/iss-image --repo $(CURDIR) --out $(BIN)/images --go $(GO)
+image: ## OCI image tarballs of iss-webhook, the pause image and the probe image in bin/images (and CoreDNS's after make cluster-binaries), without Docker
+	$(GO) run ./e2e/cmd/iss-image --repo $(CURDIR) --out $(BIN)/images --go $(GO) $(if $(wildcard $(BIN)/coredns),--coredns $(BIN)/coredns)
 
 .PHONY: controlplane
 controlplane: ## build bin/kube-apiserver and bin/etcd from the pinned modules (only when the pins change)

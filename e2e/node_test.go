@@ -320,10 +320,14 @@ spec:
       - name: net.ipv4.ip_unprivileged_port_start
         value: "443"
   containers:
-    - name: server
+    - name: http
       image: %[3]s
       imagePullPolicy: Never
-      args: ["serve", "--port", "8080", "--port", "443"]
+      args: ["serve", "--port", "8080"]
+    - name: https-port
+      image: %[3]s
+      imagePullPolicy: Never
+      args: ["serve", "--port", "443"]
 ---
 apiVersion: v1
 kind: Service

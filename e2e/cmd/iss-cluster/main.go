@@ -111,7 +111,7 @@ func main() {
 func buildParts(ctx context.Context, root string, out, errOut io.Writer) error {
 	for _, cmdline := range [][]string{
 		{"bash", filepath.Join(root, "e2e", "tools", "build.sh"), filepath.Join(root, "bin"), "cluster"},
-		{"go", "run", "./e2e/cmd/iss-image", "--repo", root, "--out", filepath.Join(root, "bin", "images")},
+		{"go", "run", "./e2e/cmd/iss-image", "--repo", root, "--out", filepath.Join(root, "bin", "images"), "--coredns", filepath.Join(root, "bin", "coredns")},
 	} {
 		cmd := exec.CommandContext(ctx, cmdline[0], cmdline[1:]...)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, out, errOut

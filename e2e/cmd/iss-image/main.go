@@ -108,6 +108,7 @@ func main() {
 	flags.StringVar(&o.out, "out", filepath.Join("bin", "images"), "directory the tarballs are written to")
 	flags.StringVar(&o.caCertificates, "ca-certificates", defaultCACertificates, "CA bundle copied into the webhook and probe images; the default is installed with apt-get (Debian's ca-certificates) when missing")
 	flags.StringVar(&o.goCommand, "go", "go", "the go command that builds the binaries")
+	flags.StringVar(&o.coreDNS, "coredns", "", "a CoreDNS binary (bin/coredns of e2e/tools/build.sh) to write the single-node cluster's DNS image coredns.tar from; empty: no DNS image")
 	_ = flags.Parse(os.Args[1:])
 	if flags.NArg() != 0 {
 		flags.Usage()
@@ -128,6 +129,8 @@ func main() {
 // options are the flags of one run.
 type options struct {
 	repo, out, caCertificates, goCommand string
+	// coreDNS is the CoreDNS binary of the DNS image, or empty.
+	coreDNS string
 	// progress receives one line per step; commandOutput the output of go build and apt-get.
 	progress, commandOutput io.Writer
 	// installCACertificates installs Debian's ca-certificates; nil means with apt-get.
@@ -182,7 +185,7 @@ func build(ctx context.Context, o options) ([]built, error) {
 		binaries[p] = filepath.Join(binDir, p.name)
 	}
 	var out []built
-	for _, spec := range imageSpecs(binaries, caCertificates) {
+	for _, spec := range imageSpecs(binaries, caCertificates, o.coreDNS) {
 		b, err := writeImage(spec, o.out, work)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.file, err)
@@ -310,13 +313,30 @@ type entry struct {
 	source string
 }
 
-// imageSpecs describes the three images, given the built binaries and the CA bundle.
-func imageSpecs(binaries map[program]string, caCertificates []byte) []imageSpec {
+// imageSpecs describes the images, given the built binaries, the CA bundle and the CoreDNS
+// binary (no DNS image when empty).
+func imageSpecs(binaries map[program]string, caCertificates []byte, coreDNS string) []imageSpec {
 	base := baseLayer(caCertificates)
 	bin := func(p program, dir string) entry {
 		return entry{name: path.Join(dir, p.name), mode: 0o755, source: binaries[p]}
 	}
-	return []imageSpec{
+	probe := func(file, tag string) imageSpec {
+		return imageSpec{
+			file: file,
+			tag:  tag,
+			layers: []layerSpec{base, {
+				createdBy: "COPY iss-probe /iss-probe",
+				entries:   []entry{bin(probeProgram, "/")},
+			}},
+			config: v1.Config{
+				User:       fmt.Sprintf("%d:%d", nonrootID, nonrootID),
+				Entrypoint: []string{"/iss-probe", "sleep"},
+				Env:        distrolessEnv(),
+				WorkingDir: "/home/nonroot",
+			},
+		}
+	}
+	specs := []imageSpec{
 		{
 			file: "iss-webhook.tar",
 			tag:  "localhost/iss-webhook:dev",
@@ -347,21 +367,28 @@ func imageSpecs(binaries map[program]string, caCertificates []byte) []imageSpec 
 				WorkingDir: "/",
 			},
 		},
-		{
-			file: "probe.tar",
-			tag:  "localhost/iss-probe:dev",
+		probe("probe.tar", "localhost/iss-probe:dev"),
+		// The probe under a second name, for ephemeral containers: an engine's debug container
+		// may not run the engine's own image.
+		probe("probe-debug.tar", "localhost/iss-probe-debug:dev"),
+	}
+	if coreDNS != "" {
+		specs = append(specs, imageSpec{
+			file: "coredns.tar",
+			tag:  "localhost/iss-coredns:dev",
 			layers: []layerSpec{base, {
-				createdBy: "COPY iss-probe /iss-probe",
-				entries:   []entry{bin(probeProgram, "/")},
+				createdBy: "COPY coredns /coredns",
+				entries:   []entry{{name: "/coredns", mode: 0o755, source: coreDNS}},
 			}},
 			config: v1.Config{
 				User:       fmt.Sprintf("%d:%d", nonrootID, nonrootID),
-				Entrypoint: []string{"/iss-probe", "sleep"},
+				Entrypoint: []string{"/coredns"},
 				Env:        distrolessEnv(),
-				WorkingDir: "/home/nonroot",
+				WorkingDir: "/",
 			},
-		},
+		})
 	}
+	return specs
 }
 
 // baseLayer is what gcr.io/distroless/static:nonroot gives the program: the users root, nobody

@@ -604,7 +604,7 @@ func TestDeterministic(t *testing.T) {
 	write := func() map[string]string {
 		out, work := t.TempDir(), t.TempDir()
 		ids := make(map[string]string)
-		for _, spec := range imageSpecs(binaries, []byte("certificates\n")) {
+		for _, spec := range imageSpecs(binaries, []byte("certificates\n"), "") {
 			b, err := writeImage(spec, out, work)
 			if err != nil {
 				t.Fatal(err)

@@ -264,12 +264,15 @@ var _ = Describe("Temporal workers", Ordered, func() {
 
 	It("denies kubectl rollout undo to another revision's code", func(ctx SpecContext) {
 		// The current revision, and one of other code, as it was before the webhook was installed.
-		for _, rs := range []struct{ name, image, revision string }{{"orders-worker-v7-cur02", workerImageV7, "2"}, {"orders-worker-v7-0ld01", workerImageV8, "1"}} {
+		// High revisions, named in the undo: on a cluster whose Deployment controller has made
+		// revisions of its own (and renumbers its current one above these), "the previous one"
+		// would be another.
+		for _, rs := range []struct{ name, image, revision string }{{"orders-worker-v7-cur02", workerImageV7, "101"}, {"orders-worker-v7-0ld01", workerImageV8, "100"}} {
 			DeferCleanup(deleteIn("replicaset", namespace), rs.name)
 			_, err := kubectl(ctx, workerReplicaSet(rs.name, rs.image, uid, rs.revision), "--as", deploymentController, "create", "-f", "-")
 			Expect(err).NotTo(HaveOccurred())
 		}
-		_, err := kubectl(ctx, "", "--as", "alice", "rollout", "undo", "deployment/"+name, "-n", namespace)
+		_, err := kubectl(ctx, "", "--as", "alice", "rollout", "undo", "deployment/"+name, "-n", namespace, "--to-revision", "100")
 		Expect(err).To(MatchError(ContainSubstring(`spec.template.spec.containers[0].image: Forbidden: changed from "` + workerImageV7 + `" to "` + workerImageV8 + `"`)))
 	})
 

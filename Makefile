@@ -3,6 +3,11 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 BIN := $(CURDIR)/bin
 GO ?= go
+# One build configuration for every go command here (binaries, tests, the images, the cluster's
+# components): the images and e2e/tools/build.sh build static, trimmed binaries, and with the
+# same settings the tests reuse what those builds compiled instead of compiling it all again.
+export CGO_ENABLED := 0
+export GOFLAGS := -trimpath
 # Packages with unit tests: everything but the end-to-end suite, which needs the control plane.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e$$')
 # controller-gen, pinned; go run fetches and builds it on first use.

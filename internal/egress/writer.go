@@ -9,6 +9,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -85,7 +87,24 @@ func (w *Writer) ensure(ctx context.Context, want *unstructured.Unstructured, fr
 		// server is the authority.
 		logf.FromContext(ctx).Info("cache lookup of a generated object failed; applying", "object", client.ObjectKeyFromObject(want), "error", err.Error())
 	}
-	return w.writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	// A server-side apply is idempotent, so a transient failure is retried within the review:
+	// the API server calls this object's own validating webhook, and the replica it reaches may
+	// just have died (kill -9, a node lost), which the API server reports as an internal error.
+	return retry.OnError(applyRetry, func(err error) bool { return ctx.Err() == nil && transientAPIError(err) }, func() error {
+		return w.writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	})
+}
+
+// applyRetry is how often, and after how long, a generated object's write is tried again: four
+// tries within about 0.7s, well inside a review's timeout.
+var applyRetry = wait.Backoff{Steps: 4, Duration: 100 * time.Millisecond, Factor: 2}
+
+// transientAPIError tells whether a write failed in a way that the same write may not fail in
+// again: the API server's internal errors (a webhook it called did not answer), timeouts,
+// throttling and unavailability. Denials and invalid objects are not.
+func transientAPIError(err error) bool {
+	return apierrors.IsInternalError(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err)
 }
 
 // upToDate tells whether have holds every label and every spec field of want with want's value.

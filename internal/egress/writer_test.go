@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -9,7 +10,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/iss-platform/iss-webhook/policy"
 )
@@ -116,6 +120,46 @@ func TestUpToDateFollowsPrivateRanges(t *testing.T) {
 			}
 			if upToDate(have[fqdn], old) {
 				t.Errorf("%s written without the deny of the private ranges counts as up to date", old.GetKind())
+			}
+		})
+	}
+}
+
+// TestEnsureRetriesTransientFailures checks that a write of a generated object that fails
+// because the API server could not reach a webhook (a replica killed mid-review) is tried again
+// within the review, and that a denial is not.
+func TestEnsureRetriesTransientFailures(t *testing.T) {
+	gone := apierrors.NewInternalError(errors.New(`failed calling webhook "network-policies.validate.iss.platform": EOF`))
+	denied := apierrors.NewForbidden(schema.GroupResource{Resource: "networkpolicies"}, "x", errors.New("denied"))
+	for _, tc := range []struct {
+		name      string
+		failures  []error
+		wantCalls int
+		wantErr   bool
+	}{
+		{"written at once", nil, 1, false},
+		{"a webhook that did not answer twice", []error{gone, gone}, 3, false},
+		{"never answering: gives up after four tries", []error{gone, gone, gone, gone, gone}, 4, true},
+		{"a denial is final", []error{denied}, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+				Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+					calls++
+					if calls <= len(tc.failures) {
+						return tc.failures[calls-1]
+					}
+					return nil
+				},
+			}).Build()
+			w := NewWriter(c, cacheDouble{}, Served{})
+			_, err := w.Ensure(context.Background(), "team-a-dev", policy.Engine{}, policy.Default())
+			if (err != nil) != tc.wantErr {
+				t.Errorf("error %v, want error %v", err, tc.wantErr)
+			}
+			if calls != tc.wantCalls {
+				t.Errorf("%d applies, want %d", calls, tc.wantCalls)
 			}
 		})
 	}

@@ -80,15 +80,13 @@ func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
 		return err
 	}
 	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket()}
-	t.Step("running the end-to-end suite on %s (ISS_E2E_KUBECONFIG=%s, ISS_E2E_NODE=1)", t.Name, c.Kubeconfig)
 	if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=!uninstall"}, r.testArgs...)); err != nil {
 		return err
 	}
 	// issctl uninstall removes the product: its spec runs alone, after all the others.
-	t.Step("running the uninstall spec on %s", t.Name)
+	t.Step("and the uninstall spec, alone and last")
 	if err := t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...)); err != nil {
 		return err
 	}
-	t.Step("the end-to-end suite passed on %s", t.Name)
 	return nil
 }

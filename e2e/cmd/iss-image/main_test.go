@@ -59,8 +59,13 @@ func builtImages(t *testing.T) string {
 		if shared.dir, shared.err = os.MkdirTemp("", "iss-image-test-"); shared.err != nil {
 			return
 		}
+		// A stand-in for bin/coredns, which e2e/tools/build.sh builds: the image only copies it.
+		coreDNS := filepath.Join(shared.dir, "coredns-binary")
+		if shared.err = os.WriteFile(coreDNS, []byte("#!/bin/false coredns\n"), 0o755); shared.err != nil {
+			return
+		}
 		shared.built, shared.err = build(context.Background(), options{
-			repo: repoRoot, out: shared.dir, caCertificates: defaultCACertificates, goCommand: "go",
+			repo: repoRoot, out: shared.dir, caCertificates: defaultCACertificates, goCommand: "go", coreDNS: coreDNS,
 			progress: &shared.log, commandOutput: &shared.log,
 			installCACertificates: func(context.Context) error { return errors.New("the test installs nothing") },
 		})
@@ -548,6 +553,16 @@ func TestTarballsReadBack(t *testing.T) {
 			file: "probe.tar", tag: "localhost/iss-probe:dev", user: "65532:65532",
 			entrypoint: []string{"/iss-probe", "sleep"}, env: distroless,
 			files: with(base, "/iss-probe", want{typ: tar.TypeReg, mode: 0o755}),
+		},
+		{
+			file: "probe-debug.tar", tag: "localhost/iss-probe-debug:dev", user: "65532:65532",
+			entrypoint: []string{"/iss-probe", "sleep"}, env: distroless,
+			files: with(base, "/iss-probe", want{typ: tar.TypeReg, mode: 0o755}),
+		},
+		{
+			file: "coredns.tar", tag: "localhost/iss-coredns:dev", user: "65532:65532",
+			entrypoint: []string{"/coredns"}, env: distroless,
+			files: with(base, "/coredns", want{typ: tar.TypeReg, mode: 0o755, contains: "coredns"}),
 		},
 	} {
 		t.Run(tc.file, func(t *testing.T) {

@@ -121,9 +121,7 @@ var _ = Describe("ISSPolicy", Ordered, Serial, func() {
 		_, stderr, err := kubectlWithStderr(ctx, offProfileEngine("engine-audited", namespace), "apply", "-f", "-")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(stderr).NotTo(ContainSubstring("iss-webhook"))
-		if localEnv != nil {
-			Expect(webhookMetrics()).To(MatchRegexp(`iss_admission_decisions_total\{decision="audited",mode="Audit",resource="pods",rule="enginePods"\} [1-9]`))
-		}
+		Expect(webhookMetrics(ctx)).To(MatchRegexp(`iss_admission_decisions_total\{decision="audited",mode="Audit",resource="pods",rule="enginePods"\} [1-9]`))
 	})
 
 	It("rewrites the webhook configurations' image tests when the policy adds an engine image", func(ctx SpecContext) {

@@ -237,9 +237,6 @@ var _ = Describe("Engine egress", func() {
 	})
 
 	It("collects the policies once no pod has selected them for the grace period", func(ctx SpecContext) {
-		if localEnv == nil {
-			Skip("the grace period is set short only on the local control plane")
-		}
 		access := `[{"host":"gc.example.org"}]`
 		name := policy.EgressPolicyName(hashOf(access))
 		_, err := kubectl(ctx, engineWith("engine-gc", namespace, map[string]string{policy.AnnotationNetworkAccess: access}), "apply", "-f", "-")
@@ -251,7 +248,7 @@ var _ = Describe("Engine egress", func() {
 		deletePod(ctx, "engine-gc")
 		Eventually(func(ctx context.Context) []map[string]any {
 			return []map[string]any{getJSON(ctx, "networkpolicy", name, "-n", namespace), getJSON(ctx, "ciliumnetworkpolicy", name, "-n", namespace)}
-		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal([]map[string]any{nil, nil}))
+		}).WithContext(ctx).WithTimeout(3*time.Minute).WithPolling(time.Second).Should(Equal([]map[string]any{nil, nil}), "on a node the kubelet first stops the pod")
 	})
 
 	It("denies an ordinary user changing or deleting a generated policy", func(ctx SpecContext) {

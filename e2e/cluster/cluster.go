@@ -71,6 +71,7 @@ type Cluster struct {
 
 	pki   *pki
 	procs []*process
+	lock  *os.File
 }
 
 // deadProxy is a proxy address that nothing serves (the discard port on loopback).
@@ -117,6 +118,28 @@ func (c *Cluster) progress(format string, args ...any) {
 	if c.Progress != nil {
 		fmt.Fprintf(c.Progress, "cluster: "+format+"\n", args...)
 	}
+}
+
+// lockFile serialises runs on this machine: the bridges, addresses, ports and iptables chains
+// of a cluster are the host's, so two at once would undo each other's.
+const lockFile = "/run/iss-cluster.lock"
+
+// Lock takes the machine-wide lock of the cluster's runs for as long as this process lives, or
+// says which process holds it.
+func (c *Cluster) Lock() error {
+	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", lockFile, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lockFile)
+		f.Close()
+		return fmt.Errorf("another run of the cluster holds %s (%s): one cluster runs on a machine at a time; wait for it to stop, or stop it with Ctrl-C", lockFile, strings.TrimSpace(string(holder)))
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "pid %d, state %s", os.Getpid(), c.StateDir)
+	c.lock = f // held until the process exits
+	return nil
 }
 
 // CleanUp undoes what an earlier run of this state directory left on the host: all that its

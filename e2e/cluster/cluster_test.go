@@ -78,7 +78,10 @@ func TestOwnsProcess(t *testing.T) {
 		args []string
 		want bool
 	}{
-		{[]string{"/repo/bin/kubelet", "--config", "x"}, true},
+		{[]string{"/repo/bin/kubelet", "--config", "/repo/.iss-dev/cluster/kubelet-config.yaml"}, true},
+		// The local control plane runs the same binaries with envtest's directories.
+		{[]string{"/repo/bin/kube-apiserver", "--cert-dir=/tmp/k8s_test_framework_1"}, false},
+		{[]string{"/repo/bin/etcd", "--data-dir=/tmp/k8s_test_framework_2"}, false},
 		{[]string{"/usr/bin/kubelet", "--config", "x"}, false},
 		{[]string{"/usr/bin/containerd", "--config", filepath.Join("/repo/.iss-dev/cluster", "containerd", "config.toml")}, true},
 		{[]string{"/usr/bin/containerd"}, false},

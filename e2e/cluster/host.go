@@ -358,12 +358,14 @@ func (c *Cluster) ownsProcess(args []string) bool {
 	if len(args) == 0 {
 		return false
 	}
+	joined := strings.Join(args, " ")
+	// The binaries of bin/ run elsewhere too (the local control plane's kube-apiserver and
+	// etcd): only those whose arguments name this cluster's state directory are its own.
 	for _, name := range componentBinaries {
 		if args[0] == c.bin(name) {
-			return true
+			return strings.Contains(joined, c.StateDir+"/")
 		}
 	}
-	joined := strings.Join(args, " ")
 	if strings.Contains(joined, "containerd-shim") && strings.Contains(joined, c.containerdSocket()) {
 		return true
 	}

@@ -76,7 +76,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if mode == "up" || mode == "e2e" {
-		if err := c.Preflight(ctx); err != nil {
+		err := c.Preflight(ctx)
+		if err == nil {
+			err = c.Lock()
+		}
+		if err != nil {
 			var unsupported *cluster.UnsupportedError
 			if mode == "e2e" && errors.As(err, &unsupported) {
 				fmt.Println(progressPrefix + "skipped: " + unsupported.Reason)
@@ -96,7 +100,9 @@ func main() {
 	case "e2e":
 		err = runE2E(ctx, c, e2eRun{repo: root, keep: *keep, testArgs: testArgs, out: os.Stdout, errOut: os.Stderr})
 	case "clean":
-		err = c.CleanUp(ctx)
+		if err = c.Lock(); err == nil {
+			err = c.CleanUp(ctx)
+		}
 	default:
 		flags.Usage()
 		os.Exit(2)

@@ -246,8 +246,13 @@ var _ = Describe("The webhook's availability on a node", Label("node"), Serial, 
 		Expect(err).NotTo(HaveOccurred())
 
 		By("kill -9 of one replica's container")
-		pods := webhookPods(ctx)
-		Expect(pods).NotTo(BeEmpty())
+		// The rollout's old replicas may still be terminating, their containers gone: wait
+		// until only the new ones are left, and kill one of those.
+		var pods []string
+		Eventually(func() []string {
+			pods = webhookPods(ctx)
+			return pods
+		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(HaveLen(2))
 		id, err := kubectl(ctx, "", "get", "pod", pods[0], "-n", "iss-system", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
 		Expect(err).NotTo(HaveOccurred())
 		id = strings.TrimPrefix(id, "containerd://")

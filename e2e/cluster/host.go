@@ -168,8 +168,8 @@ func ensurePackages(ctx context.Context, progress func(string, ...any)) error {
 			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 20))
 		}
 	}
-	// Debian starts the service it installs where an init system runs; this cluster runs its own
-	// containerd and leaves that one alone.
+	// Where an init system runs, Debian also starts the containerd service it installed; the
+	// cluster runs a containerd of its own beside it and leaves that one alone.
 	return nil
 }
 
@@ -310,19 +310,8 @@ func (c *Cluster) killLeftovers() error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	for _, dir := range cgroupDirs() {
-		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-				return nil
-			}
-			data, _ := os.ReadFile(path)
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-			return nil
-		})
+	for _, pid := range podPIDs() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	// The processes are gone once they are reaped; cgroups and mounts wait for that.
 	deadline := time.Now().Add(30 * time.Second)
@@ -335,22 +324,26 @@ func (c *Cluster) killLeftovers() error {
 	return errors.New("processes of the cluster were still running 30s after SIGKILL")
 }
 
-func (c *Cluster) anyLeft() bool {
+func (c *Cluster) anyLeft() bool { return len(podPIDs()) > 0 }
+
+// podPIDs are the processes in the pods' cgroups, in every hierarchy.
+func podPIDs() []int {
+	var pids []int
 	for _, dir := range cgroupDirs() {
-		left := false
 		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && d.Name() == "cgroup.procs" {
-				if data, _ := os.ReadFile(path); len(strings.TrimSpace(string(data))) > 0 {
-					left = true
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			data, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
 				}
 			}
 			return nil
 		})
-		if left {
-			return true
-		}
 	}
-	return false
+	return pids
 }
 
 // ownsProcess tells whether a command line is one of this cluster's processes.

@@ -87,6 +87,7 @@ check: ## gofmt, go vet and go mod tidy are clean; the generated ISSPolicy code 
 	cd e2e/tools/etcd && $(GO) mod tidy -diff
 	cd e2e/tools/coredns && $(GO) mod tidy -diff
 	cd e2e/tools/kube-router && $(GO) mod tidy -diff
+	cd e2e/tools/cert-manager && $(GO) mod tidy -diff
 
 .PHONY: unit
 unit: controlplane ## unit, golden and handler tests (the binary's own tests start a control plane)

@@ -221,7 +221,7 @@ func webhookPods(ctx context.Context) []string {
 	return strings.Fields(out)
 }
 
-var _ = Describe("The webhook's availability on a node", Label("node"), Serial, func() {
+var _ = Describe("The webhook's availability on a node", Label("node", "cert-mode"), Serial, func() {
 	BeforeEach(requireNode)
 
 	It("fails and skips no admission while it is restarted, and while one replica is killed", func(ctx SpecContext) {
@@ -242,17 +242,12 @@ var _ = Describe("The webhook's availability on a node", Label("node"), Serial, 
 		By("kubectl rollout restart of the webhook")
 		_, err := kubectl(ctx, "", "rollout", "restart", "deployment/iss-webhook", "-n", "iss-system")
 		Expect(err).NotTo(HaveOccurred())
-		_, err = kubectl(ctx, "", "rollout", "status", "deployment/iss-webhook", "-n", "iss-system", "--timeout="+nodeSpecTimeout.String())
-		Expect(err).NotTo(HaveOccurred())
-
-		By("kill -9 of one replica's container")
 		// The rollout's old replicas may still be terminating, their containers gone: wait
 		// until only the new ones are left, and kill one of those.
-		var pods []string
-		Eventually(func() []string {
-			pods = webhookPods(ctx)
-			return pods
-		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(HaveLen(2))
+		waitForRollout(ctx)
+
+		By("kill -9 of one replica's container")
+		pods := webhookPods(ctx)
 		id, err := kubectl(ctx, "", "get", "pod", pods[0], "-n", "iss-system", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
 		Expect(err).NotTo(HaveOccurred())
 		id = strings.TrimPrefix(id, "containerd://")

@@ -17,10 +17,10 @@ import (
 // selfSignedSecret is the Secret of the self-signed mode in this suite.
 const selfSignedSecret = "iss-webhook-tls"
 
-// secretData reads the self-signed Secret's data, or nil when it does not exist.
-func secretData(ctx context.Context) map[string][]byte {
+// secretDataOf reads the data of a Secret of iss-system, or nil when it does not exist.
+func secretDataOf(ctx context.Context, name string) map[string][]byte {
 	GinkgoHelper()
-	obj := getJSON(ctx, "secret", selfSignedSecret, "-n", "iss-system")
+	obj := getJSON(ctx, "secret", name, "-n", "iss-system")
 	if obj == nil {
 		return nil
 	}
@@ -63,32 +63,59 @@ func certs(data []byte) []*x509.Certificate {
 	return list
 }
 
-var _ = Describe("The self-signed certificate mode", Ordered, Serial, func() {
+var _ = Describe("The self-signed certificate mode", Label("cert-mode"), Ordered, Serial, func() {
+	// Short lifetimes, so that the suite sees a CA rotation: the serving certificate lives 15s
+	// and the CA 45s, each renewed with a third left.
+	shortLived := []string{"--self-signed-ca-validity=45s", "--self-signed-cert-validity=15s"}
+	// The name the serving certificate is for: the local control plane calls the webhook on
+	// loopback; a cluster calls it through its Service.
+	servingName := "iss-webhook.iss-system.svc"
+
 	BeforeAll(func(ctx SpecContext) {
-		if localEnv == nil {
-			Skip("the suite switches the certificate mode only of the local control plane's webhook")
-		}
-		_, err := kubectl(ctx, "", "apply", "-f", repoRoot+"/manifests/self-signed/rbac.yaml")
-		Expect(err).NotTo(HaveOccurred())
-		// Short lifetimes, so that the suite sees a CA rotation: the serving certificate lives
-		// 15s and the CA 45s, each renewed with a third left.
-		Expect(localEnv.RestartWebhook(ctx, "--cert-mode", "self-signed", "--cert-dir", GinkgoT().TempDir(),
-			"--self-signed-secret", "iss-system/"+selfSignedSecret, "--self-signed-hosts", "127.0.0.1",
-			"--self-signed-ca-validity", "45s", "--self-signed-cert-validity", "15s")).To(Succeed())
-		DeferCleanup(func(ctx context.Context) {
-			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
-			Expect(localEnv.TrustServingCA(ctx)).To(Succeed())
-			_, err := kubectl(ctx, "", "delete", "secret", selfSignedSecret, "-n", "iss-system", "--ignore-not-found")
+		if localEnv != nil {
+			servingName = "127.0.0.1"
+			_, err := kubectl(ctx, "", "apply", "-f", repoRoot+"/manifests/self-signed/rbac.yaml")
 			Expect(err).NotTo(HaveOccurred())
+			restartWebhook(ctx, append([]string{"--cert-mode", "self-signed", "--cert-dir", GinkgoT().TempDir(),
+				"--self-signed-secret", "iss-system/" + selfSignedSecret, "--self-signed-hosts", servingName}, shortLived...)...)
+			DeferCleanup(func(ctx context.Context) {
+				restartWebhook(ctx)
+				Expect(localEnv.TrustServingCA(ctx)).To(Succeed())
+				_, err := kubectl(ctx, "", "delete", "secret", selfSignedSecret, "-n", "iss-system", "--ignore-not-found")
+				Expect(err).NotTo(HaveOccurred())
+			})
+			return
+		}
+		if mode := installedCertMode(ctx); mode != "self-signed" {
+			Skip("the cluster's webhook was installed in the " + mode + " certificate mode")
+		}
+		// On a cluster, the installed Deployment's replicas get the short lifetimes, as an
+		// operator would set them, and get the installed ones back afterwards.
+		restartWebhook(ctx, shortLived...)
+		DeferCleanup(func(ctx context.Context) {
+			restartWebhook(ctx)
+			// The keeper replaces the short-lived CA by one of the installed lifetime; the
+			// specs after this one need the configurations to trust what the replicas serve.
+			Eventually(func(g Gomega) {
+				data := secretDataOf(ctx, selfSignedSecret)
+				g.Expect(certs(data[selfsigned.KeyCABundle])).To(HaveLen(1))
+				g.Expect(certs(data[selfsigned.KeyCACert])[0].NotAfter).To(BeTemporally(">", time.Now().Add(time.Hour)))
+				for _, b := range configuredBundles(ctx) {
+					g.Expect(b).To(Equal(data[selfsigned.KeyCABundle]))
+				}
+				_, err := kubectl(ctx, enginePod("engine-self-signed-restored", "", ""), "apply", "--dry-run=server", "-f", "-")
+				g.Expect(err).NotTo(HaveOccurred())
+			}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(Succeed())
 		})
 	})
 
 	It("creates its CA and serving certificate, and injects the CA into its webhook configurations", func(ctx SpecContext) {
-		data := secretData(ctx)
+		data := secretDataOf(ctx, selfSignedSecret)
 		Expect(data).To(HaveKey(selfsigned.KeyServingCert))
-		Expect(certs(data[selfsigned.KeyServingCert])[0].IPAddresses[0].String()).To(Equal("127.0.0.1"))
+		serving := certs(data[selfsigned.KeyServingCert])[0]
+		Expect(serving.VerifyHostname(servingName)).To(Succeed())
 		Eventually(func(g Gomega) {
-			bundle := secretData(ctx)[selfsigned.KeyCABundle]
+			bundle := secretDataOf(ctx, selfSignedSecret)[selfsigned.KeyCABundle]
 			for _, b := range configuredBundles(ctx) {
 				g.Expect(b).To(Equal(bundle))
 			}
@@ -100,7 +127,7 @@ var _ = Describe("The self-signed certificate mode", Ordered, Serial, func() {
 	})
 
 	It("rotates its CA with the old one trusted until the new certificate serves, and no review fails", func(ctx SpecContext) {
-		firstCA := secretData(ctx)[selfsigned.KeyCACert]
+		firstCA := secretDataOf(ctx, selfSignedSecret)[selfsigned.KeyCACert]
 		var sawOverlap, sawNewServing bool
 		failures := 0
 		Eventually(func(g Gomega) {
@@ -109,7 +136,7 @@ var _ = Describe("The self-signed certificate mode", Ordered, Serial, func() {
 				failures++
 				GinkgoWriter.Printf("review failed during the rotation: %v\n", err)
 			}
-			data := secretData(ctx)
+			data := secretDataOf(ctx, selfSignedSecret)
 			bundle := certs(data[selfsigned.KeyCABundle])
 			ca := certs(data[selfsigned.KeyCACert])[0]
 			if len(bundle) == 2 {
@@ -127,7 +154,7 @@ var _ = Describe("The self-signed certificate mode", Ordered, Serial, func() {
 		// writes the configurations still hold both CAs. They follow the Secret within a pass
 		// (or the next one, after a conflict), which must hold.
 		Eventually(func(g Gomega) {
-			bundle := secretData(ctx)[selfsigned.KeyCABundle]
+			bundle := secretDataOf(ctx, selfSignedSecret)[selfsigned.KeyCABundle]
 			for _, b := range configuredBundles(ctx) {
 				g.Expect(b).To(Equal(bundle))
 			}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,9 @@ type Options struct {
 	// DNSHosts are names that CoreDNS answers with the given address, in addition to the
 	// cluster zone.
 	DNSHosts map[string]string
+	// CertManagerCRDs are the CRD manifests of the cert-manager module whose controllers
+	// CertManagerBinaries are built from; with them, Start runs cert-manager too, last.
+	CertManagerCRDs []string
 }
 
 // Cluster is a running cluster.
@@ -161,7 +165,11 @@ func (c *Cluster) CleanUp(ctx context.Context) error {
 // Start brings the cluster up and waits until the node is Ready and DNS answers. On failure,
 // everything it started and changed is undone.
 func (c *Cluster) Start(ctx context.Context) (err error) {
-	for _, name := range componentBinaries {
+	binaries := componentBinaries
+	if len(c.CertManagerCRDs) > 0 {
+		binaries = append(slices.Clone(binaries), CertManagerBinaries...)
+	}
+	for _, name := range binaries {
 		if _, err := os.Stat(c.bin(name)); err != nil {
 			return fmt.Errorf("%s is missing from %s: run `make cluster-binaries` first", name, c.BinDir)
 		}
@@ -222,12 +230,22 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 		{"kube-router's NetworkPolicy controller", c.startKubeRouter},
 		{"CoreDNS", c.startCoreDNS},
 	}
+	if len(c.CertManagerCRDs) > 0 {
+		steps = append(steps, struct {
+			what string
+			fn   func(context.Context) error
+		}{"cert-manager", c.startCertManager})
+	}
 	for _, s := range steps {
 		if err := s.fn(ctx); err != nil {
 			return fmt.Errorf("starting %s: %w", s.what, err)
 		}
 	}
-	c.progress("the cluster is up: node %s is Ready and DNS answers; export KUBECONFIG=%s", NodeName, c.Kubeconfig)
+	also := ""
+	if len(c.CertManagerCRDs) > 0 {
+		also = ", cert-manager runs"
+	}
+	c.progress("the cluster is up: node %s is Ready and DNS answers%s; export KUBECONFIG=%s", NodeName, also, c.Kubeconfig)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,5 +108,34 @@ func TestSplitRule(t *testing.T) {
 	}
 	if got := splitRule(`-A X -m comment --comment "a \"q\" b" -j DROP`); got[5] != `a "q" b` {
 		t.Errorf("escaped quotes: %q", got)
+	}
+}
+
+func TestUntemplatedCRD(t *testing.T) {
+	const labels = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: issuers.cert-manager.io\n  labels:\n    app: '{{ template \"cert-manager.name\" . }}'\n    # Generated labels {{- include \"labels\" . | nindent 4 }}\nspec:\n  group: cert-manager.io\n"
+	for name, tc := range map[string]struct {
+		in, want, err string
+	}{
+		"templated labels are dropped": {in: labels, want: strings.Replace(labels, "    app: '{{ template \"cert-manager.name\" . }}'\n    # Generated labels {{- include \"labels\" . | nindent 4 }}\n", "", 1)},
+		"plain labels stay":            {in: strings.Replace(labels, "'{{ template \"cert-manager.name\" . }}'", "cert-manager", 1), want: strings.Replace(strings.Replace(labels, "'{{ template \"cert-manager.name\" . }}'", "cert-manager", 1), "    # Generated labels {{- include \"labels\" . | nindent 4 }}\n", "", 1)},
+		"a template in the schema":     {in: labels + "  names: {kind: '{{ .Kind }}'}\n", err: "a template expression outside the labels"},
+		"not a CRD":                    {in: "kind: ConfigMap\n", err: "not a CustomResourceDefinition"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "crd.yaml")
+			if err := os.WriteFile(path, []byte(tc.in), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := untemplatedCRD(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

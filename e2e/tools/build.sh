@@ -3,8 +3,9 @@
 # modules pinned here, into the directory given as $1 (default bin/):
 #   build.sh DIR            kube-apiserver (e2e/tools/go.mod) and etcd (e2e/tools/etcd/go.mod)
 #   build.sh DIR cluster    those, and kube-controller-manager, kube-scheduler, kubelet and
-#                           kube-proxy (e2e/tools/go.mod), CoreDNS (e2e/tools/coredns) and
-#                           kube-router (e2e/tools/kube-router)
+#                           kube-proxy (e2e/tools/go.mod), CoreDNS (e2e/tools/coredns),
+#                           kube-router (e2e/tools/kube-router) and cert-manager's controller,
+#                           CA injector and webhook (e2e/tools/cert-manager)
 # Each set is rebuilt only when its pins change: a stamp file records the hash of the go.mod and
 # go.sum files it was built from.
 set -euo pipefail
@@ -21,9 +22,11 @@ controlplane)
 	binaries=(kube-apiserver etcd)
 	inputs=("$here"/go.mod "$here"/go.sum "$here"/build.sh "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go) ;;
 cluster)
-	binaries=(kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-router)
+	binaries=(kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-router
+		cert-manager-controller cert-manager-cainjector cert-manager-webhook)
 	inputs=("$here"/go.mod "$here"/go.sum "$here"/build.sh "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go
-		"$here"/coredns/go.mod "$here"/coredns/go.sum "$here"/coredns/main.go "$here"/kube-router/go.mod "$here"/kube-router/go.sum) ;;
+		"$here"/coredns/go.mod "$here"/coredns/go.sum "$here"/coredns/main.go "$here"/kube-router/go.mod "$here"/kube-router/go.sum
+		"$here"/cert-manager/go.mod "$here"/cert-manager/go.sum) ;;
 *)
 	echo "build.sh: unknown set $set_name (controlplane or cluster)" >&2; exit 2 ;;
 esac
@@ -69,7 +72,12 @@ if [[ "$set_name" == cluster ]]; then
 	done
 	(cd coredns && build coredns . "-s -w")
 	(cd kube-router && build kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "-s -w")
-	echo "cluster: kube-controller-manager, kube-scheduler, kubelet, kube-proxy $k8s_version, CoreDNS $(cd coredns && go list -m -f '{{.Version}}' github.com/coredns/coredns) and kube-router $(cd kube-router && go list -m -f '{{.Version}}' github.com/cloudnativelabs/kube-router/v2) are in $out"
+	cm_version=$(cd cert-manager && go list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
+	cm_ldflags="-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$cm_version -X github.com/cert-manager/cert-manager/pkg/util.AppGitState=clean"
+	for c in controller cainjector webhook; do
+		(cd cert-manager && build "cert-manager-$c" "github.com/cert-manager/cert-manager/cmd/$c" "$cm_ldflags")
+	done
+	echo "cluster: kube-controller-manager, kube-scheduler, kubelet, kube-proxy $k8s_version, CoreDNS $(cd coredns && go list -m -f '{{.Version}}' github.com/coredns/coredns), kube-router $(cd kube-router && go list -m -f '{{.Version}}' github.com/cloudnativelabs/kube-router/v2) and cert-manager $cm_version are in $out"
 fi
 echo "$want" >"$stamp"
 echo "control plane: kube-apiserver $k8s_version and etcd $etcd_version are in $out"

@@ -23,6 +23,9 @@ const (
 	// suiteTimeout bounds the whole suite on the cluster, whose node-only specs wait for pods.
 	suiteTimeout   = 45 * time.Minute
 	progressPrefix = "e2e-cluster: "
+	// certManagerModule is the module of cert-manager's controllers and CRDs that the cluster
+	// runs, pinned in e2e/tools/cert-manager.
+	certManagerModule = "github.com/cert-manager/cert-manager"
 )
 
 // e2eRun is one run of the suite on the cluster.
@@ -33,12 +36,17 @@ type e2eRun struct {
 	out, errOut io.Writer
 }
 
-// installArgs is issctl install's command line on the cluster: the self-signed certificate
-// mode (no cert-manager needed), the imported image, never pulled.
-func installArgs(kubeconfig string) []string {
+// installArgs is issctl install's command line on the cluster in a certificate mode
+// (self-signed or cert-manager): the imported image, never pulled.
+func installArgs(kubeconfig, certMode string) []string {
 	return []string{"install", "--kubeconfig", kubeconfig, "--image", webhookImage, "--image-pull-policy", "Never",
-		"--cert-mode", "self-signed", "--timeout", installTimeout.String()}
+		"--cert-mode", certMode, "--timeout", installTimeout.String()}
 }
+
+// certModeLabel labels the specs whose outcome depends on how the webhook's serving certificate
+// is issued and rotated: after the whole suite in the self-signed mode, they run again with the
+// webhook installed in the cert-manager mode.
+const certModeLabel = "cert-mode"
 
 // runE2E brings the cluster up, installs iss-webhook on it and runs the suite. A machine that
 // cannot run the cluster skips it, saying why.
@@ -70,23 +78,35 @@ func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
 		}
 		err = errors.Join(err, c.Stop())
 	}()
-	if err := t.InstallCRDs(ctx); err != nil {
-		return err
-	}
-	if err := t.InstallWebhook(ctx, installArgs(c.Kubeconfig), installRetryFor, installRetryEvery); err != nil {
-		return err
-	}
-	if _, err := t.Prepare(ctx); err != nil {
+	// The cluster runs cert-manager with the CRDs of its own version: not those of the module
+	// the local control plane takes them from.
+	if err := t.InstallCRDs(ctx, certManagerModule); err != nil {
 		return err
 	}
 	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket()}
-	if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=!uninstall"}, r.testArgs...)); err != nil {
-		return err
-	}
-	// issctl uninstall removes the product: its spec runs alone, after all the others.
-	t.Step("and the uninstall spec, alone and last")
-	if err := t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...)); err != nil {
-		return err
+	for _, phase := range []struct {
+		certMode, labels string
+	}{
+		// The whole suite, in the mode that needs nothing but the webhook.
+		{"self-signed", "!uninstall"},
+		// Then, installed again in the cert-manager mode, the specs of the certificates.
+		{"cert-manager", certModeLabel + " && !uninstall"},
+	} {
+		t.Step("installing iss-webhook in the %s certificate mode", phase.certMode)
+		if err := t.InstallWebhook(ctx, installArgs(c.Kubeconfig, phase.certMode), installRetryFor, installRetryEvery); err != nil {
+			return err
+		}
+		if _, err := t.Prepare(ctx); err != nil {
+			return err
+		}
+		if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=" + phase.labels}, r.testArgs...)); err != nil {
+			return err
+		}
+		// issctl uninstall removes the product: its spec runs alone, after all the others.
+		t.Step("and the uninstall spec, alone and last in the %s certificate mode", phase.certMode)
+		if err := t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

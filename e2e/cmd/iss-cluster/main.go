@@ -18,14 +18,16 @@ import (
 	"syscall"
 
 	"github.com/iss-platform/iss-webhook/e2e/cluster"
+	"github.com/iss-platform/iss-webhook/e2e/devenv"
 )
 
 const usageText = `Usage: iss-cluster [flags] up|e2e|clean [-- extra go test arguments]
 
-  up     brings the single-node cluster up, prints its kubeconfig, and stays in the foreground;
-         Ctrl-C stops it and undoes what it changed on the host
+  up     brings the single-node cluster up, with cert-manager, prints its kubeconfig, and stays
+         in the foreground; Ctrl-C stops it and undoes what it changed on the host
   e2e    brings it up, installs iss-webhook from its image with issctl install (self-signed
-         certificate mode, 2 replicas), runs the end-to-end suite against it, and stops it; on a
+         certificate mode, 2 replicas), runs the end-to-end suite against it, installs it again
+         in the cert-manager mode and runs the specs labelled cert-mode, and stops it; on a
          machine that cannot run the cluster (not root, no writable cgroups) it says why and
          exits 0
   clean  undoes what a killed run left on the host (processes, mounts, network namespaces,
@@ -94,6 +96,11 @@ func main() {
 			}
 		}
 	}
+	if mode == "up" || mode == "e2e" {
+		if c.CertManagerCRDs, err = certManagerCRDs(ctx, root); err != nil {
+			fatal(err)
+		}
+	}
 	switch mode {
 	case "up":
 		err = up(ctx, c, os.Stdout)
@@ -126,6 +133,20 @@ func buildParts(ctx context.Context, root string, out, errOut io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// certManagerCRDs returns the CRD manifests of the cert-manager module that
+// e2e/tools/cert-manager pins, whose controllers build.sh builds.
+func certManagerCRDs(ctx context.Context, root string) ([]string, error) {
+	dir := filepath.Join(root, "e2e", "tools", "cert-manager")
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", certManagerModule)
+	cmd.Dir = dir
+	version, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("the version of %s in %s: %w", certManagerModule, dir, err)
+	}
+	src := devenv.CRDSource{Module: certManagerModule, Version: strings.TrimSpace(string(version)), Files: []string{"deploy/crds/crd-*.yaml"}}
+	return src.Paths(ctx, dir)
 }
 
 // up brings the cluster up and keeps it until the context ends.

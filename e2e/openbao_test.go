@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -17,29 +18,47 @@ var _ = Describe("The OpenBao existence check", Ordered, func() {
 	var double *openbaotest.KVv2TestDouble
 
 	BeforeAll(func(ctx SpecContext) {
-		if localEnv == nil {
-			Skip("the KV v2 test double and the token file live on this machine, which only the local control plane's webhook reaches, and the token file is a flag")
-		}
 		// The KV v2 test double stands in for OpenBao, which no registry here serves; the
 		// integration test of package internal/openbao runs against a real server when
 		// OPENBAO_ADDR and OPENBAO_TOKEN are set.
-		double = openbaotest.NewKVv2TestDouble("s.e2e-token")
-		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
-		tokenFile := filepath.Join(GinkgoT().TempDir(), "openbao-token")
-		Expect(os.WriteFile(tokenFile, []byte("s.e2e-token"), 0o600)).To(Succeed())
-		// The token file is the Deployment's (a flag); the check itself is the policy's.
-		Expect(localEnv.RestartWebhook(ctx, "--openbao-token-file", tokenFile)).To(Succeed())
-		applyPolicy(ctx, suitePolicy()+fmt.Sprintf(`openbao:
+		if localEnv != nil {
+			double = openbaotest.NewKVv2TestDouble("s.e2e-token")
+			double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
+			tokenFile := filepath.Join(GinkgoT().TempDir(), "openbao-token")
+			Expect(os.WriteFile(tokenFile, []byte("s.e2e-token"), 0o600)).To(Succeed())
+			// The token file is the Deployment's (a flag); the check itself is the policy's.
+			restartWebhook(ctx, "--openbao-token-file", tokenFile)
+			applyPolicy(ctx, suitePolicy()+fmt.Sprintf(`openbao:
   verify: true
   address: %s
   auth: {method: token}
   cacheTTL: {miss: 1s}
 `, double.Server.URL))
+			return
+		}
+		// On a cluster, the double listens where the node's pods reach this machine, and the
+		// webhook logs in as installed: the Kubernetes auth method, with the service account
+		// token of audience openbao that the kubelet projects into its pods.
+		address := os.Getenv("ISS_E2E_HOST_ADDRESS")
+		if address == "" {
+			Skip("the cluster's pods cannot reach this machine: ISS_E2E_HOST_ADDRESS names no address of it (make e2e-cluster sets it)")
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+		Expect(err).NotTo(HaveOccurred())
+		double = openbaotest.NewKVv2TestDoubleOn(l, "s.e2e-token")
+		double.AddKubernetesRole("iss-webhook", "openbao")
+		double.Seed("kv-dev", "artifacts/team-a/public/secrets/api-token")
+		applyPolicy(ctx, suitePolicy()+fmt.Sprintf(`openbao:
+  verify: true
+  address: %s
+  auth: {method: kubernetes, role: iss-webhook}
+  cacheTTL: {miss: 1s}
+`, double.Server.URL))
 	})
 	AfterAll(func(ctx SpecContext) {
+		applyPolicy(ctx, suitePolicy())
 		if localEnv != nil {
-			applyPolicy(ctx, suitePolicy())
-			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+			restartWebhook(ctx)
 		}
 	})
 
@@ -64,7 +83,7 @@ var _ = Describe("The OpenBao existence check, pointed at an OpenBao over TLS as
 
 	BeforeAll(func(ctx SpecContext) {
 		if localEnv == nil {
-			Skip("the TLS test double and the files live on this machine, which only the local control plane's webhook reaches")
+			Skip("checks the OpenBao flags of make run (a token file and a CA file on this machine), which only the local control plane's webhook takes; on a cluster the Deployment's own login is checked by the spec before")
 		}
 		double = openbaotest.NewTLSKVv2TestDouble("s.e2e-tls-token")
 		double.Seed("kv-dev", found)
@@ -81,7 +100,7 @@ var _ = Describe("The OpenBao existence check, pointed at an OpenBao over TLS as
 		Expect(bao.Validate()).To(Succeed())
 		// The flags and the ISSPolicy of `make run OPENBAO_ADDR=... OPENBAO_TOKEN_FILE=...
 		// OPENBAO_CACERT=...`.
-		Expect(localEnv.RestartWebhook(ctx, bao.WebhookArgs()...)).To(Succeed())
+		restartWebhook(ctx, bao.WebhookArgs()...)
 		manifest, err := bao.PolicyManifest()
 		Expect(err).NotTo(HaveOccurred())
 		_, err = kubectl(ctx, string(manifest), "apply", "-f", "-")
@@ -91,7 +110,7 @@ var _ = Describe("The OpenBao existence check, pointed at an OpenBao over TLS as
 	AfterAll(func(ctx SpecContext) {
 		if localEnv != nil {
 			applyPolicy(ctx, suitePolicy())
-			Expect(localEnv.RestartWebhook(ctx)).To(Succeed())
+			restartWebhook(ctx)
 			double.Server.Close()
 		}
 	})

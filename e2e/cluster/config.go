@@ -17,10 +17,11 @@ const (
 	nodeBridge = "iss-node"
 	// podBridge is the bridge of the pods' network (the CNI bridge plugin's).
 	podBridge = "iss0"
-	// PodCIDR is the pods' network, and podGateway the host's address on it.
+	// PodCIDR is the pods' network, and PodGateway the host's address on it, where pods reach
+	// this machine.
 	PodCIDR     = "10.244.0.0/24"
 	clusterCIDR = "10.244.0.0/16"
-	podGateway  = "10.244.0.1"
+	PodGateway  = "10.244.0.1"
 	// ServiceCIDR is the Services' range; the API server's Service takes its first address and
 	// the DNS Service DNSServiceIP.
 	ServiceCIDR    = "10.96.0.0/16"
@@ -112,7 +113,7 @@ func cniConfig(ipamDir string) string {
     }
   ]
 }
-`, podBridge, ipamDir, PodCIDR, podGateway)
+`, podBridge, ipamDir, PodCIDR, PodGateway)
 }
 
 // kubeletConfig is the kubelet's configuration for this kind of host: hybrid cgroup v1 with the

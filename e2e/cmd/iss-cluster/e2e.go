@@ -83,7 +83,7 @@ func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
 	if err := t.InstallCRDs(ctx, certManagerModule); err != nil {
 		return err
 	}
-	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket()}
+	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket(), "ISS_E2E_HOST_ADDRESS=" + cluster.PodGateway}
 	for _, phase := range []struct {
 		certMode, labels string
 	}{

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -110,6 +111,17 @@ type version struct {
 func NewKVv2TestDouble(token string) *KVv2TestDouble {
 	d := newDouble(token)
 	d.Server = httptest.NewServer(http.HandlerFunc(d.serve))
+	return d
+}
+
+// NewKVv2TestDoubleOn is NewKVv2TestDouble serving on a listener of the caller's, such as one
+// on an address that a cluster's pods reach.
+func NewKVv2TestDoubleOn(l net.Listener, token string) *KVv2TestDouble {
+	d := newDouble(token)
+	d.Server = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
+	d.Server.Listener.Close()
+	d.Server.Listener = l
+	d.Server.Start()
 	return d
 }
 

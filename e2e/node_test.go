@@ -366,7 +366,8 @@ var _ = Describe("Egress on the node's dataplane", Label("node"), func() {
 	BeforeEach(requireNode)
 
 	It("lets an engine reach DNS and nothing else, while a plain pod in its namespace is not restricted", func(ctx SpecContext) {
-		const server, engine, plain = "egress-target", "engine-egress", "plain-egress"
+		// Names no other spec takes: pods on a node take a while to go, and the suite's order is random.
+		const server, engine, plain = "dataplane-target", "dataplane-engine", "dataplane-plain"
 		const githubOnly = `[{"host":"api.github.com","ports":[443]}]`
 		for _, name := range []string{server, engine, plain, engine + "-fqdn"} {
 			DeferCleanup(deletePod, name)

@@ -172,6 +172,8 @@ type admissionCounts struct {
 	mu                         sync.Mutex
 	created, failed, unmutated int
 	failures                   []string
+	// failedAt is when each failed admission was answered.
+	failedAt []time.Time
 }
 
 func (a *admissionCounts) String() string {
@@ -183,7 +185,7 @@ func (a *admissionCounts) String() string {
 // createEnginesUntil creates engine pods one after the other, as alice, until stop is closed,
 // and counts the admissions that failed and the pods that were admitted without the mutating
 // webhook's egress label. Each pod is deleted again.
-func createEnginesUntil(ctx context.Context, stop <-chan struct{}, counts *admissionCounts) {
+func createEnginesUntil(ctx context.Context, stop <-chan struct{}, counts *admissionCounts, prefix string) {
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
@@ -192,13 +194,14 @@ func createEnginesUntil(ctx context.Context, stop <-chan struct{}, counts *admis
 			return
 		default:
 		}
-		name := fmt.Sprintf("engine-continuous-%d", i)
+		name := fmt.Sprintf("%s-%d", prefix, i)
 		out, err := kubectl(ctx, probeEngine(name, namespace, nil), "--as", "alice", "create", "-o", "jsonpath={.metadata.labels}", "-f", "-")
 		counts.mu.Lock()
 		switch {
 		case err != nil:
 			counts.failed++
 			counts.failures = append(counts.failures, err.Error())
+			counts.failedAt = append(counts.failedAt, time.Now())
 		case !strings.Contains(out, policy.LabelEgressPolicy):
 			counts.unmutated++
 			counts.failures = append(counts.failures, name+" admitted without "+policy.LabelEgressPolicy)
@@ -224,33 +227,50 @@ func webhookPods(ctx context.Context) []string {
 var _ = Describe("The webhook's availability on a node", Label("node", "cert-mode"), Serial, func() {
 	BeforeEach(requireNode)
 
-	It("fails and skips no admission while it is restarted, and while one replica is killed", func(ctx SpecContext) {
-		socket := os.Getenv("ISS_E2E_CONTAINERD_SOCKET")
-		Expect(socket).NotTo(BeEmpty(), "ISS_E2E_CONTAINERD_SOCKET names the node's containerd")
+	// startClient runs a client that creates engine pods continuously, as alice, until the
+	// returned stop function is called.
+	startClient := func(ctx context.Context, prefix string) (*admissionCounts, func()) {
 		counts := &admissionCounts{}
-		stop := make(chan struct{})
-		done := make(chan struct{})
+		stop, done := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer GinkgoRecover()
 			defer close(done)
-			createEnginesUntil(ctx, stop, counts)
+			createEnginesUntil(ctx, stop, counts, prefix)
 		}()
 		DeferCleanup(func(ctx context.Context) {
 			_, _ = kubectl(ctx, "", "delete", "pods", "-n", namespace, "-l", policy.LabelEngine+"=dagger", "--wait=false", "--grace-period=0", "--force")
 		})
+		return counts, func() { close(stop); <-done }
+	}
 
-		By("kubectl rollout restart of the webhook")
+	It("fails and skips no admission while it is restarted", func(ctx SpecContext) {
+		counts, stop := startClient(ctx, "engine-during-restart")
 		_, err := kubectl(ctx, "", "rollout", "restart", "deployment/iss-webhook", "-n", "iss-system")
 		Expect(err).NotTo(HaveOccurred())
-		// The rollout's old replicas may still be terminating, their containers gone: wait
-		// until only the new ones are left, and kill one of those.
 		waitForRollout(ctx)
+		stop()
+		GinkgoWriter.Printf("engine pods created during the rollout restart: %s\n", counts)
+		Expect(counts.created).To(BeNumerically(">", 0), "the client created pods throughout")
+		Expect(counts.failed).To(BeZero(), "admissions failed: %s", counts)
+		Expect(counts.unmutated).To(BeZero(), "admissions without the mutating webhook: %s", counts)
+	})
 
-		By("kill -9 of one replica's container")
+	// kube-apiserver does not retry an admission call whose connection is refused or breaks,
+	// and until the node's status and kube-proxy's rules follow the kill, it still sends new
+	// connections to the killed replica's address. Those calls fail, closed; what must hold is
+	// that none is admitted unmutated, that failures are those connection failures, and that
+	// they stop once the killed replica left the Service or serves again.
+	It("fails closed, never admits unmutated, and answers again, when one replica is killed", func(ctx SpecContext) {
+		socket := os.Getenv("ISS_E2E_CONTAINERD_SOCKET")
+		Expect(socket).NotTo(BeEmpty(), "ISS_E2E_CONTAINERD_SOCKET names the node's containerd")
+		waitForRollout(ctx)
 		pods := webhookPods(ctx)
+		counts, stop := startClient(ctx, "engine-during-kill")
+		By("kill -9 of one replica's container")
 		id, err := kubectl(ctx, "", "get", "pod", pods[0], "-n", "iss-system", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
 		Expect(err).NotTo(HaveOccurred())
 		id = strings.TrimPrefix(id, "containerd://")
+		killed := time.Now()
 		out, err := exec.CommandContext(ctx, "ctr", "--address", socket, "-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), "ctr tasks kill: %s", out)
 		// The kubelet sees the container die and restarts it; wait until it serves again.
@@ -259,12 +279,23 @@ var _ = Describe("The webhook's availability on a node", Label("node", "cert-mod
 		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).ShouldNot(Equal("0"), "the killed container restarted")
 		_, err = kubectl(ctx, "", "wait", "--for=condition=Ready", "--timeout="+nodeSpecTimeout.String(), "pod/"+pods[0], "-n", "iss-system")
 		Expect(err).NotTo(HaveOccurred())
-		close(stop)
-		<-done
-		GinkgoWriter.Printf("engine pods created during the restart and the kill: %s\n", counts)
-		Expect(counts.created).To(BeNumerically(">", 0), "the client created pods throughout")
-		Expect(counts.failed).To(BeZero(), "admissions failed: %s", counts)
+		back := time.Now()
+		By("and, with both replicas back, the client goes on without a failure")
+		counts.mu.Lock()
+		createdBefore := counts.created
+		counts.mu.Unlock()
+		Eventually(func() int {
+			counts.mu.Lock()
+			defer counts.mu.Unlock()
+			return counts.created - createdBefore
+		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(BeNumerically(">=", 5))
+		stop()
+		GinkgoWriter.Printf("engine pods created around the kill: %s; the replica was back after %s\n", counts, back.Sub(killed).Round(100*time.Millisecond))
 		Expect(counts.unmutated).To(BeZero(), "admissions without the mutating webhook: %s", counts)
+		for i, at := range counts.failedAt {
+			Expect(at).To(BeTemporally("<=", back), "a failure after the killed replica was back: %s", counts.failures[i])
+			Expect(counts.failures[i]).To(MatchRegexp(`connection refused|connection reset|EOF|connection lost`), "only calls the killed replica could not answer fail")
+		}
 	})
 
 	It("holds a drain of the node with its PodDisruptionBudget, and keeps answering", func(ctx SpecContext) {

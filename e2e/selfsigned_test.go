@@ -90,8 +90,17 @@ var _ = Describe("The self-signed certificate mode", Label("cert-mode"), Ordered
 			Skip("the cluster's webhook was installed in the " + mode + " certificate mode")
 		}
 		// On a cluster, the installed Deployment's replicas get the short lifetimes, as an
-		// operator would set them, and get the installed ones back afterwards.
+		// operator would set them, and get the installed ones back afterwards. The install's CA
+		// lives for years and is renewed by its own lifetime: the Secret goes, so that the
+		// replicas make a CA of the short lifetime, as after an operator deleted it to replace it.
 		restartWebhook(ctx, shortLived...)
+		_, err := kubectl(ctx, "", "delete", "secret", selfSignedSecret, "-n", "iss-system")
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			data := secretDataOf(ctx, selfSignedSecret)
+			g.Expect(data).To(HaveKey(selfsigned.KeyCACert))
+			g.Expect(certs(data[selfsigned.KeyCACert])[0].NotAfter).To(BeTemporally("<", time.Now().Add(time.Hour)))
+		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(Succeed())
 		DeferCleanup(func(ctx context.Context) {
 			restartWebhook(ctx)
 			// The keeper replaces the short-lived CA by one of the installed lifetime; the

@@ -171,10 +171,18 @@ var _ = Describe("On a node", Label("node"), func() {
 type admissionCounts struct {
 	mu                         sync.Mutex
 	created, failed, unmutated int
-	failures                   []string
-	// failedAt is when each failed admission was answered.
-	failedAt []time.Time
+	// failures are the failed admissions and the pods admitted unmutated, each with when it was
+	// answered.
+	failures []admissionFailure
 }
+
+// admissionFailure is one admission the client saw fail or go unmutated.
+type admissionFailure struct {
+	at   time.Time
+	what string
+}
+
+func (f admissionFailure) String() string { return f.what }
 
 func (a *admissionCounts) String() string {
 	a.mu.Lock()
@@ -200,11 +208,10 @@ func createEnginesUntil(ctx context.Context, stop <-chan struct{}, counts *admis
 		switch {
 		case err != nil:
 			counts.failed++
-			counts.failures = append(counts.failures, err.Error())
-			counts.failedAt = append(counts.failedAt, time.Now())
+			counts.failures = append(counts.failures, admissionFailure{at: time.Now(), what: err.Error()})
 		case !strings.Contains(out, policy.LabelEgressPolicy):
 			counts.unmutated++
-			counts.failures = append(counts.failures, name+" admitted without "+policy.LabelEgressPolicy)
+			counts.failures = append(counts.failures, admissionFailure{at: time.Now(), what: name + " admitted without " + policy.LabelEgressPolicy})
 			fallthrough
 		default:
 			counts.created++
@@ -292,9 +299,9 @@ var _ = Describe("The webhook's availability on a node", Label("node", "cert-mod
 		stop()
 		GinkgoWriter.Printf("engine pods created around the kill: %s; the replica was back after %s\n", counts, back.Sub(killed).Round(100*time.Millisecond))
 		Expect(counts.unmutated).To(BeZero(), "admissions without the mutating webhook: %s", counts)
-		for i, at := range counts.failedAt {
-			Expect(at).To(BeTemporally("<=", back), "a failure after the killed replica was back: %s", counts.failures[i])
-			Expect(counts.failures[i]).To(MatchRegexp(`connection refused|connection reset|EOF|connection lost`), "only calls the killed replica could not answer fail")
+		for _, f := range counts.failures {
+			Expect(f.at).To(BeTemporally("<=", back), "a failure after the killed replica was back: %s", f)
+			Expect(f.what).To(MatchRegexp(`connection refused|connection reset|EOF|connection lost`), "only calls the killed replica could not answer fail")
 		}
 	})
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,8 +111,9 @@ func (t *Target) InstallWebhook(ctx context.Context, args []string, retryFor, re
 func (t *Target) issctlInstall(ctx context.Context, args []string) (string, error) {
 	var errOut bytes.Buffer
 	cmd := t.command(ctx, nil, t.Issctl, args...)
-	cmd.Stdout = &PrefixWriter{W: t.Out, Prefix: t.Prefix}
-	cmd.Stderr = io.MultiWriter(&PrefixWriter{W: t.ErrOut, Prefix: t.Prefix}, &errOut)
+	var lock sync.Mutex // Out and ErrOut may be one writer, written from two goroutines
+	cmd.Stdout = &PrefixWriter{W: t.Out, Prefix: t.Prefix, Lock: &lock}
+	cmd.Stderr = io.MultiWriter(&PrefixWriter{W: t.ErrOut, Prefix: t.Prefix, Lock: &lock}, &errOut)
 	err := cmd.Run()
 	return LastLine(errOut.String()), err
 }

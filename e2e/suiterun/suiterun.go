@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iss-platform/iss-webhook/e2e/devenv"
@@ -90,6 +91,10 @@ type PrefixWriter struct {
 	W io.Writer
 	// Prefix starts every line.
 	Prefix string
+	// Lock, when set, is held while writing to W: PrefixWriters that share W and are written
+	// from different goroutines (a command's standard output and error) share a Lock, since W,
+	// a buffer say, may not be safe for concurrent writes.
+	Lock sync.Locker
 	// midLine is set while the last write ended without a newline.
 	midLine bool
 }
@@ -111,6 +116,10 @@ func (p *PrefixWriter) Write(b []byte) (int, error) {
 		buf.Write(b[:i+1])
 		b = b[i+1:]
 		p.midLine = false
+	}
+	if p.Lock != nil {
+		p.Lock.Lock()
+		defer p.Lock.Unlock()
 	}
 	if _, err := p.W.Write(buf.Bytes()); err != nil {
 		return 0, err

@@ -75,7 +75,7 @@ Flags:
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate tls.crt and key tls.key")
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint /metrics; "0" turns it off`)
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
-	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while /readyz reports not ready, so that the Service stops sending reviews first")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, how long to keep serving while /readyz reports not ready, every answer asking the client to close its connection, so that the Service and kube-apiserver's connections move to other replicas first")
 	fs.DurationVar(&o.ShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "after the shutdown delay, how long to let in-flight reviews finish")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug (also logs each mutation), info or error")
 	fs.StringVar(&o.CertMode, "cert-mode", certModeCertManager, "where the serving certificate comes from: cert-manager (files in --cert-dir, written by cert-manager or anyone else) or self-signed (the webhook keeps its own CA and certificate in --self-signed-secret and injects the CA into its webhook configurations)")

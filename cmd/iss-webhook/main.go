@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -109,7 +108,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := mgr.Add(privates); err != nil {
 		return err
 	}
-	if err := registerWebhooks(mgr, c, policies, writer, records, privates, opts); err != nil {
+	shutdown := &drain{}
+	if err := registerWebhooks(mgr, shutdown, c, policies, writer, records, privates, opts); err != nil {
 		return err
 	}
 	if err := addControllers(mgr, policies, writer, records, opts); err != nil {
@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("starting iss-webhook", "webhookPort", opts.WebhookPort, "certDir", opts.CertDir,
 		"metrics", opts.MetricsAddress, "health", opts.HealthAddress, "identity", c.self,
 		"ciliumNetworkPolicies", c.served.Cilium, "clusterNetworkPolicies", c.served.ClusterNetworkPolicy)
-	if err := serve(ctx, mgr, opts); err != nil {
+	if err := serve(ctx, mgr, shutdown, opts); err != nil {
 		return err
 	}
 	log.Info("iss-webhook stopped")
@@ -202,7 +202,7 @@ func newBuildRecords(mgr ctrl.Manager, opts *options) *buildrecord.Store {
 
 // registerWebhooks serves every webhook path; the reviews read only informer caches and the
 // policy, never the API server.
-func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, privates *usersecrets.Index, opts *options) error {
+func registerWebhooks(mgr ctrl.Manager, shutdown *drain, c *cluster, policies policy.Provider, writer *egress.Writer, records *buildrecord.Store, privates *usersecrets.Index, opts *options) error {
 	metrics, err := webhook.NewMetrics(ctrlmetrics.Registry)
 	if err != nil {
 		return err
@@ -212,7 +212,7 @@ func registerWebhooks(mgr ctrl.Manager, c *cluster, policies policy.Provider, wr
 		return err
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
-	webhook.Register(mgr.GetWebhookServer(), mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: c.self,
+	webhook.Register(shutdown.server(mgr.GetWebhookServer()), mgr.GetScheme(), webhook.Options{Policies: policies, Metrics: metrics, Egress: writer, Self: c.self,
 		Namespaces: webhook.NewCachedNamespaces(mgr.GetCache()), OpenBao: verifiers, Engines: webhook.NewCachedEngines(mgr.GetCache()),
 		BuildRecords: records, Builds: records, PrivateSecrets: privates, Pods: privates})
 	return nil
@@ -287,20 +287,15 @@ func addProbes(mgr ctrl.Manager, loader *reload.Reconciler, privates *usersecret
 	})
 }
 
-// serve runs the manager until ctx is cancelled. On SIGTERM it reports not ready at once but
-// keeps serving for --shutdown-delay, so that the Service stops sending reviews here before the
-// listener closes; a review refused during a rollout would deny an engine pod under
-// failurePolicy Fail. Then it stops, letting in-flight reviews finish.
-func serve(ctx context.Context, mgr ctrl.Manager, opts *options) error {
+// serve runs the manager until ctx is cancelled. On SIGTERM it starts the drain (not ready,
+// every answer closing its connection) but keeps serving for --shutdown-delay, so that the
+// Service and the API server's connections leave this replica before the listener closes; a
+// review refused during a rollout would deny an engine pod under failurePolicy Fail. Then it
+// stops, letting in-flight reviews finish.
+func serve(ctx context.Context, mgr ctrl.Manager, shutdown *drain, opts *options) error {
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
-	var draining atomic.Bool
-	if err := mgr.AddReadyzCheck("not-draining", func(*http.Request) error {
-		if draining.Load() {
-			return errors.New("shutting down")
-		}
-		return nil
-	}); err != nil {
+	if err := mgr.AddReadyzCheck("not-draining", shutdown.readyz); err != nil {
 		return err
 	}
 	log := mgr.GetLogger().WithName("shutdown")
@@ -310,8 +305,8 @@ func serve(ctx context.Context, mgr ctrl.Manager, opts *options) error {
 		case <-serveCtx.Done():
 			return
 		}
-		draining.Store(true)
-		log.Info("shutting down: not ready any more, still serving", "delay", opts.ShutdownDelay)
+		shutdown.start()
+		log.Info("shutting down: not ready any more, still serving, asking clients to close their connections", "delay", opts.ShutdownDelay)
 		select {
 		case <-time.After(opts.ShutdownDelay):
 		case <-serveCtx.Done():

@@ -350,9 +350,52 @@ func (w *servingWebhook) ready(want int) error {
 // it still serves reviews, so that the Service stops sending them before the listener closes.
 func TestShutdownDrainsBeforeClosing(t *testing.T) {
 	w := startWebhook(t, "--shutdown-delay", "10s")
+	// A connection the API server opened before SIGTERM: it stays with this replica, so the
+	// drain must make the API server close it after an answer.
+	conn, err := tls.Dial("tcp", w.webhookAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // see servedCommonName
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	answers := bufio.NewReader(conn)
+	if resp := reviewOn(t, conn, answers, w.webhookAddr); resp.Close {
+		t.Fatal("before SIGTERM, an answer asked to close its connection")
+	}
+
 	w.cancel() // SIGTERM
 	eventually(t, 30*time.Second, func() error { return w.ready(http.StatusInternalServerError) })
 	if review := postReview(t, w.webhookAddr); review.Response == nil || !review.Response.Allowed {
 		t.Fatalf("review while draining: %+v", review.Response)
 	}
+	if resp := reviewOn(t, conn, answers, w.webhookAddr); !resp.Close {
+		t.Errorf("while draining, an answer on a kept-alive connection has Connection %q, want close", resp.Header.Get("Connection"))
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := answers.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("after an answer while draining, reading the connection gave %d bytes, %v; want the server to close it (EOF)", n, err)
+	}
+}
+
+// reviewOn sends a review on conn, reads its allowing answer from answers (conn's reader) and
+// returns the answer with its body read.
+func reviewOn(t *testing.T, conn net.Conn, answers *bufio.Reader, addr string) *http.Response {
+	t.Helper()
+	body := reviewBody(t)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		webhook.ValidateEnginePodsPath, addr, len(body), body)
+	resp, err := http.ReadResponse(answers, nil)
+	if err != nil {
+		t.Fatalf("no answer to a review: %v", err)
+	}
+	defer resp.Body.Close()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil || review.Response == nil || !review.Response.Allowed {
+		t.Fatalf("review answered %d, %v, %+v", resp.StatusCode, err, review.Response)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -127,5 +129,55 @@ var _ = Describe("The cert-manager certificate mode", Label("cert-mode"), Ordere
 		Expect(failures).To(BeZero())
 		_, err = kubectl(ctx, "", "wait", "--for=condition=Ready", "--timeout="+nodeSpecTimeout.String(), "-n", "iss-system", "certificate/"+certManagerCertificate)
 		Expect(err).NotTo(HaveOccurred())
+	})
+})
+
+// switchInstallEnv holds, as a JSON list, the arguments of the issctl install that switches a
+// cluster's webhook from the self-signed mode to cert-manager: make e2e-cluster sets it for the
+// switch spec, which runs alone between the suite in the self-signed mode and the specs of the
+// cert-manager mode. Elsewhere the spec is skipped.
+const switchInstallEnv = "ISS_E2E_SWITCH_INSTALL"
+
+var _ = Describe("Switching the certificate mode from self-signed to cert-manager", Label("mode-switch"), Serial, func() {
+	It("hands the serving certificate over to cert-manager's CA while engine pods are created, and none fails", func(ctx SpecContext) {
+		raw := os.Getenv(switchInstallEnv)
+		if raw == "" {
+			Skip("changes the installed certificate mode: runs alone on a cluster that issctl install set up in the self-signed mode (make e2e-cluster)")
+		}
+		requireNode()
+		Expect(installedCertMode(ctx)).To(Equal("self-signed"))
+		var args []string
+		Expect(json.Unmarshal([]byte(raw), &args)).To(Succeed())
+		issctl := buildIssctl(ctx)
+
+		counts, stop := startEngineClient(ctx, "engine-during-switch")
+		install, err := exec.CommandContext(ctx, issctl, args...).CombinedOutput()
+		GinkgoWriter.Printf("issctl %s:\n%s\n", strings.Join(args, " "), install)
+		Expect(err).NotTo(HaveOccurred(), string(install))
+		Expect(string(install)).To(ContainSubstring("handing it over"))
+		// A few admissions more, through what the install left.
+		created := func() int { counts.mu.Lock(); defer counts.mu.Unlock(); return counts.created + counts.failed }
+		after := created()
+		Eventually(created).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(time.Second).Should(BeNumerically(">=", after+3))
+		stop()
+		GinkgoWriter.Printf("engine pods created during the switch: %s\n", counts)
+		Expect(counts.failures).To(BeEmpty())
+		Expect(counts.created).To(BeNumerically(">", 3))
+
+		By("the serving certificate is cert-manager's, the configurations trust its CA alone and the CA injector keeps them, and every replica serves it")
+		serving, ca := secretDataOf(ctx, certManagerSecret), secretDataOf(ctx, "iss-webhook-ca")
+		Expect(pemCert(serving["tls.crt"]).CheckSignatureFrom(pemCert(ca["tls.crt"]))).To(Succeed())
+		for _, b := range configuredBundles(ctx) {
+			Expect(b).To(Equal(serving["ca.crt"]))
+		}
+		for _, kind := range []string{"mutatingwebhookconfiguration", "validatingwebhookconfiguration"} {
+			out, err := kubectl(ctx, "", "get", kind, "iss-webhook", "-o", `jsonpath={.metadata.annotations.cert-manager\.io/inject-ca-from}`)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(out).To(Equal("iss-system/"+certManagerCertificate), kind)
+		}
+		want := pemCert(serving["tls.crt"]).SerialNumber.String()
+		for name, serial := range servedCertificates(ctx) {
+			Expect(serial).To(Equal(want), "replica %s", name)
+		}
 	})
 })

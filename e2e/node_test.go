@@ -223,6 +223,22 @@ func createEnginesUntil(ctx context.Context, stop <-chan struct{}, counts *admis
 	}
 }
 
+// startEngineClient runs a client that creates engine pods continuously, as alice, until the
+// returned stop function is called; the pods it leaves are deleted when the spec ends.
+func startEngineClient(ctx context.Context, prefix string) (*admissionCounts, func()) {
+	counts := &admissionCounts{}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		createEnginesUntil(ctx, stop, counts, prefix)
+	}()
+	DeferCleanup(func(ctx context.Context) {
+		_, _ = kubectl(ctx, "", "delete", "pods", "-n", namespace, "-l", policy.LabelEngine+"=dagger", "--wait=false", "--grace-period=0", "--force")
+	})
+	return counts, func() { close(stop); <-done }
+}
+
 // webhookPods returns the names of the webhook's pods.
 func webhookPods(ctx context.Context) []string {
 	GinkgoHelper()
@@ -234,24 +250,8 @@ func webhookPods(ctx context.Context) []string {
 var _ = Describe("The webhook's availability on a node", Label("node", "cert-mode"), Serial, func() {
 	BeforeEach(requireNode)
 
-	// startClient runs a client that creates engine pods continuously, as alice, until the
-	// returned stop function is called.
-	startClient := func(ctx context.Context, prefix string) (*admissionCounts, func()) {
-		counts := &admissionCounts{}
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer GinkgoRecover()
-			defer close(done)
-			createEnginesUntil(ctx, stop, counts, prefix)
-		}()
-		DeferCleanup(func(ctx context.Context) {
-			_, _ = kubectl(ctx, "", "delete", "pods", "-n", namespace, "-l", policy.LabelEngine+"=dagger", "--wait=false", "--grace-period=0", "--force")
-		})
-		return counts, func() { close(stop); <-done }
-	}
-
 	It("fails and skips no admission while it is restarted", func(ctx SpecContext) {
-		counts, stop := startClient(ctx, "engine-during-restart")
+		counts, stop := startEngineClient(ctx, "engine-during-restart")
 		_, err := kubectl(ctx, "", "rollout", "restart", "deployment/iss-webhook", "-n", "iss-system")
 		Expect(err).NotTo(HaveOccurred())
 		waitForRollout(ctx)
@@ -272,7 +272,7 @@ var _ = Describe("The webhook's availability on a node", Label("node", "cert-mod
 		Expect(socket).NotTo(BeEmpty(), "ISS_E2E_CONTAINERD_SOCKET names the node's containerd")
 		waitForRollout(ctx)
 		pods := webhookPods(ctx)
-		counts, stop := startClient(ctx, "engine-during-kill")
+		counts, stop := startEngineClient(ctx, "engine-during-kill")
 		By("kill -9 of one replica's container")
 		id, err := kubectl(ctx, "", "get", "pod", pods[0], "-n", "iss-system", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
 		Expect(err).NotTo(HaveOccurred())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,7 +57,9 @@ manifests/self-signed), applied by server-side apply in the order that never loc
 out: namespace and CRDs first (waiting until they are established), then RBAC, the Deployment
 and the policy, the webhook configurations last. Then it waits, with progress, until the
 Deployment is available, the certificate is ready and the webhook answers. Running it again
-upgrades.
+upgrades. In the cert-manager mode, a serving certificate that is not from cert-manager's CA (a
+switch from the self-signed mode) is handed over: both CAs trusted, a new certificate issued,
+the replicas restarted, then cert-manager's CA alone, so that no review fails meanwhile.
 
 Flags:
 `)
@@ -184,16 +185,40 @@ func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*
 	}
 	// What the webhook runs on, then the webhook itself serving, before the API server is told
 	// to call it: until then no request waits on a webhook that cannot answer.
+	// In the cert-manager mode the serving Certificate waits for the hand-over's first step
+	// (certManagerHandover).
+	var servingCert *unstructured.Unstructured
 	for _, obj := range byPhase[1] {
+		if o.certMode == manifests.CertModeCertManager && obj.GetKind() == "Certificate" && obj.GetName() == servingCertificate {
+			servingCert = obj
+			continue
+		}
 		if err := apply(obj); err != nil {
 			return err
 		}
 	}
+	// Before the hand-over: the self-signed mode's RBAC goes, so that no replica of that mode
+	// writes the Secret or the configurations' bundle any more.
 	if err := deleteOtherMode(ctx, c, o.certMode, objs, out); err != nil {
 		return err
 	}
+	var servingCA []byte
 	if o.certMode == manifests.CertModeCertManager {
-		if err := waitForCertificate(ctx, c, out); err != nil {
+		if servingCert == nil {
+			return fmt.Errorf("the cert-manager mode's manifests have no Certificate %s/%s", installNamespace, servingCertificate)
+		}
+		handover := &certManagerHandover{c: c, out: out}
+		if err := handover.trustBoth(ctx, byPhase[3], apply); err != nil {
+			return err
+		}
+		if err := apply(servingCert); err != nil {
+			return err
+		}
+		if err := waitForCertificate(ctx, c, servingCertificate, out); err != nil {
+			return err
+		}
+		var err error
+		if servingCA, err = handover.renew(ctx); err != nil {
 			return err
 		}
 	}
@@ -218,11 +243,20 @@ func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*
 			return err
 		}
 	}
-	if o.certMode == manifests.CertModeSelfSigned {
+	switch o.certMode {
+	case manifests.CertModeSelfSigned:
 		// The webhook's CA goes in with the configurations, so that the API server trusts the
 		// webhook from the first call rather than from the leader's next pass.
 		if err := setCABundle(ctx, c, byPhase[3]); err != nil {
 			return err
+		}
+	case manifests.CertModeCertManager:
+		// The CA the injector writes goes in with the configurations too: an apply without a
+		// caBundle would take away one that issctl set before, until the injector's next pass.
+		for _, cfg := range byPhase[3] {
+			if err := setBundle(cfg, servingCA); err != nil {
+				return err
+			}
 		}
 	}
 	for _, obj := range byPhase[3] {
@@ -240,25 +274,16 @@ func runInstall(ctx context.Context, c client.Client, o installOptions, objs []*
 // setCABundle puts the self-signed mode's CA bundle, from the webhook's Secret, into every
 // webhook of the configurations.
 func setCABundle(ctx context.Context, c client.Client, configs []*unstructured.Unstructured) error {
-	secret := &corev1.Secret{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook-tls"}, secret); err != nil {
-		return fmt.Errorf("reading the webhook's CA from Secret iss-system/iss-webhook-tls: %w", err)
+	data, err := secretData(ctx, c, servingSecret)
+	if err != nil {
+		return fmt.Errorf("reading the webhook's CA: %w", err)
 	}
-	bundle := secret.Data[selfsigned.KeyCABundle]
+	bundle := data[selfsigned.KeyCABundle]
 	if len(bundle) == 0 {
-		return fmt.Errorf("Secret iss-system/iss-webhook-tls has no %s yet", selfsigned.KeyCABundle)
+		return fmt.Errorf("Secret %s/%s has no %s yet", installNamespace, servingSecret, selfsigned.KeyCABundle)
 	}
 	for _, cfg := range configs {
-		hooks, _, err := unstructured.NestedSlice(cfg.Object, "webhooks")
-		if err != nil {
-			return err
-		}
-		for i := range hooks {
-			if err := unstructured.SetNestedField(hooks[i].(map[string]any), base64.StdEncoding.EncodeToString(bundle), "clientConfig", "caBundle"); err != nil {
-				return err
-			}
-		}
-		if err := unstructured.SetNestedSlice(cfg.Object, hooks, "webhooks"); err != nil {
+		if err := setBundle(cfg, bundle); err != nil {
 			return err
 		}
 	}
@@ -362,33 +387,54 @@ func waitForCRDs(ctx context.Context, c client.Client, objs []*unstructured.Unst
 	return nil
 }
 
+// waitForDeployment waits until every replica of the webhook's Deployment runs its current
+// template and is available, and no pod of an older one is left, terminating ones included:
+// until then a review may still reach an old replica.
 func waitForDeployment(ctx context.Context, c client.Client, out io.Writer) error {
-	return poll(ctx, out, "deployment iss-system/iss-webhook", func() (bool, string) {
+	return poll(ctx, out, "deployment "+installNamespace+"/"+webhookDeployment, func() (bool, string) {
 		d := &appsv1.Deployment{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook"}, d); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: installNamespace, Name: webhookDeployment}, d); err != nil {
 			return false, err.Error()
 		}
 		want := int32(1)
 		if d.Spec.Replicas != nil {
 			want = *d.Spec.Replicas
 		}
-		if d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want {
-			return true, ""
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.AvailableReplicas != want {
+			return false, fmt.Sprintf("%d of %d replicas updated, %d available", d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas)
 		}
-		return false, fmt.Sprintf("%d of %d replicas updated, %d available", d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas)
+		selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			return false, err.Error()
+		}
+		pods := &corev1.PodList{}
+		if err := c.List(ctx, pods, client.InNamespace(installNamespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return false, err.Error()
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				running++
+			}
+		}
+		if running != int(want) {
+			return false, fmt.Sprintf("%d replicas available, %d pods still running", want, running)
+		}
+		return true, ""
 	})
 }
 
-// waitForCertificate waits for cert-manager's Certificate, read as its typed object.
-func waitForCertificate(ctx context.Context, c client.Client, out io.Writer) error {
-	return poll(ctx, out, "certificate iss-system/iss-webhook", func() (bool, string) {
+// waitForCertificate waits for one of cert-manager's Certificates of the install, read as its
+// typed object, to be ready.
+func waitForCertificate(ctx context.Context, c client.Client, name string, out io.Writer) error {
+	return poll(ctx, out, "certificate "+installNamespace+"/"+name, func() (bool, string) {
 		cert := &certmanagerv1.Certificate{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "iss-system", Name: "iss-webhook"}, cert); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: installNamespace, Name: name}, cert); err != nil {
 			return false, err.Error()
 		}
 		for _, cond := range cert.Status.Conditions {
 			if cond.Type == certmanagerv1.CertificateConditionReady {
-				if cond.Status == cmmeta.ConditionTrue {
+				if cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration >= cert.Generation {
 					return true, ""
 				}
 				return false, cond.Reason + ": " + cond.Message

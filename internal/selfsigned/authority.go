@@ -328,3 +328,6 @@ func sameData(a, b map[string][]byte) bool {
 
 // ParseBundle returns the certificates of a PEM bundle, for callers that compare bundles.
 func ParseBundle(data []byte) ([]*x509.Certificate, error) { return parseCerts(data) }
+
+// EncodeBundle returns certs as a PEM bundle, in their order.
+func EncodeBundle(certs []*x509.Certificate) []byte { return encodeBundle(certs) }

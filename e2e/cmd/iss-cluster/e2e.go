@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"path/filepath"
@@ -48,6 +49,10 @@ func installArgs(kubeconfig, certMode string) []string {
 // webhook installed in the cert-manager mode.
 const certModeLabel = "cert-mode"
 
+// modeSwitchLabel labels the spec that switches the installed webhook from the self-signed
+// certificate mode to cert-manager, with ISS_E2E_SWITCH_INSTALL its issctl install arguments.
+const modeSwitchLabel = "mode-switch"
+
 // runE2E brings the cluster up, installs iss-webhook on it and runs the suite. A machine that
 // cannot run the cluster skips it, saying why.
 func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
@@ -84,29 +89,32 @@ func runE2E(ctx context.Context, c *cluster.Cluster, r e2eRun) (err error) {
 		return err
 	}
 	env := []string{"ISS_E2E_NODE=1", "ISS_E2E_CONTAINERD_SOCKET=" + c.ContainerdSocket(), "ISS_E2E_HOST_ADDRESS=" + cluster.PodGateway}
-	for _, phase := range []struct {
-		certMode, labels string
-	}{
-		// The whole suite, in the mode that needs nothing but the webhook.
-		{"self-signed", "!uninstall"},
-		// Then, installed again in the cert-manager mode, the specs of the certificates.
-		{"cert-manager", certModeLabel + " && !uninstall"},
-	} {
-		t.Step("installing iss-webhook in the %s certificate mode", phase.certMode)
-		if err := t.InstallWebhook(ctx, installArgs(c.Kubeconfig, phase.certMode), installRetryFor, installRetryEvery); err != nil {
-			return err
-		}
-		if _, err := t.Prepare(ctx); err != nil {
-			return err
-		}
-		if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=" + phase.labels}, r.testArgs...)); err != nil {
-			return err
-		}
-		// issctl uninstall removes the product: its spec runs alone, after all the others.
-		t.Step("and the uninstall spec, alone and last in the %s certificate mode", phase.certMode)
-		if err := t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...)); err != nil {
-			return err
-		}
+	// The whole suite, in the mode that needs nothing but the webhook.
+	t.Step("installing iss-webhook in the self-signed certificate mode")
+	if err := t.InstallWebhook(ctx, installArgs(c.Kubeconfig, "self-signed"), installRetryFor, installRetryEvery); err != nil {
+		return err
 	}
-	return nil
+	if _, err := t.Prepare(ctx); err != nil {
+		return err
+	}
+	if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=!uninstall && !" + modeSwitchLabel}, r.testArgs...)); err != nil {
+		return err
+	}
+	// Then the switch to the cert-manager mode, on the running install, as an operator would
+	// run it; the spec runs issctl install itself, and counts the admissions that fail meanwhile.
+	t.Step("switching iss-webhook to the cert-manager certificate mode, alone")
+	switchArgs, err := json.Marshal(installArgs(c.Kubeconfig, "cert-manager"))
+	if err != nil {
+		return err
+	}
+	if err := t.RunSuite(ctx, 15*time.Minute, append(env, "ISS_E2E_SWITCH_INSTALL="+string(switchArgs)), append([]string{"-ginkgo.label-filter=" + modeSwitchLabel}, r.testArgs...)); err != nil {
+		return err
+	}
+	// Then the specs of the certificates in the cert-manager mode.
+	if err := t.RunSuite(ctx, suiteTimeout, env, append([]string{"-ginkgo.label-filter=" + certModeLabel + " && !uninstall"}, r.testArgs...)); err != nil {
+		return err
+	}
+	// issctl uninstall removes the product: its spec runs alone, after all the others.
+	t.Step("and the uninstall spec, alone and last")
+	return t.RunSuite(ctx, 10*time.Minute, append(env, "ISS_E2E_UNINSTALL=1"), append([]string{"-ginkgo.label-filter=uninstall"}, r.testArgs...))
 }

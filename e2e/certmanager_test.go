@@ -175,9 +175,15 @@ var _ = Describe("Switching the certificate mode from self-signed to cert-manage
 			Expect(err).NotTo(HaveOccurred())
 			Expect(out).To(Equal("iss-system/"+certManagerCertificate), kind)
 		}
+		Expect(serving).NotTo(HaveKey("ca.key"), "the self-signed mode's CA key left the Secret")
+		Expect(serving).NotTo(HaveKey("ca-bundle.crt"), "the self-signed mode's bundle left the Secret")
+		// The install restarted the replicas after cert-manager's last issuance; each serves what
+		// the Secret holds (waited for: a replica reports what it loaded at its own pace).
 		want := pemCert(serving["tls.crt"]).SerialNumber.String()
-		for name, serial := range servedCertificates(ctx) {
-			Expect(serial).To(Equal(want), "replica %s", name)
-		}
+		Eventually(func(g Gomega) {
+			for name, serial := range servedCertificates(ctx) {
+				g.Expect(serial).To(Equal(want), "replica %s", name)
+			}
+		}).WithContext(ctx).WithTimeout(nodeSpecTimeout).WithPolling(2 * time.Second).Should(Succeed())
 	})
 })

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -49,22 +51,31 @@ const (
 // Secret volumes, and reviews would fail for that minute. So the hand-over, in an order where the
 // API server trusts what every replica serves at every moment:
 //  1. before cert-manager's serving Certificate is applied (cert-manager may issue at once), the
-//     installed configurations trust both their current bundle and cert-manager's CA, without
-//     the injector's annotation, which they get back at the end (trustBoth);
+//     rollout of this mode's replicas ends, so that no replica of the self-signed mode writes
+//     the Secret or the bundle any more, and the installed configurations trust both their
+//     current bundle and cert-manager's CA, without the injector's annotation, which they get
+//     back at the end (trustBoth);
 //  2. cert-manager issues a new serving certificate, as cmctl renew asks for it (renew);
-//  3. the Deployment restarts, so that every replica serves it, and the old replicas go.
+//  3. the Deployment restarts, so that every replica serves it, and the old replicas go; the
+//     self-signed mode's CA key leaves the Secret.
+//
+// An install interrupted after cert-manager issued and before the restart leaves a Secret of
+// cert-manager's CA and configurations that still trust the other one; the next install finds
+// that and runs the hand-over again, rather than trusting cert-manager's CA alone while the
+// replicas may still serve the old certificate.
 type certManagerHandover struct {
 	c   client.Client
 	out io.Writer
 	// ca is cert-manager's CA for the serving certificate.
 	ca *x509.Certificate
-	// needed is set when the serving Secret holds a certificate of another CA.
+	// needed is set when the serving Secret holds a certificate of another CA, or the
+	// configurations trust another CA than cert-manager's.
 	needed bool
 }
 
 // trustBoth reads cert-manager's CA once it is issued and, when the serving Secret holds a
-// certificate of another CA, makes the installed configurations (of configs, those that exist)
-// trust both CAs.
+// certificate of another CA or the installed configurations (of configs, those that exist)
+// trust another CA, waits for the rollout and makes those configurations trust both CAs.
 func (h *certManagerHandover) trustBoth(ctx context.Context, configs []*unstructured.Unstructured, apply func(*unstructured.Unstructured) error) error {
 	if err := waitForCertificate(ctx, h.c, caCertificate, h.out); err != nil {
 		return err
@@ -83,13 +94,20 @@ func (h *certManagerHandover) trustBoth(ctx context.Context, configs []*unstruct
 	if err != nil {
 		return err
 	}
-	if issuedBy(serving[corev1.TLSCertKey], h.ca) {
+	trusted, installed, err := liveBundles(ctx, h.c, configs)
+	if err != nil {
+		return err
+	}
+	why := handoverReason(serving[corev1.TLSCertKey], trusted, h.ca)
+	if why == "" {
 		return nil
 	}
 	h.needed = true
-	fmt.Fprintf(h.out, "the serving certificate in Secret %s/%s is not from cert-manager's CA (a switch from the self-signed mode, or a renewed CA): handing it over\n", installNamespace, servingSecret)
-	trusted, installed, err := liveBundles(ctx, h.c, configs)
-	if err != nil {
+	fmt.Fprintln(h.out, why)
+	// The replicas of the self-signed mode write the Secret and the configurations' bundle
+	// while they run; the install has taken their rights away and rolled out the replicas of
+	// this mode, and none of the old ones may be left when cert-manager takes the Secret over.
+	if err := waitForDeployment(ctx, h.c, h.out); err != nil {
 		return err
 	}
 	both, err := mergeBundles(append(trusted, serving[selfsigned.KeyCACert], caData[corev1.TLSCertKey])...)
@@ -128,8 +146,16 @@ func (h *certManagerHandover) renew(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	fmt.Fprintf(h.out, "asked cert-manager to renew certificate %s/%s now, as cmctl renew does\n", installNamespace, servingCertificate)
+	// The restart must come after the last issuance: cert-manager may issue twice (some
+	// releases issue when the Certificate is applied over a Secret without their annotations,
+	// and again for the request above), and replicas started between the two would serve a
+	// certificate the Secret no longer holds. The Issuing condition set above stays until
+	// cert-manager has written the Secret of the issuance it asked for.
 	var serving map[string][]byte
-	err := poll(ctx, h.out, "a serving certificate from cert-manager's CA", func() (bool, string) {
+	err := poll(ctx, h.out, "cert-manager to issue a serving certificate from its CA", func() (bool, string) {
+		if pending, why := issuancePending(ctx, h.c, servingCertificate); pending {
+			return false, why
+		}
 		data, err := secretData(ctx, h.c, servingSecret)
 		if err != nil {
 			return false, err.Error()
@@ -143,9 +169,6 @@ func (h *certManagerHandover) renew(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitForCertificate(ctx, h.c, servingCertificate, h.out); err != nil {
-		return nil, err
-	}
 	if err := restartDeployment(ctx, h.c); err != nil {
 		return nil, err
 	}
@@ -153,7 +176,99 @@ func (h *certManagerHandover) renew(ctx context.Context) ([]byte, error) {
 	if err := waitForDeployment(ctx, h.c, h.out); err != nil {
 		return nil, err
 	}
+	// cert-manager keeps the Secret's keys it does not write: the self-signed mode's CA key
+	// would stay in a Secret every replica mounts.
+	if err := dropSelfSignedKeys(ctx, h.c, h.out); err != nil {
+		return nil, err
+	}
 	return servingBundle(serving)
+}
+
+// handoverReason says why the serving certificate has to be handed over to cert-manager's CA,
+// given the serving Secret's certificate and the bundles the installed configurations trust,
+// or "" when it need not be.
+func handoverReason(serving []byte, trusted [][]byte, ca *x509.Certificate) string {
+	switch {
+	case !issuedBy(serving, ca):
+		return "the serving certificate in Secret " + installNamespace + "/" + servingSecret + " is not from cert-manager's CA (a switch from the self-signed mode, or a renewed CA): handing it over"
+	case trustsOtherCA(trusted, ca):
+		// The Secret is cert-manager's, but the configurations still trust another CA: a
+		// hand-over that was interrupted before its restart, whose replicas may still serve the
+		// old certificate. Trusting cert-manager's CA alone now would fail their reviews, so the
+		// hand-over runs again from its first step.
+		return "the webhook configurations still trust a CA other than cert-manager's (an earlier hand-over did not finish): handing the certificate over again"
+	}
+	return ""
+}
+
+// issuancePending says whether cert-manager has yet to finish an issuance of a Certificate:
+// its Issuing condition is true, or it is not Ready for its current generation.
+func issuancePending(ctx context.Context, c client.Client, name string) (bool, string) {
+	cert := &certmanagerv1.Certificate{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: installNamespace, Name: name}, cert); err != nil {
+		return true, err.Error()
+	}
+	ready := false
+	for _, cond := range cert.Status.Conditions {
+		switch {
+		case cond.Type == certmanagerv1.CertificateConditionIssuing && cond.Status == cmmeta.ConditionTrue:
+			return true, "certificate " + installNamespace + "/" + name + " is being issued (" + cond.Reason + ")"
+		case cond.Type == certmanagerv1.CertificateConditionReady:
+			ready = cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration >= cert.Generation
+		}
+	}
+	if !ready {
+		return true, "certificate " + installNamespace + "/" + name + " is not Ready"
+	}
+	return false, ""
+}
+
+// trustsOtherCA says whether any of bundles holds a certificate other than ca.
+func trustsOtherCA(bundles [][]byte, ca *x509.Certificate) bool {
+	for _, b := range bundles {
+		certs, err := selfsigned.ParseBundle(b)
+		if err != nil {
+			return true // not what cert-manager's CA injector writes
+		}
+		for _, cert := range certs {
+			if !cert.Equal(ca) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dropSelfSignedKeys removes from the serving Secret the keys only the self-signed mode writes
+// (its CA's key and its bundle), once no replica of that mode runs.
+func dropSelfSignedKeys(ctx context.Context, c client.Client, out io.Writer) error {
+	data, err := secretData(ctx, c, servingSecret)
+	if err != nil {
+		return err
+	}
+	var gone []string
+	for _, key := range []string{selfsigned.KeyCAKey, selfsigned.KeyCABundle} {
+		if _, ok := data[key]; ok {
+			gone = append(gone, key)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	patch := map[string]any{}
+	for _, key := range gone {
+		patch[key] = nil
+	}
+	body, err := json.Marshal(map[string]any{"data": patch})
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: installNamespace, Name: servingSecret}}
+	if err := c.Patch(ctx, s, client.RawPatch(types.MergePatchType, body), client.FieldOwner(fieldOwner)); err != nil {
+		return fmt.Errorf("removing the self-signed mode's keys from Secret %s/%s: %w", installNamespace, servingSecret, err)
+	}
+	fmt.Fprintf(out, "removed %s of the self-signed mode from Secret %s/%s\n", strings.Join(gone, " and "), installNamespace, servingSecret)
+	return nil
 }
 
 // secretData reads a Secret of the install's namespace.

@@ -59,7 +59,8 @@ and the policy, the webhook configurations last. Then it waits, with progress, u
 Deployment is available, the certificate is ready and the webhook answers. Running it again
 upgrades. In the cert-manager mode, a serving certificate that is not from cert-manager's CA (a
 switch from the self-signed mode) is handed over: both CAs trusted, a new certificate issued,
-the replicas restarted, then cert-manager's CA alone, so that no review fails meanwhile.
+the replicas restarted, then cert-manager's CA alone, so that no review fails meanwhile; an
+install interrupted during the hand-over finishes it when run again.
 
 Flags:
 `)

@@ -208,17 +208,13 @@ func issuancePending(ctx context.Context, c client.Client, name string) (bool, s
 	if err := c.Get(ctx, client.ObjectKey{Namespace: installNamespace, Name: name}, cert); err != nil {
 		return true, err.Error()
 	}
-	ready := false
 	for _, cond := range cert.Status.Conditions {
-		switch {
-		case cond.Type == certmanagerv1.CertificateConditionIssuing && cond.Status == cmmeta.ConditionTrue:
+		if cond.Type == certmanagerv1.CertificateConditionIssuing && cond.Status == cmmeta.ConditionTrue {
 			return true, "certificate " + installNamespace + "/" + name + " is being issued (" + cond.Reason + ")"
-		case cond.Type == certmanagerv1.CertificateConditionReady:
-			ready = cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration >= cert.Generation
 		}
 	}
-	if !ready {
-		return true, "certificate " + installNamespace + "/" + name + " is not Ready"
+	if ready, why := certificateReady(cert); !ready {
+		return true, "certificate " + installNamespace + "/" + name + " is not Ready: " + why
 	}
 	return false, ""
 }

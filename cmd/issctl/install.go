@@ -433,16 +433,22 @@ func waitForCertificate(ctx context.Context, c client.Client, name string, out i
 		if err := c.Get(ctx, client.ObjectKey{Namespace: installNamespace, Name: name}, cert); err != nil {
 			return false, err.Error()
 		}
-		for _, cond := range cert.Status.Conditions {
-			if cond.Type == certmanagerv1.CertificateConditionReady {
-				if cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration >= cert.Generation {
-					return true, ""
-				}
-				return false, cond.Reason + ": " + cond.Message
-			}
-		}
-		return false, "cert-manager has not issued it yet"
+		return certificateReady(cert)
 	})
+}
+
+// certificateReady says whether cert-manager reports a Certificate Ready for its current
+// generation, and why not.
+func certificateReady(cert *certmanagerv1.Certificate) (bool, string) {
+	for _, cond := range cert.Status.Conditions {
+		if cond.Type == certmanagerv1.CertificateConditionReady {
+			if cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration >= cert.Generation {
+				return true, ""
+			}
+			return false, cond.Reason + ": " + cond.Message
+		}
+	}
+	return false, "cert-manager has not issued it yet"
 }
 
 // waitForWebhook waits until the API server reaches the webhook: a server-side dry run of an
